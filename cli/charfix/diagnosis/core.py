@@ -1,0 +1,150 @@
+"""The order of judgement: status, ownership, character, output, library; then the state."""
+
+from __future__ import annotations
+
+from charfix import facts as f
+from charfix.diagnosis.character import resolve_character
+from charfix.diagnosis.library import plan_library
+from charfix.diagnosis.status import judge_status
+from charfix.diagnosis.work import Rules, Work
+from charfix.models import (
+    LIBRARY_BUCKET,
+    WORKSPACE_BUCKET,
+    Diagnosis,
+    Event,
+    JobFacts,
+    ReasonCode as R,
+    State,
+)
+
+# Reasons only a person can settle.
+REVIEW_CODES = frozenset(
+    {
+        R.ASSET_OWNER_MISMATCH,
+        R.CHARACTER_AMBIGUOUS,
+        R.CHARACTER_DELETED,
+        R.CHARACTER_LINKED_TO_OLDER,
+        R.CHARACTER_NOT_FOUND,
+        R.CHARACTER_OWNER_MISMATCH,
+        R.NO_CHARACTER_REFERENCE,
+        R.OUTPUT_EXTERNAL_URL,
+    }
+)
+
+
+def diagnose(facts: JobFacts, rules: Rules) -> Diagnosis:
+    work = Work(facts=facts, rules=rules)
+    request = f.read_request(facts.job)
+    if not request.is_portrait:
+        return _finish(work, State.NOT_APPLICABLE)
+    output = f.find_output(facts)
+    rows = f.job_rows(facts)
+    has_output = output.source is not None or f.saved_copy(facts, rows) is not None
+    early = judge_status(work, output, has_output=has_output)
+    if early is not None:
+        return _finish(work, early)
+    if request.source_only:
+        work.because(
+            R.METADATA_SOURCE_ONLY,
+            "The request set metadata.source instead of metadata.destination, so auto-save never ran.",
+            source="character_portrait",
+        )
+    if _foreign_asset(work):
+        return _finish(work, State.NEEDS_REVIEW)
+    autosave_had_inputs = resolve_character(work, request, rows) and not request.source_only
+    if not has_output:
+        _no_output(work, output)
+    if work.character is not None and not work.has(*(REVIEW_CODES - {R.OUTPUT_EXTERNAL_URL})) and not work.lost:
+        plan_library(work, output, rows, report=autosave_had_inputs and has_output)
+    return _finish(work, _state(work))
+
+
+def _foreign_asset(work: Work) -> bool:
+    foreign = f.foreign_assets(work.facts)
+    if foreign:
+        work.because(
+            R.ASSET_OWNER_MISMATCH,
+            "A workspace asset of this job belongs to another user; charfix never repairs it.",
+            asset_id=foreign[0].id,
+            asset_user_id=foreign[0].user_id,
+            job_user_id=work.facts.job.user_id,
+        )
+    return bool(foreign)
+
+
+def _no_output(work: Work, output: f.Output) -> None:
+    if output.external_url:
+        work.because(
+            R.OUTPUT_EXTERNAL_URL,
+            "The upload to workspace-temp failed and the asset kept the provider's URL, which may have expired.",
+            url=output.external_url,
+            asset_id=output.asset.id if output.asset else None,
+        )
+        return
+    work.lost = True
+    detail = (
+        "the asset row's temp_storage_path is empty (the upload failed)"
+        if output.empty_path
+        else "no object is left in workspace-temp"
+    )
+    work.because(
+        R.OUTPUT_MISSING,
+        f"The output is gone: {detail}, and the library holds no copy.",
+        asset_id=output.asset.id if output.asset else None,
+        recorded_key=output.recorded_key,
+        searched=f"{WORKSPACE_BUCKET}/{f.job_prefix(work.facts.job)}*",
+    )
+
+
+def _state(work: Work) -> State:
+    if work.lost:
+        return State.LOST
+    if work.has(*REVIEW_CODES):
+        return State.NEEDS_REVIEW
+    if work.plan:
+        return State.REPAIRABLE
+    if work.has(R.LIBRARY_DUPLICATES):
+        return State.NEEDS_REVIEW
+    return State.SAVED
+
+
+def _finish(work: Work, state: State) -> Diagnosis:
+    job = work.facts.job
+    request = f.read_request(job)
+    keeps_plan = state in (State.REPAIRABLE, State.FAILED) or work.has(R.OUTPUT_EXTERNAL_URL)
+    character = work.character
+    return Diagnosis(
+        job_id=job.id,
+        user_id=job.user_id,
+        status=job.status,
+        created_at=job.created_at,
+        state=state,
+        reasons=work.reasons,
+        character_id=character.id if character else None,
+        character_name=request.character_name or (character.name if character else None),
+        candidates=work.candidates,
+        plan=work.plan if keeps_plan else [],
+        notes=work.notes,
+        timeline=_timeline(work),
+    )
+
+
+def _timeline(work: Work) -> list[Event]:
+    facts, job = work.facts, work.facts.job
+    events = [Event(at=job.created_at, what=f"job created (status now '{job.status}')")]
+    if job.started_at:
+        events.append(Event(at=job.started_at, what="job started"))
+    for asset in f.own_assets(facts):
+        path = asset.temp_storage_path or "empty temp_storage_path"
+        events.append(Event(at=asset.created_at, what=f"output stored: workspace asset {asset.id} ({path})"))
+    for obj in facts.temp_objects:
+        if obj.updated_at and not f.is_thumbnail(obj.key):
+            events.append(Event(at=obj.updated_at, what=f"object written: {obj.path}"))
+    own = sorted((c for c in facts.characters if c.user_id == job.user_id), key=lambda c: c.created_at)
+    for character in own:
+        events.append(Event(at=character.created_at, what=f"character '{character.name}' created ({character.id})"))
+    for row in f.job_rows(facts):
+        events.append(Event(at=row.created_at, what=f"library row {row.id} created ({LIBRARY_BUCKET}/{row.storage_path})"))
+    if job.completed_at:
+        events.append(Event(at=job.completed_at, what="job marked completed"))
+    return sorted(events, key=lambda e: e.at)

@@ -1,0 +1,167 @@
+"""The auto-save steps still to do once the character is known: object, row, character image."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from charfix import facts as f
+from charfix.diagnosis.work import Work
+from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Action, LibraryItem, ReasonCode as R
+
+
+def plan_library(work: Work, output: f.Output, rows: list[LibraryItem], *, report: bool) -> None:
+    """Plan what auto-save left undone. `report` says whether each gap is itself a cause
+    (auto-save had what it needed and a step failed) or only a consequence of an earlier reason."""
+    visible = [r for r in rows if f.is_visible(r)]
+    generic = [r for r in rows if not f.is_visible(r)]
+    _duplicates(work, visible)
+    if visible:
+        key = visible[0].storage_path
+        _ensure_object(work, output, key, report=report)
+    elif generic:
+        key = generic[0].storage_path
+        _upgrade(work, generic[0])
+        _ensure_object(work, output, key, report=report)
+    else:
+        key = _new_row(work, output, report=report)
+    _character_image(work, output, key, report=report)
+
+
+def _duplicates(work: Work, visible: list[LibraryItem]) -> None:
+    if len(visible) < 2:
+        return
+    work.because(
+        R.LIBRARY_DUPLICATES,
+        f"{len(visible)} library rows hold this portrait; the oldest is kept, the others need removing by a person.",
+        keep=visible[0].id,
+        duplicates=", ".join(str(r.id) for r in visible[1:]),
+    )
+
+
+def _upgrade(work: Work, row: LibraryItem) -> None:
+    character = work.character
+    work.because(
+        R.LIBRARY_ROW_GENERIC,
+        "The portrait was saved by hand as a generic row that the Characters tab does not show.",
+        library_row_id=row.id,
+        storage_path=row.storage_path,
+        content_category=row.content_category,
+    )
+    work.then(
+        Action.UPGRADE_LIBRARY_ROW,
+        f"Give library row {row.id} the character tags, category and roleplay metadata (no new copy).",
+        library_row_id=row.id,
+        character_id=character.id,
+        character_name=character.name,
+    )
+
+
+def _ensure_object(work: Work, output: f.Output, key: str, *, report: bool) -> None:
+    if f.library_object(work.facts, key) is not None:
+        return
+    if report:
+        work.because(
+            R.LIBRARY_COPY_MISSING,
+            f"The library row points at {LIBRARY_BUCKET}/{key}, but no object is there.",
+            destination=f"{LIBRARY_BUCKET}/{key}",
+        )
+    _copy(work, output, key)
+
+
+def _new_row(work: Work, output: f.Output, *, report: bool) -> str:
+    character = work.character
+    existing = f.library_copy_for(work.facts, character.id)
+    if existing is not None:
+        if report:
+            work.because(
+                R.LIBRARY_ROW_MISSING,
+                "The image was copied to the library, but the row that shows it was never inserted.",
+                object=existing.path,
+            )
+        key = existing.key
+    else:
+        source = output.source.key if output.source else output.external_url or ""
+        key = f"{f.job_prefix(work.facts.job)}{character.id}.{f.extension(source.split('?')[0])}"
+        if report:
+            work.because(
+                R.LIBRARY_COPY_MISSING,
+                "The image is in workspace-temp but was never copied to the library.",
+                source=output.source.path if output.source else output.external_url,
+                destination=f"{LIBRARY_BUCKET}/{key}",
+            )
+        _copy(work, output, key)
+    work.then(
+        Action.INSERT_LIBRARY_ROW,
+        f"Insert the library row for {LIBRARY_BUCKET}/{key} that the Characters tab shows.",
+        storage_path=key,
+        character_id=character.id,
+        character_name=character.name,
+    )
+    return key
+
+
+def _copy(work: Work, output: f.Output, key: str) -> None:
+    params: dict[str, Any] = {"destination": f"{LIBRARY_BUCKET}/{key}"}
+    if output.source is not None:
+        params["source"] = output.source.path
+    elif output.external_url:
+        params["source_url"] = output.external_url
+    if output.thumbnail is not None:
+        params["thumbnail_source"] = output.thumbnail.path
+        params["thumbnail_destination"] = f"{LIBRARY_BUCKET}/{key.rsplit('.', 1)[0]}{f.THUMB_SUFFIX}"
+    origin = params.get("source") or params.get("source_url")
+    work.then(Action.COPY_OBJECT, f"Copy {origin} to {params['destination']}.", **params)
+
+
+def _character_image(work: Work, output: f.Output, key: str, *, report: bool) -> None:
+    character = work.character
+    target = f"{LIBRARY_BUCKET}/{key}"
+    if character.image_url == target:
+        return
+    if not _replaceable(work, output, character.image_url):
+        work.notes.append(
+            f"'{character.name}' shows {character.image_url}, chosen after this job; charfix keeps it."
+        )
+        return
+    if report:
+        work.because(
+            R.CHARACTER_IMAGE_NOT_UPDATED,
+            f"'{character.name}' still shows {character.image_url or 'no image'} instead of the saved portrait.",
+            character_id=character.id,
+            image_url=character.image_url,
+            expected=target,
+        )
+    seed = output.asset.generation_seed if output.asset else None
+    if seed is not None and not f.fits_int4(seed):
+        work.notes.append(f"Seed {seed} does not fit characters.seed_locked (integer); it is left alone.")
+    work.then(
+        Action.UPDATE_CHARACTER_IMAGE,
+        f"Point '{character.name}' (image_url, reference_image_url) at {target}.",
+        character_id=character.id,
+        image_url=target,
+        previous_image_url=character.image_url,
+        seed_locked=seed if f.fits_int4(seed) else None,
+    )
+
+
+def _replaceable(work: Work, output: f.Output, current: str | None) -> bool:
+    """Replace only an image this job produced or an empty one (domain.md section 5)."""
+    job, character = work.facts.job, work.character
+    current = (current or "").strip()
+    if current in ("", f"{WORKSPACE_BUCKET}/", WORKSPACE_BUCKET):
+        return True
+    if current.startswith(f"{WORKSPACE_BUCKET}/{f.job_prefix(job)}"):
+        return True
+    if output.recorded_key and current == f"{WORKSPACE_BUCKET}/{output.recorded_key}":
+        return True
+    if not f.is_url(current):
+        return False
+    if str(job.id) in current or current == output.external_url:
+        return True
+    if output.source is not None and output.source.key in current:
+        return True
+    if current in f.strings_in(job.metadata):
+        return True
+    # The create-character flow stores the provider's URL of the portrait it was just shown.
+    start = job.created_at
+    return start <= character.created_at <= start + work.rules.link_window

@@ -1,0 +1,76 @@
+"""What the job's own status says, read against the output that exists."""
+
+from __future__ import annotations
+
+from charfix import facts as f
+from charfix.diagnosis.work import Work, duration
+from charfix.models import WORKSPACE_BUCKET, Action, ReasonCode as R, State
+
+OPEN_STATUSES = ("queued", "processing")
+ENDED_STATUSES = ("failed", "cancelled")
+
+
+def judge_status(work: Work, output: f.Output, *, has_output: bool) -> State | None:
+    """Add the status reasons; return a final state when nothing more can be said."""
+    job = work.facts.job
+    if job.status in OPEN_STATUSES:
+        return _open(work, output, has_output=has_output)
+    if job.status in ENDED_STATUSES:
+        return _ended(work, output, has_output=has_output)
+    if job.status != "completed":
+        work.notes.append(f"Unknown job status '{job.status}'; a person should look at it.")
+        return State.NEEDS_REVIEW
+    return None
+
+
+def _open(work: Work, output: f.Output, *, has_output: bool) -> State | None:
+    job = work.facts.job
+    if has_output or output.asset is not None:
+        work.because(
+            R.JOB_NOT_COMPLETED,
+            f"The job still says '{job.status}' although its output was stored.",
+            job_created_at=job.created_at,
+            output_stored_at=output.created_at,
+            asset_id=output.asset.id if output.asset else None,
+            object=output.source.path if output.source else None,
+        )
+        work.then(
+            Action.COMPLETE_JOB,
+            "Mark the job completed at the time its output was stored.",
+            completed_at=output.created_at or job.created_at,
+        )
+        return None
+    age = work.rules.now - job.created_at
+    if age <= work.rules.stuck_after:
+        return State.IN_PROGRESS
+    work.because(
+        R.JOB_NO_OUTPUT,
+        f"The job has said '{job.status}' for {duration(age)} and produced no asset and no object.",
+        job_created_at=job.created_at,
+        searched=f"{WORKSPACE_BUCKET}/{f.job_prefix(job)}*",
+    )
+    work.then(
+        Action.MARK_FAILED,
+        "Record the job as failed (only on request).",
+        error_message="charfix: no output was ever stored for this job",
+    )
+    return State.FAILED
+
+
+def _ended(work: Work, output: f.Output, *, has_output: bool) -> State | None:
+    job = work.facts.job
+    survived = " but its output survived." if has_output else " and no output exists."
+    work.because(
+        R.JOB_FAILED,
+        f"The job is marked '{job.status}'{survived}",
+        error_message=job.error_message,
+        object=output.source.path if output.source else None,
+    )
+    if not has_output:
+        return State.FAILED
+    work.then(
+        Action.COMPLETE_JOB,
+        "Mark the job completed: its output exists, so the failure was a clean-up, not the generation.",
+        completed_at=output.created_at or job.created_at,
+    )
+    return None

@@ -1,0 +1,49 @@
+"""Errors carry the reason a run stopped and the exit code it maps to; `app` turns them into one line."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    OK = 0
+    JOBS_FAILED = 1  # some repairs failed; the others were done
+    USAGE = 2  # bad input: not a uuid, unknown option value (Typer uses 2 as well)
+    CONFIG = 3  # nothing to connect to, or a bad config file
+    NOT_FOUND = 4  # a job id that is not in the database
+    BACKEND = 5  # the database or storage failed or refused
+    REFUSED = 6  # a safety rule forbids the write asked for
+    INTERRUPTED = 130  # 128 + SIGINT
+
+
+class CharfixError(Exception):
+    exit_status = ExitStatus.USAGE
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(CharfixError):
+    exit_status = ExitStatus.USAGE
+
+
+class ConfigError(CharfixError):
+    exit_status = ExitStatus.CONFIG
+
+
+class NotFoundError(CharfixError):
+    exit_status = ExitStatus.NOT_FOUND
+
+
+class BackendError(CharfixError):
+    exit_status = ExitStatus.BACKEND
+
+
+class SchemaError(BackendError):
+    """The live tables lack a column charfix needs."""
+
+
+class RefusedError(CharfixError):
+    exit_status = ExitStatus.REFUSED

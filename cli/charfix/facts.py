@@ -1,0 +1,249 @@
+"""Pure readings of one job's facts: what its metadata says, where its output is, who its character is.
+
+The diagnosis is built from these. Each function takes models and returns plain values; none raises
+on odd data, because the application's metadata may hold anything.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from charfix.models import (
+    LIBRARY_BUCKET,
+    PORTRAIT,
+    WORKSPACE_BUCKET,
+    Character,
+    Job,
+    JobFacts,
+    LibraryItem,
+    StoredObject,
+    WorkspaceAsset,
+)
+
+THUMB_SUFFIX = ".thumb.webp"
+INT4_MAX = 2_147_483_647
+PREFIX_LENGTH = 74  # len("{user uuid}/{job uuid}_")
+INT4_MIN = -2_147_483_648
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def text_value(data: dict[str, Any], *keys: str) -> str | None:
+    """The first of `keys` that holds a non-blank string."""
+    for key in keys:
+        value = data.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
+
+
+def as_uuid(value: Any) -> UUID | None:
+    if isinstance(value, UUID):
+        return value
+    if not isinstance(value, str):
+        return None
+    try:
+        return UUID(value.strip())
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the job's metadata asked for."""
+
+    is_portrait: bool
+    source_only: bool
+    character_id: UUID | None
+    raw_character_id: str | None
+    character_name: str | None
+
+
+def read_request(job: Job) -> Request:
+    meta = as_dict(job.metadata)
+    destination = meta.get("destination")
+    source = meta.get("source")
+    raw_id = meta.get("character_id")
+    return Request(
+        is_portrait=PORTRAIT in (destination, source),
+        source_only=source == PORTRAIT and destination != PORTRAIT,
+        character_id=as_uuid(raw_id),
+        raw_character_id=None if raw_id is None else str(raw_id),
+        character_name=text_value(meta, "character_name", "characterName"),
+    )
+
+
+def job_prefix(job: Job) -> str:
+    return f"{job.user_id}/{job.id}_"
+
+
+def is_thumbnail(key: str) -> bool:
+    return key.endswith(THUMB_SUFFIX)
+
+
+def extension(key: str, default: str = "png") -> str:
+    ext = posixpath.splitext(key)[1].lstrip(".").lower()
+    return ext or default
+
+
+def strip_bucket(path: str, bucket: str) -> str:
+    return path[len(bucket) + 1 :] if path.startswith(bucket + "/") else path
+
+
+def is_url(value: str | None) -> bool:
+    return bool(value) and value.lower().startswith(("http://", "https://"))
+
+
+def normalized_name(name: str) -> str:
+    """Names that differ only in case or spacing are near matches."""
+    return "".join(name.split()).lower()
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where the generated image is, if anywhere."""
+
+    asset: WorkspaceAsset | None
+    source: StoredObject | None  # the object in workspace-temp
+    thumbnail: StoredObject | None
+    external_url: str | None
+    empty_path: bool
+    recorded_key: str | None  # temp_storage_path when it is a key
+
+    @property
+    def created_at(self) -> datetime | None:
+        if self.asset is not None:
+            return self.asset.created_at
+        return self.source.updated_at if self.source is not None else None
+
+
+def own_assets(facts: JobFacts) -> list[WorkspaceAsset]:
+    job = facts.job
+    mine = [a for a in facts.assets if a.job_id == job.id and a.user_id == job.user_id]
+    return sorted(mine, key=lambda a: (a.asset_index, a.created_at))
+
+
+def foreign_assets(facts: JobFacts) -> list[WorkspaceAsset]:
+    return [a for a in facts.assets if a.job_id == facts.job.id and a.user_id != facts.job.user_id]
+
+
+def find_output(facts: JobFacts) -> Output:
+    assets = own_assets(facts)
+    asset = assets[0] if assets else None
+    prefix = job_prefix(facts.job)
+    objects = {o.key: o for o in facts.temp_objects if o.key.startswith(prefix)}
+    path = asset.temp_storage_path.strip() if asset else ""
+    recorded = None if (not path or is_url(path)) else strip_bucket(path, WORKSPACE_BUCKET)
+    source = objects.get(recorded) if recorded else None
+    if source is None:
+        # The asset row may be gone (clean-ups) or name a key that was never written.
+        mains = sorted(k for k in objects if not is_thumbnail(k))
+        source = objects[mains[0]] if mains else None
+    thumbnail = None
+    if source is not None:
+        thumbnail = objects.get(posixpath.splitext(source.key)[0] + THUMB_SUFFIX)
+    return Output(
+        asset=asset,
+        source=source,
+        thumbnail=thumbnail,
+        external_url=path if is_url(path) else None,
+        empty_path=asset is not None and not path,
+        recorded_key=recorded,
+    )
+
+
+def is_visible(item: LibraryItem) -> bool:
+    """What the Library's Characters tab shows."""
+    meta = as_dict(item.roleplay_metadata)
+    return (
+        meta.get("type") == PORTRAIT
+        or "character" in (item.tags or [])
+        or item.content_category == "character"
+    )
+
+
+def row_job_id(item: LibraryItem) -> UUID | None:
+    return as_uuid(as_dict(item.roleplay_metadata).get("job_id")) or as_uuid(
+        as_dict(item.generation_metadata).get("job_id")
+    )
+
+
+def row_character_id(item: LibraryItem) -> UUID | None:
+    return item.character_id or as_uuid(as_dict(item.roleplay_metadata).get("character_id"))
+
+
+def job_rows(facts: JobFacts) -> list[LibraryItem]:
+    """Library rows that belong to this job: by key, by recorded job id, or by asset id (manual save)."""
+    job = facts.job
+    prefix = job_prefix(job)
+    asset_stems = {f"{job.user_id}/{a.id}" for a in own_assets(facts)}
+    rows = [
+        item
+        for item in facts.library_items
+        if item.user_id == job.user_id
+        and (
+            item.storage_path.startswith(prefix)
+            or row_job_id(item) == job.id
+            or posixpath.splitext(item.storage_path)[0] in asset_stems
+        )
+    ]
+    return sorted(rows, key=lambda r: (r.created_at, str(r.id)))
+
+
+def library_object(facts: JobFacts, key: str) -> StoredObject | None:
+    for obj in (*facts.library_objects, *facts.generic_objects):
+        if obj.bucket == LIBRARY_BUCKET and obj.key == key:
+            return obj
+    return None
+
+
+def library_copy_for(facts: JobFacts, character_id: UUID) -> StoredObject | None:
+    """An object the application (or an earlier run) already copied for this job and character."""
+    stem = f"{job_prefix(facts.job)}{character_id}."
+    found = sorted(
+        (o for o in facts.library_objects if o.key.startswith(stem) and not is_thumbnail(o.key)),
+        key=lambda o: o.key,
+    )
+    return found[0] if found else None
+
+
+def fits_int4(value: int | None) -> bool:
+    return value is not None and INT4_MIN <= value <= INT4_MAX
+
+
+def character_by_id(facts: JobFacts, character_id: UUID | None) -> Character | None:
+    if character_id is None:
+        return None
+    return next((c for c in facts.characters if c.id == character_id), None)
+
+
+def strings_in(value: Any, depth: int = 0) -> set[str]:
+    """Every string inside a JSON value (bounded depth, since metadata may hold anything)."""
+    if depth > 8:
+        return set()
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        found: set[str] = set()
+        for item in value:
+            found |= strings_in(item, depth + 1)
+        return found
+    return set()
+
+
+def saved_copy(facts: JobFacts, rows: list[LibraryItem]) -> StoredObject | None:
+    """The portrait's object in user-library, named by one of the job's rows or by the job's key."""
+    for row in rows:
+        found = library_object(facts, row.storage_path)
+        if found is not None:
+            return found
+    mains = sorted((o for o in facts.library_objects if not is_thumbnail(o.key)), key=lambda o: o.key)
+    return mains[0] if mains else None

@@ -1,0 +1,210 @@
+"""The domain's records and the diagnosis they produce.
+
+Models mirror the application's tables only in the columns charfix reads or writes; the live tables
+have many more. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+WORKSPACE_BUCKET = "workspace-temp"
+LIBRARY_BUCKET = "user-library"
+PORTRAIT = "character_portrait"
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Job(Record):
+    id: UUID
+    user_id: UUID
+    job_type: str = ""
+    status: str
+    error_message: str | None = None
+    # Anything at all: the application copies the request's metadata verbatim.
+    metadata: Any = None
+    created_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+class WorkspaceAsset(Record):
+    id: UUID
+    user_id: UUID
+    job_id: UUID
+    asset_index: int = 0
+    asset_type: str = "image"
+    temp_storage_path: str = ""
+    file_size_bytes: int = 0
+    mime_type: str = "image/png"
+    generation_seed: int | None = None
+    original_prompt: str = ""
+    model_used: str = ""
+    width: int | None = None
+    height: int | None = None
+    thumbnail_path: str | None = None
+    created_at: datetime
+
+
+class Character(Record):
+    id: UUID
+    user_id: UUID | None = None
+    name: str
+    image_url: str | None = None
+    reference_image_url: str | None = None
+    seed_locked: int | None = None
+    created_at: datetime
+    updated_at: datetime | None = None
+
+
+class LibraryItem(Record):
+    id: UUID
+    user_id: UUID
+    asset_type: str = "image"
+    storage_path: str
+    file_size_bytes: int = 0
+    mime_type: str = "image/png"
+    original_prompt: str = ""
+    model_used: str = ""
+    generation_seed: int | None = None
+    tags: list[str] | None = None
+    content_category: str | None = None
+    roleplay_metadata: Any = None
+    thumbnail_path: str | None = None
+    width: int | None = None
+    height: int | None = None
+    created_at: datetime
+    # Newer schemas only; None when the live table lacks the column.
+    character_id: UUID | None = None
+    output_type: str | None = None
+    generation_metadata: Any = None
+
+
+class StoredObject(Record):
+    bucket: str
+    key: str
+    size: int
+    updated_at: datetime | None = None
+
+    @property
+    def path(self) -> str:
+        return f"{self.bucket}/{self.key}"
+
+
+class JobFacts(Record):
+    """Everything known about one job, gathered in batches before any diagnosis."""
+
+    job: Job
+    assets: tuple[WorkspaceAsset, ...] = ()
+    # Objects under `{user_id}/{job_id}_` in each bucket.
+    temp_objects: tuple[StoredObject, ...] = ()
+    library_objects: tuple[StoredObject, ...] = ()
+    # Objects named by generic library rows (`{user_id}/{asset_id}.png`).
+    generic_objects: tuple[StoredObject, ...] = ()
+    # The character named by id (any owner), the user's same-name characters (exact and near),
+    # and characters named by this job's library rows.
+    characters: tuple[Character, ...] = ()
+    library_items: tuple[LibraryItem, ...] = ()
+
+
+class State(StrEnum):
+    SAVED = "saved"
+    IN_PROGRESS = "in_progress"
+    REPAIRABLE = "repairable"
+    NEEDS_REVIEW = "needs_review"
+    LOST = "lost"
+    FAILED = "failed"
+    NOT_APPLICABLE = "not_applicable"
+
+
+class ReasonCode(StrEnum):
+    JOB_NOT_COMPLETED = "job_not_completed"
+    JOB_NO_OUTPUT = "job_no_output"
+    JOB_FAILED = "job_failed"
+    METADATA_SOURCE_ONLY = "metadata_source_only"
+    OUTPUT_EXTERNAL_URL = "output_external_url"
+    OUTPUT_MISSING = "output_missing"
+    ASSET_OWNER_MISMATCH = "asset_owner_mismatch"
+    CHARACTER_ID_MISSING = "character_id_missing"
+    CHARACTER_CREATED_LATER = "character_created_later"
+    CHARACTER_NOT_FOUND = "character_not_found"
+    CHARACTER_AMBIGUOUS = "character_ambiguous"
+    CHARACTER_DELETED = "character_deleted"
+    CHARACTER_OWNER_MISMATCH = "character_owner_mismatch"
+    CHARACTER_LINKED_TO_OLDER = "character_linked_to_older"
+    NO_CHARACTER_REFERENCE = "no_character_reference"
+    LIBRARY_COPY_MISSING = "library_copy_missing"
+    LIBRARY_ROW_MISSING = "library_row_missing"
+    LIBRARY_ROW_GENERIC = "library_row_generic"
+    LIBRARY_DUPLICATES = "library_duplicates"
+    CHARACTER_IMAGE_NOT_UPDATED = "character_image_not_updated"
+
+
+class Action(StrEnum):
+    COMPLETE_JOB = "complete_job"
+    LINK_CHARACTER = "link_character"
+    COPY_OBJECT = "copy_object"
+    INSERT_LIBRARY_ROW = "insert_library_row"
+    UPGRADE_LIBRARY_ROW = "upgrade_library_row"
+    UPDATE_CHARACTER_IMAGE = "update_character_image"
+    MARK_FAILED = "mark_failed"
+
+
+class Reason(BaseModel):
+    code: ReasonCode
+    message: str
+    evidence: dict[str, str] = Field(default_factory=dict)
+
+
+class Candidate(BaseModel):
+    id: UUID
+    name: str
+    created_at: datetime
+    image_url: str | None = None
+    exact: bool
+    # Seconds from the job's creation to the character's (negative: the character is older).
+    seconds_after_job: float
+
+
+class Step(BaseModel):
+    action: Action
+    description: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Event(BaseModel):
+    at: datetime
+    what: str
+
+
+class Diagnosis(BaseModel):
+    job_id: UUID
+    user_id: UUID
+    status: str
+    created_at: datetime
+    state: State
+    reasons: list[Reason] = Field(default_factory=list)
+    character_id: UUID | None = None
+    character_name: str | None = None
+    candidates: list[Candidate] = Field(default_factory=list)
+    plan: list[Step] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    timeline: list[Event] = Field(default_factory=list)
+
+    @property
+    def codes(self) -> list[str]:
+        return [reason.code.value for reason in self.reasons]
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        data["reasons"] = self.codes
+        data["explanations"] = [r.model_dump(mode="json") for r in self.reasons]
+        data["plan"] = [s.model_dump(mode="json") for s in self.plan]
+        return data

@@ -1,0 +1,95 @@
+"""The repository interface: reads in batches (a page of jobs, then everything related to the page)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from charfix.errors import SchemaError
+from charfix.models import Character, Job, LibraryItem, WorkspaceAsset
+
+# Columns charfix reads or writes; the live tables have many more.
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "jobs": ("id", "user_id", "job_type", "status", "error_message", "metadata", "created_at", "completed_at"),
+    "workspace_assets": (
+        "id", "user_id", "job_id", "asset_index", "asset_type", "temp_storage_path", "file_size_bytes",
+        "mime_type", "generation_seed", "original_prompt", "model_used", "created_at",
+    ),
+    "characters": ("id", "user_id", "name", "image_url", "reference_image_url", "seed_locked", "created_at"),
+    "user_library": (
+        "id", "user_id", "asset_type", "storage_path", "file_size_bytes", "mime_type", "original_prompt",
+        "model_used", "generation_seed", "tags", "content_category", "roleplay_metadata", "created_at",
+    ),
+}
+# Read when present: older schemas lack them.
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
+    "jobs": ("started_at",),
+    "workspace_assets": ("width", "height", "thumbnail_path"),
+    "characters": ("updated_at",),
+    "user_library": (
+        "thumbnail_path", "width", "height", "character_id", "output_type", "generation_metadata", "is_primary",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The live columns of the four tables, read once at connect time."""
+
+    columns: dict[str, frozenset[str]]
+
+    @classmethod
+    def from_columns(cls, live: dict[str, set[str]]) -> Schema:
+        for table, needed in REQUIRED_COLUMNS.items():
+            if table not in live:
+                raise SchemaError(f"table '{table}' was not found", hint="check the schema (charfix reads public.*)")
+            missing = [c for c in needed if c not in live[table]]
+            if missing:
+                raise SchemaError(f"table '{table}' lacks column(s) {', '.join(missing)} that charfix needs")
+        return cls(columns={t: frozenset(cols) for t, cols in live.items()})
+
+    def readable(self, table: str) -> list[str]:
+        optional = [c for c in OPTIONAL_COLUMNS[table] if c in self.columns[table]]
+        return list(REQUIRED_COLUMNS[table]) + optional
+
+    def has(self, table: str, column: str) -> bool:
+        return column in self.columns.get(table, ())
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    """Which portrait jobs to look at."""
+
+    since: datetime
+    user_id: UUID | None = None
+    job_ids: tuple[UUID, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Page:
+    """Keyset position: the last job of the previous page."""
+
+    created_at: datetime
+    id: UUID
+
+
+class Repository(Protocol):
+    schema: Schema
+    queries: int  # statements or requests sent, for the benchmarks and the batching tests
+
+    def portrait_jobs(self, query: JobQuery, *, after: Page | None, limit: int) -> list[Job]: ...
+
+    def jobs_by_id(self, ids: Sequence[UUID]) -> list[Job]: ...
+
+    def assets_for(self, job_ids: Sequence[UUID]) -> list[WorkspaceAsset]: ...
+
+    def library_items_for(self, jobs: Sequence[Job], assets: Sequence[WorkspaceAsset]) -> list[LibraryItem]: ...
+
+    def characters_for(self, ids: Sequence[UUID], names: Sequence[tuple[UUID, str]]) -> list[Character]:
+        """Characters by id (any owner), and each user's characters whose normalized name matches."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,158 @@
+"""The repository over a direct Postgres connection (psycopg 3).
+
+Every read is one statement per page of jobs, whatever the page size: the batching the support
+tool needs on a `jobs` table that grows by every generation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel
+
+from charfix.errors import BackendError
+from charfix.facts import PREFIX_LENGTH, normalized_name
+from charfix.models import PORTRAIT, Character, Job, LibraryItem, WorkspaceAsset
+from charfix.repository.base import REQUIRED_COLUMNS, JobQuery, Page, Schema
+
+M = TypeVar("M", bound=BaseModel)
+
+# Mirrors charfix.facts.normalized_name closely enough to fetch a superset; Python filters again.
+NORMALIZED_NAME = "lower(regexp_replace(name, '\\s', '', 'g'))"
+
+
+class PostgresRepository:
+    def __init__(self, conn: psycopg.Connection, *, schema_name: str = "public"):
+        self.conn = conn
+        self.schema_name = schema_name
+        self.queries = 0
+        self.schema = Schema.from_columns(self._live_columns())
+
+    @classmethod
+    def connect(cls, url: str, *, connect_timeout: int = 10) -> PostgresRepository:
+        try:
+            conn = psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=connect_timeout)
+        except psycopg.OperationalError as exc:
+            raise BackendError(f"cannot connect to the database: {_first_line(exc)}") from exc
+        return cls(conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def portrait_jobs(self, query: JobQuery, *, after: Page | None, limit: int) -> list[Job]:
+        where = [
+            sql.SQL("created_at >= %(since)s"),
+            sql.SQL("(metadata->>'destination' = %(portrait)s or metadata->>'source' = %(portrait)s)"),
+        ]
+        params: dict[str, Any] = {"since": query.since, "portrait": PORTRAIT, "limit": limit}
+        if query.user_id is not None:
+            where.append(sql.SQL("user_id = %(user_id)s"))
+            params["user_id"] = query.user_id
+        if after is not None:
+            where.append(sql.SQL("(created_at, id) > (%(after_at)s, %(after_id)s)"))
+            params.update(after_at=after.created_at, after_id=after.id)
+        statement = sql.SQL("select {cols} from jobs where {where} order by created_at, id limit %(limit)s").format(
+            cols=self._columns("jobs"), where=sql.SQL(" and ").join(where)
+        )
+        return self._fetch(Job, statement, params)
+
+    def jobs_by_id(self, ids: Sequence[UUID]) -> list[Job]:
+        statement = sql.SQL("select {cols} from jobs where id = any(%(ids)s) order by created_at, id").format(
+            cols=self._columns("jobs")
+        )
+        return self._fetch(Job, statement, {"ids": list(ids)})
+
+    def assets_for(self, job_ids: Sequence[UUID]) -> list[WorkspaceAsset]:
+        if not job_ids:
+            return []
+        statement = sql.SQL("select {cols} from workspace_assets where job_id = any(%(ids)s)").format(
+            cols=self._columns("workspace_assets")
+        )
+        return self._fetch(WorkspaceAsset, statement, {"ids": list(job_ids)})
+
+    def library_items_for(self, jobs: Sequence[Job], assets: Sequence[WorkspaceAsset]) -> list[LibraryItem]:
+        if not jobs:
+            return []
+        matches = [
+            sql.SQL("left(storage_path, {n}) = any(%(prefixes)s)").format(n=sql.Literal(PREFIX_LENGTH)),
+            sql.SQL("roleplay_metadata->>'job_id' = any(%(job_ids)s)"),
+            sql.SQL("split_part(storage_path, '.', 1) = any(%(stems)s)"),
+        ]
+        if self.schema.has("user_library", "generation_metadata"):
+            matches.append(sql.SQL("generation_metadata->>'job_id' = any(%(job_ids)s)"))
+        statement = sql.SQL("select {cols} from user_library where user_id = any(%(users)s) and ({match})").format(
+            cols=self._columns("user_library"), match=sql.SQL(" or ").join(matches)
+        )
+        params = {
+            "users": sorted({j.user_id for j in jobs}),
+            "prefixes": [f"{j.user_id}/{j.id}_" for j in jobs],
+            "job_ids": [str(j.id) for j in jobs],
+            # Manual "save to library" names the object after the asset: {user_id}/{asset_id}.png
+            "stems": [f"{a.user_id}/{a.id}" for a in assets],
+        }
+        return self._fetch(LibraryItem, statement, params)
+
+    def characters_for(self, ids: Sequence[UUID], names: Sequence[tuple[UUID, str]]) -> list[Character]:
+        if not ids and not names:
+            return []
+        statement = sql.SQL(
+            "select {cols} from characters where id = any(%(ids)s) "
+            "or (user_id, {norm}) in (select * from unnest(%(users)s::uuid[], %(names)s::text[]))"
+        ).format(cols=self._columns("characters"), norm=sql.SQL(NORMALIZED_NAME))
+        params = {
+            "ids": list(ids),
+            "users": [user for user, _ in names],
+            "names": [normalized_name(name) for _, name in names],
+        }
+        return self._fetch(Character, statement, params)
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _live_columns(self) -> dict[str, set[str]]:
+        rows = self._rows(
+            sql.SQL(
+                "select table_name, column_name from information_schema.columns "
+                "where table_schema = %(schema)s and table_name = any(%(tables)s)"
+            ),
+            {"schema": self.schema_name, "tables": list(REQUIRED_COLUMNS)},
+        )
+        live: dict[str, set[str]] = {}
+        for row in rows:
+            live.setdefault(row["table_name"], set()).add(row["column_name"])
+        return live
+
+    def _columns(self, table: str) -> sql.Composable:
+        return sql.SQL(", ").join(sql.Identifier(c) for c in self.schema.readable(table))
+
+    def _fetch(self, model: type[M], statement: sql.Composable, params: dict[str, Any]) -> list[M]:
+        return [model.model_validate(row) for row in self._rows(statement, params)]
+
+    def _rows(self, statement: sql.Composable, params: dict[str, Any]) -> list[dict[str, Any]]:
+        with self._errors():
+            self.queries += 1
+            return self.conn.execute(statement, params).fetchall()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except psycopg.Error as exc:
+            raise BackendError(f"database error: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def jsonb(value: Any) -> Jsonb:
+    return Jsonb(value)

@@ -1,0 +1,140 @@
+"""Gathering facts in batches and diagnosing them: the read side that every command shares.
+
+A page of jobs costs a fixed number of repository queries (jobs, assets, library rows, characters)
+and storage listings (one per user folder and bucket), never one per job.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+from charfix import facts as f
+from charfix.diagnosis import Rules, diagnose
+from charfix.errors import NotFoundError
+from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Diagnosis, Job, JobFacts, State
+from charfix.repository.base import JobQuery, Page, Repository
+from charfix.storage import Storage
+
+PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class Backends:
+    repository: Repository
+    storage: Storage
+
+
+def collect_facts(backends: Backends, jobs: Sequence[Job]) -> list[JobFacts]:
+    repo, storage = backends.repository, backends.storage
+    if not jobs:
+        return []
+    ids = [j.id for j in jobs]
+    assets = repo.assets_for(ids)
+    rows = repo.library_items_for(jobs, [a for a in assets if a.user_id == _owner(jobs, a.job_id)])
+    prefixes = [f.job_prefix(j) for j in jobs]
+    temp = storage.list_prefixes(WORKSPACE_BUCKET, prefixes)
+    library = storage.list_prefixes(LIBRARY_BUCKET, prefixes)
+    listed = {o.key for o in library}
+    generic = storage.stat(LIBRARY_BUCKET, sorted({r.storage_path for r in rows} - listed))
+    characters = repo.characters_for(*_character_keys(jobs, rows))
+    return _group(jobs, assets, rows, temp, library, generic, characters)
+
+
+def _owner(jobs: Sequence[Job], job_id: UUID) -> UUID | None:
+    return next((j.user_id for j in jobs if j.id == job_id), None)
+
+
+def _character_keys(jobs: Sequence[Job], rows) -> tuple[list[UUID], list[tuple[UUID, str]]]:
+    ids: set[UUID] = {cid for r in rows if (cid := f.row_character_id(r))}
+    names: set[tuple[UUID, str]] = set()
+    for job in jobs:
+        request = f.read_request(job)
+        if request.character_id:
+            ids.add(request.character_id)
+        if request.character_name:
+            names.add((job.user_id, request.character_name))
+    return sorted(ids), sorted(names)
+
+
+def _group(jobs, assets, rows, temp, library, generic, characters) -> list[JobFacts]:
+    assets_by_job = _index(assets, lambda a: a.job_id)
+    temp_by_prefix = _index(temp, lambda o: o.key[: f.PREFIX_LENGTH])
+    library_by_prefix = _index(library, lambda o: o.key[: f.PREFIX_LENGTH])
+    rows_by_user = _index(rows, lambda r: r.user_id)
+    characters_by_user = _index(characters, lambda c: c.user_id)
+    generic_by_key = {o.key: o for o in generic}
+    characters_by_id = {c.id: c for c in characters}
+    result = []
+    for job in jobs:
+        prefix = f.job_prefix(job)
+        gathered = JobFacts(
+            job=job,
+            assets=tuple(assets_by_job[job.id]),
+            temp_objects=tuple(temp_by_prefix[prefix]),
+            library_objects=tuple(library_by_prefix[prefix]),
+            library_items=tuple(rows_by_user[job.user_id]),
+        )
+        own_rows = f.job_rows(gathered)
+        wanted = _wanted_characters(job, own_rows, characters_by_id, characters_by_user)
+        update = {
+            "library_items": tuple(own_rows),
+            "generic_objects": tuple(generic_by_key[r.storage_path] for r in own_rows if r.storage_path in generic_by_key),
+            "characters": tuple(wanted),
+        }
+        result.append(gathered.model_copy(update=update))
+    return result
+
+
+def _index(items, key) -> defaultdict:
+    grouped: defaultdict = defaultdict(list)
+    for item in items:
+        grouped[key(item)].append(item)
+    return grouped
+
+
+def _wanted_characters(job, rows, by_id, characters_by_user):
+    request = f.read_request(job)
+    wanted = {}
+    for cid in [request.character_id, *(f.row_character_id(r) for r in rows)]:
+        if cid in by_id:
+            wanted[cid] = by_id[cid]
+    if request.character_name:
+        target = f.normalized_name(request.character_name)
+        for character in characters_by_user[job.user_id]:
+            if f.normalized_name(character.name) == target:
+                wanted[character.id] = character
+    return sorted(wanted.values(), key=lambda c: (c.created_at, str(c.id)))
+
+
+def scan(backends: Backends, query: JobQuery, rules: Rules, *, page_size: int = PAGE_SIZE) -> Iterator[Diagnosis]:
+    """Diagnose every portrait job of the query, page by page (memory stays flat)."""
+    after: Page | None = None
+    while True:
+        jobs = backends.repository.portrait_jobs(query, after=after, limit=page_size)
+        for job_facts in collect_facts(backends, jobs):
+            yield diagnose(job_facts, rules)
+        if len(jobs) < page_size:
+            return
+        after = Page(created_at=jobs[-1].created_at, id=jobs[-1].id)
+
+
+def diagnose_ids(backends: Backends, ids: Sequence[UUID], rules: Rules) -> list[Diagnosis]:
+    jobs = backends.repository.jobs_by_id(ids)
+    missing = [str(i) for i in ids if i not in {j.id for j in jobs}]
+    if missing:
+        raise NotFoundError(f"no job with id {', '.join(missing)}")
+    by_id = {d.job_id: d for d in (diagnose(x, rules) for x in collect_facts(backends, jobs))}
+    return [by_id[i] for i in dict.fromkeys(ids)]
+
+
+ATTENTION = (State.REPAIRABLE, State.NEEDS_REVIEW, State.LOST)
+
+
+def needs_attention(diagnosis: Diagnosis) -> bool:
+    """Shown by default: what someone must act on, and failures whose status still claims otherwise."""
+    if diagnosis.state in ATTENTION:
+        return True
+    return diagnosis.state == State.FAILED and diagnosis.status in ("queued", "processing")

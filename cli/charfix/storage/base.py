@@ -1,0 +1,28 @@
+"""The storage interface. Listing is by prefix, in batches, so a page of jobs costs one listing per folder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from charfix.models import StoredObject
+
+
+class Storage(Protocol):
+    requests: int
+
+    def list_prefixes(self, bucket: str, prefixes: Sequence[str]) -> list[StoredObject]:
+        """Every object whose key starts with one of `prefixes` (each `folder/name-start`)."""
+        ...
+
+    def stat(self, bucket: str, keys: Sequence[str]) -> list[StoredObject]:
+        """The objects among `keys` that exist."""
+        ...
+
+    def read(self, bucket: str, key: str) -> bytes: ...
+
+    def write(self, bucket: str, key: str, data: bytes, *, content_type: str) -> StoredObject: ...
+
+    def copy(self, source_bucket: str, source_key: str, bucket: str, key: str) -> StoredObject:
+        """Copy an object; an existing destination is overwritten (keys are deterministic)."""
+        ...
