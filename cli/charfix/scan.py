@@ -13,7 +13,7 @@ from uuid import UUID
 
 from charfix import facts as f
 from charfix.diagnosis import Rules, diagnose
-from charfix.errors import NotFoundError
+from charfix.errors import NotFoundError, UsageError
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Diagnosis, Job, JobFacts, State
 from charfix.repository.base import JobQuery, Page, Repository
 from charfix.storage import Storage
@@ -119,6 +119,22 @@ def scan(backends: Backends, query: JobQuery, rules: Rules, *, page_size: int = 
         if len(jobs) < page_size:
             return
         after = Page(created_at=jobs[-1].created_at, id=jobs[-1].id)
+
+
+def resolve_job_ids(backends: Backends, refs: Sequence[UUID | str]) -> list[UUID]:
+    """Full ids as given; prefixes looked up, and refused when they match none or several jobs."""
+    ids = []
+    for ref in refs:
+        if isinstance(ref, UUID):
+            ids.append(ref)
+            continue
+        found = backends.repository.job_ids_starting(ref, limit=2)
+        if not found:
+            raise NotFoundError(f"no job id starts with {ref}")
+        if len(found) > 1:
+            raise UsageError(f"job id prefix {ref} is ambiguous ({found[0]}, {found[1]}, ...); give more of it")
+        ids.append(found[0])
+    return ids
 
 
 def diagnose_ids(backends: Backends, ids: Sequence[UUID], rules: Rules) -> list[Diagnosis]:

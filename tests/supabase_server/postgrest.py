@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from urllib.parse import parse_qsl
 
 import psycopg
 from psycopg import sql
 
 from .catalog import PgrstError, from_pg_error, get_table
-from .pgparse import (
-    EmbedError, QPError, SelectItem, parse_columns, parse_filter, parse_logic,
-    parse_order, parse_select,
-)
+from .pgfilter import parse_columns, parse_filter, parse_logic, parse_order
+from .pgparse import EmbedError, QPError, SelectItem, parse_select
 from .sqlbuild import Q
 
 JSON_CT = "application/json; charset=utf-8"
@@ -122,7 +121,6 @@ class RequestSpec:
 
     def apply_range_header(self, header: str | None) -> None:
         """Intersect the ``Range: a-b`` header with limit/offset (GET only)."""
-        import re
 
         if not header:
             return
@@ -141,9 +139,9 @@ class RequestSpec:
         new_lo = max(lo, q_lo)
         highs = [h for h in (hi, q_hi) if h is not None]
         new_hi = min(highs) if highs else None
-        if new_hi is not None and new_hi < new_lo:
+        if new_hi is not None and new_hi < new_lo:  # PostgREST reports this case as NegativeLimit
             raise PgrstError(416, "PGRST103", "Requested range not satisfiable",
-                             "The lower boundary must be lower than or equal to the upper boundary in the Range header.")
+                             "Limit should be greater than or equal to zero.")
         self.offset = new_lo
         self.limit = None if new_hi is None else new_hi - new_lo + 1
 

@@ -14,7 +14,8 @@ import re
 from psycopg import sql
 
 from .catalog import PgrstError, Table
-from .pgparse import Field, Filter, LogicTree, OrderTerm, SelectItem, pg_array_literal
+from .pgfilter import pg_array_literal
+from .pgparse import Field, Filter, LogicTree, OrderTerm, SelectItem
 
 OPS = {
     "eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=",

@@ -71,6 +71,10 @@ class PostgresRepository:
         )
         return self._fetch(Job, statement, {"ids": list(ids)})
 
+    def job_ids_starting(self, prefix: str, *, limit: int) -> list[UUID]:
+        statement = sql.SQL("select id from jobs where id::text like %(pattern)s order by id limit %(limit)s")
+        return [row["id"] for row in self._rows(statement, {"pattern": prefix + "%", "limit": limit})]
+
     def assets_for(self, job_ids: Sequence[UUID]) -> list[WorkspaceAsset]:
         if not job_ids:
             return []

@@ -1,0 +1,3 @@
+from charfix.app import run
+
+run()

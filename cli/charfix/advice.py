@@ -1,0 +1,41 @@
+"""What to run next for a diagnosis: the one-line hint in tables and the exact command in `diagnose`."""
+
+from __future__ import annotations
+
+from charfix.models import Action, Diagnosis, ReasonCode, State
+
+
+def next_step(diagnosis: Diagnosis) -> str:
+    state = diagnosis.state
+    if state == State.REPAIRABLE:
+        return ", ".join(step.action.value for step in diagnosis.plan)
+    if state == State.NEEDS_REVIEW:
+        if diagnosis.candidates:
+            return f"choose a character ({len(diagnosis.candidates)} candidate(s))"
+        if ReasonCode.OUTPUT_EXTERNAL_URL in {r.code for r in diagnosis.reasons}:
+            return "try fetching the provider URL"
+        return "a person must look"
+    if state == State.FAILED and any(s.action == Action.MARK_FAILED for s in diagnosis.plan):
+        return "mark_failed (on request)"
+    if state == State.LOST:
+        return "unrecoverable: tell the user"
+    return "-"
+
+
+def command_for(diagnosis: Diagnosis) -> str | None:
+    """The charfix command that carries out the plan, or lets a person decide."""
+    job = diagnosis.job_id
+    actions = [step.action for step in diagnosis.plan]
+    if diagnosis.state == State.FAILED and Action.MARK_FAILED in actions:
+        return f"charfix complete-job {job} --mark-failed"
+    if diagnosis.state == State.NEEDS_REVIEW and diagnosis.candidates:
+        return f"charfix link-character {job} --character <one of the candidates>"
+    if diagnosis.state == State.NEEDS_REVIEW and ReasonCode.OUTPUT_EXTERNAL_URL in {r.code for r in diagnosis.reasons}:
+        return f"charfix complete-job {job}"
+    if diagnosis.state != State.REPAIRABLE:
+        return None
+    if Action.LINK_CHARACTER in actions:
+        return f"charfix link-character {job} --character {diagnosis.character_id}"
+    if Action.COMPLETE_JOB in actions:
+        return f"charfix complete-job {job}"
+    return f"charfix repair {job}"

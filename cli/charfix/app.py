@@ -1,0 +1,110 @@
+"""The root of the command line: global options, the commands, and errors turned into exit codes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from charfix import __version__
+from charfix.commands.demo import demo_cli
+from charfix.commands.diagnose import diagnose_cli
+from charfix.commands.list_stuck import list_stuck_cli
+from charfix.errors import CharfixError, ExitStatus
+from charfix.runtime import Runtime
+from charfix.ui.environment import Environment
+
+HELP = """Find character-portrait jobs whose image never reached the user's library, explain why, and repair them.
+
+Point it at the database with [cyan]--db-url[/cyan] (or SUPABASE_DB_URL) and at storage with [cyan]--storage-dir[/cyan], or try it on the embedded demo with [cyan]--demo[/cyan].
+
+Exit codes: 0 ok, 1 some repairs failed, 2 bad input, 3 configuration, 4 job not found, 5 database or storage error, 6 refused by a safety rule, 130 interrupted.
+
+Example: [cyan]charfix --demo list-stuck[/cyan]
+"""
+
+app = typer.Typer(
+    name="charfix",
+    help=HELP,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"charfix {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    db_url: Annotated[
+        str | None,
+        typer.Option("--db-url", help="Postgres connection string \\[env: SUPABASE_DB_URL].", show_default=False),
+    ] = None,
+    storage_dir: Annotated[
+        Path | None,
+        typer.Option("--storage-dir", help="Local storage root with one folder per bucket \\[env: CHARFIX_STORAGE_DIR].",
+                     show_default=False),
+    ] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Use the embedded demo database and storage.")] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Config file \\[default: ~/.config/charfix/config.toml; env: CHARFIX_CONFIG].",
+                     show_default=False),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    runtime: Runtime = ctx.obj
+    runtime.flags = {"db_url": db_url, "storage_dir": storage_dir}
+    runtime.config_path = config
+    runtime.demo = demo
+    runtime.debug = debug
+    ctx.call_on_close(runtime.close)
+
+
+app.command("list-stuck")(list_stuck_cli)
+app.command("diagnose")(diagnose_cli)
+app.command("demo")(demo_cli)
+
+
+def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
+    """The console script. Every error becomes one line on stderr and a documented exit code."""
+    env = env or Environment()
+    argv = sys.argv[1:] if argv is None else argv
+    runtime = Runtime(env=env, debug="--debug" in argv)
+    try:
+        result = app(args=argv, prog_name="charfix", standalone_mode=False, obj=runtime)
+        return int(result or 0)
+    except CharfixError as exc:
+        if runtime.debug:
+            raise
+        env.error(exc.message, hint=exc.hint)
+        return int(exc.exit_status)
+    except typer.Abort:
+        env.error("interrupted")
+        return int(ExitStatus.INTERRUPTED)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.TyperException as exc:  # usage errors: Typer prints them as it would standalone
+        exc.show(file=env.stderr)
+        return int(getattr(exc, "exit_code", ExitStatus.USAGE))
+    except KeyboardInterrupt:
+        env.error("interrupted")
+        return int(ExitStatus.INTERRUPTED)
+    finally:
+        runtime.close()
+
+
+def run() -> None:
+    sys.exit(main())

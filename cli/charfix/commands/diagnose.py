@@ -1,0 +1,50 @@
+"""`charfix diagnose`: the full story of one or more jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+import typer
+
+from charfix.commands import options
+from charfix.diagnosis import Rules
+from charfix.models import Diagnosis
+from charfix.parsing import parse_duration, parse_job_ref
+from charfix.runtime import Runtime
+from charfix.scan import Backends, diagnose_ids, resolve_job_ids
+
+
+def diagnose_jobs(backends: Backends, job_ids: Sequence, rules: Rules) -> list[Diagnosis]:
+    return diagnose_ids(backends, job_ids, rules)
+
+
+def diagnose_cli(
+    ctx: typer.Context,
+    job_ids: Annotated[
+        list[str], typer.Argument(help="One or more job ids, or unique prefixes of 8+ characters.", show_default=False)
+    ],
+    stuck_after: options.StuckAfter = "15m",
+    link_window: options.LinkWindow = "1h",
+    json_output: options.Json = False,
+) -> None:
+    """Tell one job's story: timeline, each reason with its evidence, the plan, and the command to run.
+
+    Example: [cyan]charfix --demo diagnose 69e0cd17-5b4e-4b8a-a8b2-1333caa61c85[/cyan]
+    """
+    runtime: Runtime = ctx.obj
+    refs = [parse_job_ref(text) for text in job_ids]
+    rules = Rules(
+        now=runtime.now(),
+        stuck_after=parse_duration(stuck_after, option="--stuck-after"),
+        link_window=parse_duration(link_window, option="--link-window"),
+    )
+    backends = runtime.backends()
+    diagnoses = diagnose_jobs(backends, resolve_job_ids(backends, refs), rules)
+    if json_output:
+        runtime.env.print_json([d.to_json() for d in diagnoses])
+        return
+    from charfix.ui.render import render_story
+
+    for diagnosis in diagnoses:
+        render_story(runtime.env.out, diagnosis)

@@ -1,0 +1,58 @@
+"""`charfix list-stuck`: every portrait job whose portrait is not fully saved."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from charfix.commands import options
+from charfix.models import Diagnosis
+from charfix.runtime import Runtime
+from charfix.scan import Backends
+from charfix.selection import Selection, Tally, build_selection, selected
+
+
+def list_stuck(backends: Backends, selection: Selection) -> tuple[list[Diagnosis], Tally]:
+    tally = Tally()
+    return list(selected(backends, selection, tally)), tally
+
+
+def list_stuck_cli(
+    ctx: typer.Context,
+    since: options.Since = "7d",
+    user: options.User = None,
+    state: Annotated[
+        list[str] | None,
+        typer.Option("--state", help="Only jobs in this state (repeatable): saved, in_progress, repairable, "
+                     "needs_review, lost, failed, not_applicable."),
+    ] = None,
+    every_state: Annotated[bool, typer.Option("--all", help="Every portrait job, saved ones included.")] = False,
+    stuck_after: options.StuckAfter = "15m",
+    link_window: options.LinkWindow = "1h",
+    limit: options.Limit = None,
+    json_output: options.Json = False,
+) -> None:
+    """List portrait jobs whose portrait did not reach the library, with why and what would fix it.
+
+    By default it shows what needs someone: [b]repairable[/b], [b]needs_review[/b], [b]lost[/b], and
+    [b]failed[/b] jobs whose status still claims queued or processing.
+
+    Example: [cyan]charfix --demo list-stuck --since 3d --state repairable --json[/cyan]
+    """
+    runtime: Runtime = ctx.obj
+    selection = build_selection(
+        now=runtime.now(), since=since, user=user, states=state, every_state=every_state,
+        stuck_after=stuck_after, link_window=link_window, limit=limit,
+    )
+    diagnoses, tally = list_stuck(runtime.backends(), selection)
+    if json_output:
+        runtime.env.print_json([d.to_json() for d in diagnoses])
+        return
+    from charfix.ui.render import stuck_table, summary
+
+    if diagnoses:
+        runtime.env.out.print(stuck_table(diagnoses, now=selection.rules.now))
+    else:
+        runtime.env.out.print("Nothing to do: no portrait job needs attention.")
+    runtime.env.out.print(summary(tally.by_state, shown=tally.shown, examined=tally.examined))

@@ -1,0 +1,60 @@
+"""Turning what a person types into values, with one clear error for anything else."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta, timezone
+from uuid import UUID
+
+from charfix.errors import UsageError
+
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+MAX_DURATION = timedelta(days=3650)
+
+
+def parse_duration(text: str, *, option: str) -> timedelta:
+    """`90s`, `15m`, `36h`, `7d`, `2w`."""
+    match = DURATION.match(text or "")
+    if not match:
+        raise UsageError(f"{option}: '{text}' is not a duration; use a number and a unit, like 15m, 36h, 7d or 2w")
+    delta = timedelta(**{UNITS[match.group(2).lower()]: float(match.group(1))})
+    if delta > MAX_DURATION:
+        raise UsageError(f"{option}: '{text}' is longer than ten years")
+    return delta
+
+
+def parse_since(text: str, *, now: datetime) -> datetime:
+    """A duration back from now, or a date or timestamp (UTC unless it says otherwise)."""
+    if DURATION.match(text or ""):
+        return now - parse_duration(text, option="--since")
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(
+            f"--since: '{text}' is neither a duration (7d, 36h) nor a date (2026-11-01 or 2026-11-01T17:00:00Z)"
+        ) from None
+    if isinstance(moment, date) and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    if moment > now:
+        raise UsageError(f"--since: {text} is in the future")
+    return moment
+
+
+JOB_PREFIX = re.compile(r"^[0-9a-f]{8}[0-9a-f-]{0,28}$")
+
+
+def parse_job_ref(text: str) -> UUID | str:
+    """A full job id, or a unique prefix of one (at least 8 hex digits, as list-stuck shows)."""
+    cleaned = (text or "").strip().lower()
+    if JOB_PREFIX.match(cleaned) and len(cleaned) < 36:
+        return cleaned
+    return parse_uuid(text)
+
+
+def parse_uuid(text: str, *, what: str = "job id") -> UUID:
+    try:
+        return UUID(text.strip())
+    except (ValueError, AttributeError):
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise UsageError(f"'{shown}' is not a valid {what} (expected a UUID like 69e0cd17-5b4e-4b8a-a8b2-1333caa61c85)") from None

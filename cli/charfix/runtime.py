@@ -1,0 +1,47 @@
+"""What every command receives: the terminal, the settings, and the backends built on first use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from charfix.config import Settings, load_settings
+from charfix.scan import Backends
+from charfix.ui.environment import Environment
+
+
+@dataclass
+class Runtime:
+    env: Environment
+    flags: dict[str, Any] = field(default_factory=dict)
+    config_path: Path | None = None
+    demo: bool = False
+    debug: bool = False
+    _settings: Settings | None = None
+    _backends: Backends | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(flags=self.flags, config_path=self.config_path, demo=self.demo)
+            self.env.secrets.extend(self._settings.secrets())
+            for warning in self._settings.warnings:
+                self.env.warn(warning)
+        return self._settings
+
+    def backends(self) -> Backends:
+        if self._backends is None:
+            from charfix.bootstrap import build_backends
+
+            self._backends = build_backends(self.settings)
+        return self._backends
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def close(self) -> None:
+        if self._backends is not None:
+            self._backends.repository.close()
+            self._backends = None

@@ -1,0 +1,74 @@
+"""Which diagnosed jobs a command acts on: shared by `list-stuck` and `backfill-portraits`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from uuid import UUID
+
+from charfix.diagnosis import Rules
+from charfix.models import Diagnosis, State
+from charfix.parsing import parse_duration, parse_since, parse_uuid
+from charfix.repository.base import JobQuery
+from charfix.scan import Backends, needs_attention, scan
+from charfix.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Selection:
+    query: JobQuery
+    rules: Rules
+    states: frozenset[State] = frozenset()  # empty: the default (needs attention)
+    every_state: bool = False
+    limit: int | None = None
+
+    def wants(self, diagnosis: Diagnosis) -> bool:
+        if self.every_state:
+            return True
+        if self.states:
+            return diagnosis.state in self.states
+        return needs_attention(diagnosis)
+
+
+def build_selection(
+    *, now: datetime, since: str, user: str | None, states: list[str] | None, every_state: bool,
+    stuck_after: str, link_window: str, limit: int | None,
+) -> Selection:
+    chosen = set()
+    for name in states or []:
+        try:
+            chosen.add(State(name))
+        except ValueError:
+            valid = ", ".join(s.value for s in State)
+            raise UsageError(f"--state: '{name}' is not a state; choose from {valid}") from None
+    if chosen and every_state:
+        raise UsageError("--state and --all contradict each other; use one")
+    user_id: UUID | None = parse_uuid(user, what="user id") if user else None
+    rules = Rules(
+        now=now,
+        stuck_after=parse_duration(stuck_after, option="--stuck-after"),
+        link_window=parse_duration(link_window, option="--link-window"),
+    )
+    query = JobQuery(since=parse_since(since, now=now), user_id=user_id)
+    return Selection(query=query, rules=rules, states=frozenset(chosen), every_state=every_state, limit=limit)
+
+
+@dataclass
+class Tally:
+    """What a pass over the jobs saw, by state, whether shown or not."""
+
+    examined: int = 0
+    by_state: Counter = field(default_factory=Counter)
+    shown: int = 0
+
+
+def selected(backends: Backends, selection: Selection, tally: Tally) -> Iterator[Diagnosis]:
+    """Stream the wanted diagnoses, counting everything examined in `tally`."""
+    for diagnosis in scan(backends, selection.query, selection.rules):
+        tally.examined += 1
+        tally.by_state[diagnosis.state] += 1
+        if selection.wants(diagnosis) and (selection.limit is None or tally.shown < selection.limit):
+            tally.shown += 1
+            yield diagnosis

@@ -1,0 +1,64 @@
+"""The terminal the command runs in: one object carrying stdout, stderr and whether a person is there.
+
+Tests swap it to capture output; commands never print except through it."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.markup import escape
+
+
+@dataclass
+class Environment:
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    stdin: TextIO = field(default_factory=lambda: sys.stdin)
+    secrets: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        no_color = bool(os.environ.get("NO_COLOR"))
+        # Piped output is for grep and logs: wide enough that table rows do not fold.
+        width = None if _isatty(self.stdout) else 200
+        self.out = Console(file=self.stdout, no_color=no_color, highlight=False, width=width)
+        # Errors are one line each, however narrow the terminal: they are read by people and by cron mail.
+        self.err = Console(file=self.stderr, no_color=no_color, highlight=False, stderr=True, soft_wrap=True)
+
+    @property
+    def interactive(self) -> bool:
+        """Prompts only when a person is at both ends (as gh does)."""
+        return _isatty(self.stdin) and _isatty(self.stdout)
+
+    @property
+    def stderr_is_terminal(self) -> bool:
+        return _isatty(self.stderr)
+
+    def print_json(self, data: Any) -> None:
+        self.stdout.write(self.redact(json.dumps(data, indent=2, ensure_ascii=False, default=str)) + "\n")
+        self.stdout.flush()
+
+    def error(self, message: str, *, hint: str | None = None) -> None:
+        self.err.print(f"[bold red]error:[/] {escape(self.redact(message))}", markup=True, highlight=False)
+        if hint:
+            self.err.print(f"[dim]hint:[/] {escape(self.redact(hint))}", markup=True, highlight=False)
+
+    def warn(self, message: str) -> None:
+        self.err.print(f"[yellow]warning:[/] {escape(self.redact(message))}", markup=True, highlight=False)
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret and len(secret) >= 4:
+                text = text.replace(secret, "***")
+        return text
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False

@@ -1,0 +1,195 @@
+"""The WSGI app and the threaded server that hosts PostgREST + Storage subsets."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request
+from werkzeug.http import HTTP_STATUS_CODES
+
+from .faults import Faults
+from .openapi import build_openapi
+from .postgrest import PostgrestHandler, Response, error_response
+from .catalog import PgrstError, from_pg_error
+from .storage import StorageHandler
+
+DEFAULT_BUCKETS = ("workspace-temp", "user-library")
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs) -> None:  # no per-request stderr lines
+        pass
+
+
+def _gateway_error(message: str, hint: str) -> Response:
+    return Response(401, json.dumps({"message": message, "hint": hint}).encode(),
+                    {"Content-Type": "application/json; charset=utf-8"})
+
+
+class SupabaseTestServer:
+    """A strict local stand-in for Supabase's /rest/v1 and /storage/v1 APIs."""
+
+    def __init__(
+        self,
+        dsn: str,
+        storage_root: Path,
+        service_key: str,
+        schema: str = "public",
+        *,
+        buckets: tuple[str, ...] = DEFAULT_BUCKETS,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        if not service_key:
+            raise ValueError("service_key is required")
+        self.dsn = dsn
+        self.storage_root = Path(storage_root)
+        self.service_key = service_key
+        self.schema = schema
+        self.host = host
+        self._port = port
+        self.faults = Faults()
+        self._postgrest = PostgrestHandler(dsn, schema)
+        self._storage = StorageHandler(self.storage_root, buckets)
+        self._lock = threading.Lock()
+        self.request_count = 0
+        self.requests: list[tuple[str, str, str]] = []
+        self._server = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("server not started")
+        return f"http://{self.host}:{self._server.server_port}"
+
+    def start(self) -> "SupabaseTestServer":
+        if self._server is not None:
+            return self
+        with psycopg.connect(self.dsn) as conn:  # fail fast on a bad DSN
+            conn.execute("SELECT 1")
+        self._server = make_server(self.host, self._port, self._wsgi, threaded=True,
+                                   request_handler=_QuietHandler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="supabase-test-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> "SupabaseTestServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self.request_count = 0
+            self.requests = []
+
+    # -- WSGI ---------------------------------------------------------------
+    def _wsgi(self, environ, start_response):
+        request = Request(environ)
+        method = request.method.upper()
+        path = request.path
+        qs = environ.get("QUERY_STRING", "")
+        with self._lock:
+            self.request_count += 1
+            self.requests.append((method, path, qs))
+        fault = self.faults.take(method, path)
+        if fault is not None:
+            if fault.kind == "delay":
+                time.sleep(fault.seconds)
+            elif fault.kind == "drop":
+                sock = environ.get("werkzeug.socket")
+                if sock is not None:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                return []
+            elif fault.kind == "fail":
+                body = fault.body or {"code": str(fault.status), "details": None, "hint": None,
+                                      "message": f"Injected fault: HTTP {fault.status}",
+                                      "statusCode": str(fault.status), "error": "injected_fault"}
+                resp = Response(fault.status, json.dumps(body).encode(),
+                                {"Content-Type": "application/json; charset=utf-8"})
+                return self._send(resp, start_response)
+        resp = self._route(method, path, qs, request)
+        return self._send(resp, start_response)
+
+    @staticmethod
+    def _send(resp: Response, start_response):
+        headers = dict(resp.headers)
+        if "Content-Type" not in headers and resp.body:
+            headers["Content-Type"] = "application/json; charset=utf-8"
+        headers.setdefault("Content-Length", str(len(resp.body)))
+        reason = HTTP_STATUS_CODES.get(resp.status, "Unknown")
+        start_response(f"{resp.status} {reason}", list(headers.items()))
+        return [resp.body] if resp.body else []
+
+    def _auth(self, request: Request, storage: bool) -> Response | None:
+        apikey = request.headers.get("apikey")
+        auth = request.headers.get("Authorization")
+        if apikey is None and auth is None:
+            return _gateway_error("No API key found in request",
+                                  "No `apikey` request header or url param was found.")
+        if apikey is not None and apikey != self.service_key:
+            return _gateway_error("Invalid API key",
+                                  "Double check your Supabase `anon` or `service_role` API key.")
+        if auth is not None:
+            scheme, _, token = auth.partition(" ")
+            if scheme.lower() != "bearer" or token.strip() != self.service_key:
+                if storage:
+                    return Response(401, json.dumps({"statusCode": "403", "code": "AccessDenied", "error": "Unauthorized",
+                                                     "message": "invalid signature"}).encode(),
+                                    {"Content-Type": "application/json; charset=utf-8"})
+                return error_response(PgrstError(401, "PGRST301", "No suitable key or wrong key type",
+                                                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}))
+        return None
+
+    def _route(self, method: str, path: str, qs: str, request: Request) -> Response:
+        if path.startswith("/rest/v1"):
+            denied = self._auth(request, storage=False)
+            if denied:
+                return denied
+            rest = path[len("/rest/v1"):].strip("/")
+            if rest == "":
+                if method not in ("GET", "HEAD"):
+                    return error_response(PgrstError(405, "PGRST117", f"Unsupported HTTP method: {method}"))
+                try:
+                    self._postgrest.check_profile("GET", request.headers)
+                    with psycopg.connect(self.dsn) as conn:
+                        doc = build_openapi(conn, self.schema, request.host)
+                except PgrstError as e:
+                    return error_response(e)
+                except psycopg.Error as e:
+                    return error_response(from_pg_error(e))
+                body = json.dumps(doc).encode() if method == "GET" else b""
+                return Response(200, body, {"Content-Type": "application/openapi+json; charset=utf-8"})
+            if "/" in rest:
+                return error_response(PgrstError(404, "PGRST125", "Invalid path specified in request URL"))
+            return self._postgrest.handle(method, rest, qs, request.headers, request.get_data())
+        if path.startswith("/storage/v1/"):
+            denied = self._auth(request, storage=True)
+            if denied:
+                return denied
+            return self._storage.handle(method, path[len("/storage/v1/"):], request)
+        return Response(404, json.dumps({"message": "no Route matched with those values"}).encode(),
+                        {"Content-Type": "application/json; charset=utf-8"})
