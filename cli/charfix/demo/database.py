@@ -76,10 +76,13 @@ def seed(conn, storage: Path, *, now: datetime) -> None:
     sample = build_sample(now)
     with conn.transaction():
         conn.execute(schema_sql())
+        conn.execute("create table if not exists charfix_demo (seeded_at timestamptz not null)")
         for table, rows in (("characters", sample.characters), ("jobs", sample.jobs),
                             ("workspace_assets", sample.assets), ("user_library", sample.library)):
+            live = _columns(conn, table)  # an older user_library lacks the newer columns
             for row in rows:
-                values = {k: Jsonb(v) if k in ("metadata", "roleplay_metadata") else v for k, v in row.items()}
+                values = {k: Jsonb(v) if k in ("metadata", "roleplay_metadata") else v
+                          for k, v in row.items() if k in live}
                 cols = ", ".join(values)
                 marks = ", ".join(f"%({k})s" for k in values)
                 conn.execute(f"insert into {table} ({cols}) values ({marks})", values)
@@ -89,6 +92,14 @@ def seed(conn, storage: Path, *, now: datetime) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         os.utime(path, (written.timestamp(), written.timestamp()))
+
+
+def _columns(conn, table: str) -> set[str]:
+    rows = conn.execute(
+        "select column_name from information_schema.columns where table_schema = 'public' and table_name = %s",
+        (table,),
+    ).fetchall()
+    return {r[0] for r in rows}
 
 
 SHIFTED = {

@@ -1,0 +1,49 @@
+"""Every demo case diagnosed through the real repository and storage, on both user_library shapes."""
+
+from __future__ import annotations
+
+import pytest
+
+from charfix.diagnosis import Rules
+from charfix.models import ReasonCode
+from charfix.repository.base import JobQuery
+from charfix.repository.postgres import PostgresRepository
+from charfix.scan import Backends, scan
+from charfix.storage.local import LocalStorage
+
+
+def diagnose_all(seeded, *, page_size=500):
+    repo = PostgresRepository.connect(seeded.db_url)
+    backends = Backends(repository=repo, storage=LocalStorage(seeded.storage))
+    since = seeded.now.replace(year=seeded.now.year - 1)
+    found = {d.job_id: d for d in scan(backends, JobQuery(since=since), Rules(now=seeded.now), page_size=page_size)}
+    repo.close()
+    return found, repo
+
+
+@pytest.mark.parametrize("shape", ["seeded", "seeded_old"])
+def test_every_demo_case_gets_its_expected_diagnosis(shape, request):
+    seeded = request.getfixturevalue(shape)
+    found, _ = diagnose_all(seeded)
+    for case in seeded.sample.cases:
+        diagnosis = found[case.job_id]
+        assert (case.name, diagnosis.state.value, diagnosis.codes) == (case.name, case.state, case.reasons)
+
+
+def test_every_reason_code_appears_in_the_demo(seeded):
+    seen = {code for case in seeded.sample.cases for code in case.reasons}
+    assert seen == {code.value for code in ReasonCode}
+
+
+def test_non_portrait_jobs_are_not_selected(seeded):
+    found, _ = diagnose_all(seeded)
+    assert len(found) == len(seeded.sample.cases)
+
+
+def test_queries_per_page_are_constant(seeded):
+    _, small_pages = diagnose_all(seeded, page_size=5)
+    _, one_page = diagnose_all(seeded, page_size=500)
+    pages = -(-len(seeded.sample.cases) // 5)
+    # One query reads the schema; each page costs jobs + assets + library rows + characters.
+    assert one_page.queries == 1 + 4
+    assert small_pages.queries == 1 + 4 * pages + (1 if len(seeded.sample.cases) % 5 == 0 else 0)
