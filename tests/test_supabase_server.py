@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import warnings
-from pathlib import Path
 
 import pytest
 
@@ -84,7 +83,7 @@ def srv(server, pg_dsn):
         conn.execute(SCHEMA_SQL)
     for bucket in server.storage_root.iterdir():
         for f in sorted(bucket.rglob("*"), reverse=True):
-            f.unlink() if f.is_file() else f.rmdir()
+            f.unlink() if (f.is_symlink() or f.is_file()) else f.rmdir()
     server.faults.clear()
     server.reset_counters()
     return server
@@ -285,6 +284,8 @@ def test_strict_errors_through_client(sb, seeded):
     assert _err(lambda: t.delete().execute()).code == "21000"
     assert _err(lambda: t.update({"priority": 1}).execute()).code == "21000"
     assert _err(lambda: t.select("name,other(*)").execute()).code == "PGRST200"
+    # HEAD errors have no body; the client reads the code from Proxy-Status
+    assert _err(lambda: t.select("*", head=True).eq("id", "nope").execute()).code == "22P02"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         e = _err(lambda: sb.postgrest.schema("private").from_("jobs").select("*").execute())
@@ -353,7 +354,7 @@ def test_auth_is_enforced(srv, key):
 
 
 # -- Storage ----------------------------------------------------------------
-def test_storage_upload_list_download(sb, srv):
+def test_storage_upload_list_download(sb, srv, http):
     st = sb.storage.from_("workspace-temp")
     st.upload("run1/pages/p1.txt", b"one", {"content-type": "text/plain"})
     st.upload("run1/pages/p2.txt", b"two!", {"content-type": "text/plain"})
@@ -366,6 +367,8 @@ def test_storage_upload_list_download(sb, srv):
     assert [e["name"] for e in pages] == ["p2.txt"]
     assert [e["name"] for e in st.list("run1/pages", {"search": "p1"})] == ["p1.txt"]
     assert st.download("run1/pages/p1.txt") == b"one"
+    r = http.get("/storage/v1/object/authenticated/workspace-temp/run1/pages/p1.txt")
+    assert (r.status_code, r.content, r.headers["content-type"]) == (200, b"one", "text/plain")
     assert st.info("run1/pages/p2.txt")["size"] == 4
     assert st.exists("run1/pages/p2.txt") and not st.exists("run1/pages/p9.txt")
     with pytest.raises(StorageApiError) as dup:
@@ -434,6 +437,10 @@ def test_fail_next_only_matches_path(sb, srv, seeded):
     with pytest.raises(StorageApiError):
         sb.storage.from_("workspace-temp").list()
     assert srv.faults.pending == 0
+    srv.faults.fail_next(n=3, status=500)
+    assert srv.faults.pending == 3
+    srv.faults.clear()
+    assert len(sb.table("jobs").select("name").execute().data) == 5
 
 
 def test_delay_next(sb, srv, seeded):
@@ -455,3 +462,30 @@ def test_drop_next(sb, srv, http):
         http.post("/storage/v1/object/list/workspace-temp", json={"prefix": ""})
     assert http.post("/storage/v1/object/list/workspace-temp", json={"prefix": ""}).json() == []
     assert ("drop", "POST", "/rest/v1/jobs") in srv.faults.triggered
+
+
+def test_write_statuses_and_single_object_mutation_rolls_back(http, seeded, pg_dsn):
+    r = http.post("/rest/v1/jobs", json={"name": "n1"}, headers={"Prefer": "return=representation"})
+    assert r.status_code == 201 and r.json()[0]["name"] == "n1"
+    r = http.post("/rest/v1/jobs", json={"name": "n2"}, headers={"Prefer": "return=minimal"})
+    assert (r.status_code, r.content) == (201, b"")
+    r = http.patch("/rest/v1/jobs", params={"name": "eq.n2"}, json={"priority": 4}, headers={"Prefer": "return=minimal"})
+    assert (r.status_code, r.content) == (204, b"")
+    r = http.patch("/rest/v1/jobs", params={"status": "eq.queued"}, json={"priority": 99},
+                   headers={"Prefer": "return=representation", "Accept": "application/vnd.pgrst.object+json"})
+    assert r.status_code == 406 and r.json()["code"] == "PGRST116"
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM jobs WHERE priority = 99").fetchone() == (0,)
+        assert conn.execute("SELECT priority FROM jobs WHERE name = 'n2'").fetchone() == (4,)
+    r = http.head("/rest/v1/jobs", params={"status": "eq.queued"}, headers={"Prefer": "count=exact"})
+    assert (r.status_code, r.headers["content-range"], r.content) == (200, "0-3/4", b"")
+
+
+def test_storage_symlink_escape_is_rejected(http, srv, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_bytes(b"secret")
+    (srv.storage_root / "workspace-temp" / "link").symlink_to(outside)
+    r = http.get("/storage/v1/object/workspace-temp/link/secret.txt")
+    assert r.status_code == 400 and r.json()["code"] == "InvalidKey"
+    (srv.storage_root / "workspace-temp" / "link").unlink()

@@ -9,8 +9,11 @@ from typing import Annotated
 import typer
 
 from charfix import __version__
+from charfix.commands.backfill import backfill_cli
+from charfix.commands.complete_job import complete_job_cli
 from charfix.commands.demo import demo_cli
 from charfix.commands.diagnose import diagnose_cli
+from charfix.commands.link_character import link_character_cli
 from charfix.commands.list_stuck import list_stuck_cli
 from charfix.errors import CharfixError, ExitStatus
 from charfix.runtime import Runtime
@@ -75,6 +78,9 @@ def root(
 
 app.command("list-stuck")(list_stuck_cli)
 app.command("diagnose")(diagnose_cli)
+app.command("complete-job")(complete_job_cli)
+app.command("link-character")(link_character_cli)
+app.command("backfill-portraits")(backfill_cli)
 app.command("demo")(demo_cli)
 
 

@@ -45,5 +45,9 @@ class SchemaError(BackendError):
     """The live tables lack a column charfix needs."""
 
 
+class ChangedError(BackendError):
+    """A conditional write matched nothing: someone changed the row since it was read."""
+
+
 class RefusedError(CharfixError):
     exit_status = ExitStatus.REFUSED

@@ -98,6 +98,28 @@ class StoredObject(Record):
         return f"{self.bucket}/{self.key}"
 
 
+class NewLibraryItem(Record):
+    """A library row to insert; columns the live table lacks are dropped by the adapter."""
+
+    user_id: UUID
+    asset_type: str
+    storage_path: str
+    file_size_bytes: int
+    mime_type: str
+    original_prompt: str
+    model_used: str
+    generation_seed: int | None = None
+    width: int | None = None
+    height: int | None = None
+    thumbnail_path: str | None = None
+    tags: list[str]
+    content_category: str
+    roleplay_metadata: dict[str, Any]
+    character_id: UUID | None = None
+    output_type: str | None = None
+    generation_metadata: dict[str, Any] | None = None
+
+
 class JobFacts(Record):
     """Everything known about one job, gathered in batches before any diagnosis."""
 

@@ -38,6 +38,12 @@ class Runtime:
             self._backends = build_backends(self.settings)
         return self._backends
 
+    def open_worker(self) -> Backends:
+        """Another set of backends with its own connection, for parallel repairs."""
+        from charfix.bootstrap import build_backends
+
+        return build_backends(self.settings)
+
     def now(self) -> datetime:
         return datetime.now(timezone.utc)
 

@@ -130,12 +130,14 @@ class SupabaseTestServer:
                                       "statusCode": str(fault.status), "error": "injected_fault"}
                 resp = Response(fault.status, json.dumps(body).encode(),
                                 {"Content-Type": "application/json; charset=utf-8"})
-                return self._send(resp, start_response)
+                return self._send(resp, start_response, method)
         resp = self._route(method, path, qs, request)
-        return self._send(resp, start_response)
+        return self._send(resp, start_response, method)
 
     @staticmethod
-    def _send(resp: Response, start_response):
+    def _send(resp: Response, start_response, method: str = "GET"):
+        if method == "HEAD":  # never write a body on HEAD, errors included
+            resp = Response(resp.status, b"", resp.headers)
         headers = dict(resp.headers)
         if "Content-Type" not in headers and resp.body:
             headers["Content-Type"] = "application/json; charset=utf-8"

@@ -69,6 +69,8 @@ def pg_status(sqlstate: str, message: str) -> int:
 
 
 def from_pg_error(exc: psycopg.Error) -> PgrstError:
+    if not exc.sqlstate:  # could not connect / connection lost: PostgREST's PGRST000
+        return PgrstError(503, "PGRST000", "Database connection error. Retrying the connection.", str(exc))
     diag = exc.diag
     message = diag.message_primary or str(exc)
     code = exc.sqlstate or "XX000"

@@ -276,7 +276,7 @@ class PostgrestHandler:
                 raise PgrstError(400, "PGRST102", "All object keys must match")
             cols = list(rows[0]) if rows else []
         for c in cols:
-            if False:
+            if c not in q.table.columns:
                 raise PgrstError(400, "PGRST204",
                                  f"Could not find the '{c}' column of '{q.table.name}' in the schema cache")
         return cols

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -23,3 +24,14 @@ LinkWindow = Annotated[
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON to stdout for scripts instead of tables.")]
 Limit = Annotated[int | None, typer.Option("--limit", min=1, help="Show at most this many jobs.")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Write without asking (required when not on a terminal).")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan and write nothing.")]
+Operator = Annotated[
+    str | None, typer.Option("--operator", help="Name recorded in the audit log \\[default: your OS user].", show_default=False)
+]
+AuditPath = Annotated[
+    Path | None,
+    typer.Option("--audit-log", help="Audit log file \\[default: ~/.local/state/charfix/audit.jsonl; env: CHARFIX_AUDIT_LOG].",
+                 show_default=False),
+]
+NoSave = Annotated[bool, typer.Option("--no-save", help="Only fix the job itself; leave library and character alone.")]

@@ -11,6 +11,7 @@ def resolve_character(work: Work, request: f.Request, rows: list[LibraryItem]) -
     """Settle work.character, or say why it cannot be. Returns whether auto-save had what it needed."""
     if request.character_id is not None:
         _by_id(work, request)
+        _check_bound(work, rows)
         return True
     name = request.character_name
     exact, near = _same_name(work, name)
@@ -59,6 +60,23 @@ def _by_id(work: Work, request: f.Request) -> None:
         )
     else:
         work.character = character
+
+
+def _check_bound(work: Work, rows: list[LibraryItem]) -> None:
+    """A row of this job already bound to another character: only a person can untangle that."""
+    bound = _bound_character(work, rows)
+    chosen = work.character
+    if bound is None or chosen is None or bound.id == chosen.id:
+        return
+    work.because(
+        R.CHARACTER_LINKED_TO_OLDER,
+        f"This job's library row is bound to '{bound.name}' ({bound.id}), not to '{chosen.name}'; "
+        "a person must decide which it belongs to.",
+        bound_character_id=bound.id,
+        bound_created_at=bound.created_at,
+        character_id=chosen.id,
+    )
+    work.character = None
 
 
 def _by_name(work: Work, name: str, later: list[Character], near_later: list[Character]) -> None:

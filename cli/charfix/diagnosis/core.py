@@ -8,6 +8,7 @@ from charfix.diagnosis.library import plan_library
 from charfix.diagnosis.status import judge_status
 from charfix.diagnosis.work import Rules, Work
 from charfix.models import (
+    Action,
     LIBRARY_BUCKET,
     WORKSPACE_BUCKET,
     Diagnosis,
@@ -111,7 +112,10 @@ def _state(work: Work) -> State:
 def _finish(work: Work, state: State) -> Diagnosis:
     job = work.facts.job
     request = f.read_request(job)
-    keeps_plan = state in (State.REPAIRABLE, State.FAILED) or work.has(R.OUTPUT_EXTERNAL_URL)
+    if state == State.NEEDS_REVIEW and not work.has(R.OUTPUT_EXTERNAL_URL):
+        # Completing a job whose output exists is safe on its own; the rest waits for a person.
+        work.plan = [step for step in work.plan if step.action == Action.COMPLETE_JOB]
+    keeps_plan = state in (State.REPAIRABLE, State.FAILED, State.NEEDS_REVIEW)
     character = work.character
     return Diagnosis(
         job_id=job.id,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from charfix.errors import SchemaError
-from charfix.models import Character, Job, LibraryItem, WorkspaceAsset
+from charfix.models import Character, Job, LibraryItem, NewLibraryItem, WorkspaceAsset
 
 # Columns charfix reads or writes; the live tables have many more.
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -97,3 +98,23 @@ class Repository(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class Writer(Protocol):
+    """The writes a repair makes; each is conditional on the row as read (ChangedError otherwise)."""
+
+    def locked(self, job_id: UUID) -> AbstractContextManager[bool]: ...
+
+    def complete_job(self, job: Job, *, completed_at: datetime) -> Job: ...
+
+    def mark_failed(self, job: Job, *, message: str, at: datetime) -> Job: ...
+
+    def link_character(self, job: Job, *, character_id: UUID) -> Job: ...
+
+    def library_items_at(self, user_id: UUID, storage_path: str) -> list[LibraryItem]: ...
+
+    def insert_library_item(self, item: NewLibraryItem) -> LibraryItem: ...
+
+    def upgrade_library_item(self, item: LibraryItem, *, portrait: dict[str, Any], character_id: UUID) -> LibraryItem: ...
+
+    def update_character_image(self, character: Character, *, image_url: str, seed: int | None) -> Character: ...

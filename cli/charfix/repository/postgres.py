@@ -14,13 +14,13 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
 from charfix.errors import BackendError
 from charfix.facts import PREFIX_LENGTH, normalized_name
 from charfix.models import PORTRAIT, Character, Job, LibraryItem, WorkspaceAsset
 from charfix.repository.base import REQUIRED_COLUMNS, JobQuery, Page, Schema
+from charfix.repository.writes import PostgresWrites
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -28,7 +28,7 @@ M = TypeVar("M", bound=BaseModel)
 NORMALIZED_NAME = "lower(regexp_replace(name, '\\s', '', 'g'))"
 
 
-class PostgresRepository:
+class PostgresRepository(PostgresWrites):
     def __init__(self, conn: psycopg.Connection, *, schema_name: str = "public"):
         self.conn = conn
         self.schema_name = schema_name
@@ -156,7 +156,3 @@ class PostgresRepository:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
-
-
-def jsonb(value: Any) -> Jsonb:
-    return Jsonb(value)

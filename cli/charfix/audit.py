@@ -1,0 +1,100 @@
+"""The audit log: one JSON line per write, with the row or object before and after.
+
+The file is opened before the first write, so an unwritable log stops a repair before it starts.
+Lines for one job are written once its transaction has committed: the log never claims a write
+that was rolled back."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from charfix.errors import ConfigError
+
+
+def default_audit_path() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("charfix")) / "audit.jsonl"
+
+
+def default_operator() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return os.environ.get("USER") or f"uid-{os.getuid()}"
+
+
+@dataclass
+class AuditLog:
+    path: Path
+    operator: str
+    command: str
+    _file: TextIO | None = None
+    # Lines wait per thread (backfill repairs jobs in parallel) until their job commits.
+    _local: threading.local = field(default_factory=threading.local)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    written: int = 0
+
+    @property
+    def _pending(self) -> list[dict[str, Any]]:
+        if not hasattr(self._local, "pending"):
+            self._local.pending = []
+        return self._local.pending
+
+    def open(self) -> AuditLog:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write the audit log {self.path}: {exc.strerror}; nothing was changed",
+                hint="pass --audit-log PATH or set CHARFIX_AUDIT_LOG to a writable file",
+            ) from exc
+        return self
+
+    def record(self, *, job_id: Any, step: str, target: str, before: Any, after: Any) -> None:
+        self._pending.append({
+            "time": datetime.now(timezone.utc).isoformat(),
+            "operator": self.operator,
+            "command": self.command,
+            "job_id": str(job_id),
+            "step": step,
+            "target": target,
+            "before": before,
+            "after": after,
+        })
+
+    def commit(self) -> None:
+        """Write the lines of a job whose writes have committed."""
+        pending = self._pending
+        if self._file is None or not pending:
+            pending.clear()
+            return
+        with self._lock:
+            for line in pending:
+                self._file.write(json.dumps(line, default=_json_value, ensure_ascii=False) + "\n")
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self.written += len(pending)
+        pending.clear()
+
+    def commit_storage_only(self) -> None:
+        """A job's transaction rolled back after objects were copied: those copies did happen."""
+        self._pending[:] = [line for line in self._pending if line["step"] == "copy_object"]
+        self.commit()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _json_value(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)

@@ -1,0 +1,80 @@
+"""`charfix backfill-portraits`: the cron job. Repairs every repairable job, touches nothing else."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Annotated
+
+import typer
+
+from charfix.commands import options
+from charfix.commands.writing import confirm, open_audit
+from charfix.errors import ExitStatus
+from charfix.runtime import Runtime
+from charfix.selection import build_selection
+from charfix.service import backfill
+
+
+def backfill_cli(
+    ctx: typer.Context,
+    since: options.Since = "7d",
+    user: options.User = None,
+    state: Annotated[
+        list[str] | None, typer.Option("--state", help="Only consider jobs in this state (repeatable); only "
+                                       "repairable ones are ever repaired.")
+    ] = None,
+    every_state: Annotated[bool, typer.Option("--all", help="Consider every portrait job.")] = False,
+    stuck_after: options.StuckAfter = "15m",
+    link_window: options.LinkWindow = "1h",
+    limit: options.Limit = None,
+    max_jobs: Annotated[int | None, typer.Option("--max", min=1, help="Repair at most this many jobs in one run.")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=16, help="Jobs repaired in parallel "
+                                              "(each with its own database connection).")] = 1,
+    dry_run: options.DryRun = False,
+    yes: options.Yes = False,
+    json_output: options.Json = False,
+    operator: options.Operator = None,
+    audit_log: options.AuditPath = None,
+) -> None:
+    """Repair every [b]repairable[/b] portrait job; never touch needs_review, lost, failed or in_progress ones.
+
+    Safe to run from cron (with [cyan]--yes[/cyan]): each job is locked, re-diagnosed and repaired in one
+    transaction, and a second run finds nothing to do. Exit code 0 when every attempted repair succeeded,
+    1 when any failed (the others are still done).
+
+    Example: [cyan]charfix --demo backfill-portraits --yes[/cyan]
+    """
+    runtime: Runtime = ctx.obj
+    selection = build_selection(
+        now=runtime.now(), since=since, user=user, states=state, every_state=every_state,
+        stuck_after=stuck_after, link_window=link_window, limit=limit,
+    )
+    backends = runtime.backends()
+    if not dry_run and not confirm(runtime, "Repair every repairable portrait job?", yes=yes):
+        runtime.env.err.print("Nothing written.")
+        return
+    audit = None if dry_run else open_audit(runtime, "backfill-portraits", path=audit_log, operator=operator)
+    with _progress(runtime) as progress:
+        try:
+            report = backfill(backends, selection, max_jobs=max_jobs, concurrency=concurrency, dry_run=dry_run,
+                              audit=audit, open_worker=runtime.open_worker, progress=progress)
+        finally:
+            if audit is not None:
+                audit.close()
+    if json_output:
+        runtime.env.print_json(report.to_json())
+    else:
+        from charfix.ui.results import render_backfill
+
+        render_backfill(runtime.env.out, report, dry_run=dry_run)
+    if report.failed:
+        raise typer.Exit(int(ExitStatus.JOBS_FAILED))
+
+
+def _progress(runtime: Runtime):
+    """A spinner with a count on stderr, only when a person watches it."""
+    if not runtime.env.stderr_is_terminal:
+        return nullcontext(None)
+    from charfix.ui.progress import job_progress
+
+    return job_progress(runtime.env.err)

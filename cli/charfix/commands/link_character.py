@@ -1,0 +1,87 @@
+"""`charfix link-character`: tie a name-only job to its character, then save the portrait."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from charfix.commands import options
+from charfix.commands.complete_job import _show
+from charfix.commands.writing import confirm, open_audit
+from charfix.diagnosis import Rules
+from charfix.errors import ExitStatus, UsageError
+from charfix.parsing import parse_duration, parse_job_ref, parse_uuid
+from charfix.repair import Outcome
+from charfix.runtime import Runtime
+from charfix.scan import diagnose_ids, resolve_job_ids
+from charfix.service import check_link, link_character
+
+
+def link_character_cli(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(help="The job id (or a unique prefix of 8+ characters).", show_default=False)],
+    character: Annotated[
+        str | None,
+        typer.Option("--character", help="The character's id. On a terminal, leave it out to choose among the candidates.",
+                     show_default=False),
+    ] = None,
+    no_save: options.NoSave = False,
+    link_window: options.LinkWindow = "1h",
+    dry_run: options.DryRun = False,
+    yes: options.Yes = False,
+    json_output: options.Json = False,
+    operator: options.Operator = None,
+    audit_log: options.AuditPath = None,
+) -> None:
+    """Write the character's id into a name-only job's metadata (the name stays), then save the portrait
+    unless [cyan]--no-save[/cyan]. Only a character of the job's own user is ever accepted.
+
+    Without [cyan]--character[/cyan], on a terminal, it offers the candidates: exact name matches first,
+    then near matches (case, spaces), each with its creation time and current image.
+
+    Example: [cyan]charfix --demo link-character 4db0218b --character <id> --dry-run[/cyan]
+    """
+    runtime: Runtime = ctx.obj
+    ref = parse_job_ref(job_id)
+    rules = Rules(now=runtime.now(), link_window=parse_duration(link_window, option="--link-window"))
+    backends = runtime.backends()
+    job = resolve_job_ids(backends, [ref])[0]
+    diagnosis = diagnose_ids(backends, [job], rules)[0]
+    chosen = parse_uuid(character, what="character id") if character else _choose(runtime, diagnosis)
+    if chosen is None:
+        runtime.env.err.print("No character chosen; nothing written.")
+        return
+    check_link(backends, diagnosis, chosen)
+    kwargs = dict(rules=rules, save=not no_save)
+    preview = link_character(backends, job, chosen, dry_run=True, **kwargs)
+    if dry_run or preview.outcome != Outcome.PLANNED:
+        _show(runtime, preview, json_output)
+        return
+    if not confirm(runtime, f"Link job {job} to character {chosen} and apply {len(preview.steps)} step(s)?", yes=yes):
+        runtime.env.err.print("Nothing written.")
+        return
+    audit = open_audit(runtime, "link-character", path=audit_log, operator=operator)
+    try:
+        result = link_character(backends, job, chosen, audit=audit, **kwargs)
+    finally:
+        audit.close()
+    _show(runtime, result, json_output)
+    if result.outcome == Outcome.FAILED:
+        raise typer.Exit(int(ExitStatus.JOBS_FAILED))
+
+
+def _choose(runtime: Runtime, diagnosis):
+    if diagnosis.character_id and not diagnosis.candidates:
+        return diagnosis.character_id
+    if not runtime.env.interactive:
+        raise UsageError("--character is required when not on a terminal",
+                         hint=f"see the candidates with: charfix diagnose {diagnosis.job_id}")
+    if not diagnosis.candidates:
+        raise UsageError(f"job {diagnosis.job_id} has no candidate characters; pass --character ID")
+    from charfix.ui.prompts import ask_character
+    from charfix.ui.render import render_story
+
+    render_story(runtime.env.out, diagnosis)
+    answer = ask_character(diagnosis.candidates)
+    return parse_uuid(answer, what="character id") if answer else None

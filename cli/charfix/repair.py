@@ -1,0 +1,147 @@
+"""Carrying out a diagnosis's plan, one job at a time, safely and idempotently.
+
+For each job: take its row lock (skip it if another run holds it), re-read the facts and diagnose
+again inside the lock, then apply only the steps still missing: objects first (deterministic keys,
+so a re-run overwrites the same object), then the rows, in one transaction.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from enum import StrEnum
+from uuid import UUID
+
+from charfix import facts as f
+from charfix.audit import AuditLog
+from charfix.diagnosis import Rules, diagnose
+from charfix.errors import BackendError, ChangedError, CharfixError
+from charfix.models import Action, Diagnosis, JobFacts, State, Step
+from charfix.repair_steps import StepContext, apply_step
+from charfix.scan import Backends, collect_facts
+
+SAVE_ACTIONS = frozenset(Action) - {Action.MARK_FAILED}
+CRASH_AFTER = "CHARFIX_TEST_CRASH_AFTER"  # test hook: exit abruptly after this many writes
+
+
+class Outcome(StrEnum):
+    REPAIRED = "repaired"
+    ALREADY_FINE = "already_fine"
+    PLANNED = "planned"  # --dry-run
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RepairOptions:
+    rules: Rules
+    states: frozenset[State] = frozenset({State.REPAIRABLE})
+    actions: frozenset[Action] = SAVE_ACTIONS
+    character_id: UUID | None = None  # a person's choice for a name-only job
+    dry_run: bool = False
+
+
+@dataclass
+class JobResult:
+    job_id: UUID
+    outcome: Outcome
+    state: State | None = None
+    steps: list[Step] = field(default_factory=list)
+    message: str | None = None
+    diagnosis: Diagnosis | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "job_id": str(self.job_id),
+            "outcome": self.outcome.value,
+            "state": self.state.value if self.state else None,
+            "steps": [s.action.value for s in self.steps],
+            "message": self.message,
+        }
+
+
+def repair_job(backends: Backends, job_id: UUID, options: RepairOptions, audit: AuditLog | None) -> JobResult:
+    """Repair one job; never raises for the job's own trouble, which is reported in the result."""
+    try:
+        with backends.repository.locked(job_id) as got:
+            if not got:
+                return JobResult(job_id, Outcome.SKIPPED, message="another charfix run is repairing this job")
+            result = _repair_locked(backends, job_id, options, audit)
+    except ChangedError as exc:
+        _storage_lines(audit)
+        return JobResult(job_id, Outcome.FAILED, message=f"{exc.message}; run again to re-diagnose")
+    except (BackendError, CharfixError) as exc:
+        _storage_lines(audit)
+        return JobResult(job_id, Outcome.FAILED, message=exc.message)
+    if audit is not None:
+        audit.commit()
+    return result
+
+
+def _storage_lines(audit: AuditLog | None) -> None:
+    if audit is not None:
+        audit.commit_storage_only()
+
+
+def _repair_locked(backends: Backends, job_id: UUID, options: RepairOptions, audit: AuditLog | None) -> JobResult:
+    facts, needs_link = _facts(backends, job_id, options.character_id)
+    diagnosis = diagnose(facts, options.rules)
+    steps = _steps(diagnosis, options, needs_link=needs_link)
+    result = JobResult(job_id, Outcome.ALREADY_FINE, state=diagnosis.state, diagnosis=diagnosis)
+    if diagnosis.state not in options.states and steps:
+        result.outcome, result.message = Outcome.SKIPPED, f"state is {diagnosis.state.value}"
+        return result
+    if not steps:
+        result.message = "nothing to do" if diagnosis.state == State.SAVED else f"state is {diagnosis.state.value}"
+        result.outcome = Outcome.ALREADY_FINE if diagnosis.state == State.SAVED else Outcome.SKIPPED
+        return result
+    result.steps = steps
+    if options.dry_run:
+        result.outcome = Outcome.PLANNED
+        return result
+    context = StepContext(backends=backends, facts=facts, diagnosis=diagnosis, audit=audit)
+    for step in steps:
+        apply_step(context, step)
+        _maybe_crash()
+    result.outcome = Outcome.REPAIRED
+    return result
+
+
+def _facts(backends: Backends, job_id: UUID, character_id: UUID | None) -> tuple[JobFacts, bool]:
+    """The job's facts, read inside its lock; with a person's choice of character, the facts as if
+    the choice were already in the metadata (link_character then writes it)."""
+    jobs = backends.repository.jobs_by_id([job_id])
+    if not jobs:
+        raise BackendError(f"job {job_id} disappeared")
+    job = jobs[0]
+    if character_id is None:
+        return collect_facts(backends, [job])[0], False
+    metadata = f.as_dict(job.metadata)
+    chosen = job.model_copy(update={"metadata": {**metadata, "character_id": str(character_id)}})
+    return collect_facts(backends, [chosen])[0], f.as_uuid(metadata.get("character_id")) != character_id
+
+
+def _steps(diagnosis: Diagnosis, options: RepairOptions, *, needs_link: bool) -> list[Step]:
+    steps = [s for s in diagnosis.plan if s.action in options.actions]
+    if needs_link and diagnosis.state == State.REPAIRABLE and Action.LINK_CHARACTER in options.actions:
+        link = Step(
+            action=Action.LINK_CHARACTER,
+            description=f"Write character_id {options.character_id} into the job's metadata (the name stays).",
+            params={"character_id": str(options.character_id)},
+        )
+        steps.insert(1 if steps and steps[0].action == Action.COMPLETE_JOB else 0, link)
+    return steps
+
+
+_writes = 0
+
+
+def _maybe_crash() -> None:
+    """Tests kill the run after N writes to prove the next run finishes the job."""
+    global _writes
+    limit = os.environ.get(CRASH_AFTER)
+    if not limit:
+        return
+    _writes += 1
+    if _writes >= int(limit):
+        os._exit(70)

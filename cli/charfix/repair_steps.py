@@ -1,0 +1,213 @@
+"""One function per plan step. Each first checks whether its effect is already there, and then does
+nothing; every write it makes is recorded in the audit log with the before and after."""
+
+from __future__ import annotations
+
+import mimetypes
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from uuid import UUID
+
+from charfix import facts as f
+from charfix.audit import AuditLog
+from charfix.errors import BackendError, RefusedError
+from charfix.fetch import fetch_image
+from charfix.models import (
+    LIBRARY_BUCKET,
+    PORTRAIT,
+    Action,
+    Character,
+    Diagnosis,
+    Job,
+    JobFacts,
+    NewLibraryItem,
+    Step,
+)
+from charfix.scan import Backends
+
+
+@dataclass
+class StepContext:
+    backends: Backends
+    facts: JobFacts
+    diagnosis: Diagnosis
+    audit: AuditLog | None
+
+    @property
+    def job(self) -> Job:
+        return self.facts.job
+
+    def character(self, character_id: UUID) -> Character:
+        found = f.character_by_id(self.facts, character_id)
+        if found is None or found.user_id != self.job.user_id:
+            # The diagnosis never plans this; refusing here keeps the rule whatever called us.
+            raise RefusedError(f"character {character_id} is not a character of user {self.job.user_id}")
+        return found
+
+    def record(self, step: Action, target: str, before: Any, after: Any) -> None:
+        if self.audit is not None:
+            self.audit.record(job_id=self.job.id, step=step.value, target=target, before=_plain(before), after=_plain(after))
+
+
+def _plain(value: Any) -> Any:
+    return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+
+
+def apply_step(ctx: StepContext, step: Step) -> None:
+    HANDLERS[step.action](ctx, step.params)
+
+
+def _complete_job(ctx: StepContext, params: dict[str, Any]) -> None:
+    if ctx.job.status == "completed":
+        return
+    after = ctx.backends.repository.complete_job(ctx.job, completed_at=datetime.fromisoformat(params["completed_at"]))
+    ctx.record(Action.COMPLETE_JOB, f"jobs/{ctx.job.id}", _job_view(ctx.job), _job_view(after))
+    ctx.facts = ctx.facts.model_copy(update={"job": after})
+
+
+def _mark_failed(ctx: StepContext, params: dict[str, Any]) -> None:
+    if ctx.job.status == "failed":
+        return
+    after = ctx.backends.repository.mark_failed(ctx.job, message=params["error_message"], at=datetime.now(timezone.utc))
+    ctx.record(Action.MARK_FAILED, f"jobs/{ctx.job.id}", _job_view(ctx.job), _job_view(after))
+    ctx.facts = ctx.facts.model_copy(update={"job": after})
+
+
+def _link_character(ctx: StepContext, params: dict[str, Any]) -> None:
+    character = ctx.character(UUID(params["character_id"]))
+    if f.as_uuid(f.as_dict(ctx.job.metadata).get("character_id")) == character.id:
+        return
+    after = ctx.backends.repository.link_character(ctx.job, character_id=character.id)
+    ctx.record(Action.LINK_CHARACTER, f"jobs/{ctx.job.id}", {"metadata": ctx.job.metadata}, {"metadata": after.metadata})
+    ctx.facts = ctx.facts.model_copy(update={"job": after})
+
+
+def _copy_object(ctx: StepContext, params: dict[str, Any]) -> None:
+    storage = ctx.backends.storage
+    bucket, key = _split(params["destination"])
+    if "source" in params:
+        source_bucket, source_key = _split(params["source"])
+        _copy_if_needed(ctx, source_bucket, source_key, bucket, key)
+    else:
+        data, content_type = fetch_image(params["source_url"])
+        if not storage.stat(bucket, [key]):
+            written = storage.write(bucket, key, data, content_type=content_type)
+            ctx.record(Action.COPY_OBJECT, f"{bucket}/{key}", None, {"source_url": params["source_url"], "size": written.size})
+    if "thumbnail_source" in params:
+        source_bucket, source_key = _split(params["thumbnail_source"])
+        thumb_bucket, thumb_key = _split(params["thumbnail_destination"])
+        _copy_if_needed(ctx, source_bucket, source_key, thumb_bucket, thumb_key)
+
+
+def _copy_if_needed(ctx: StepContext, source_bucket: str, source_key: str, bucket: str, key: str) -> None:
+    storage = ctx.backends.storage
+    source = storage.stat(source_bucket, [source_key])
+    if not source:
+        raise BackendError(f"{source_bucket}/{source_key} is gone; nothing was copied")
+    existing = storage.stat(bucket, [key])
+    if existing and existing[0].size == source[0].size:
+        return
+    copied = storage.copy(source_bucket, source_key, bucket, key)
+    before = existing[0].model_dump(mode="json") if existing else None
+    ctx.record(Action.COPY_OBJECT, f"{bucket}/{key}", before, {"source": f"{source_bucket}/{source_key}", "size": copied.size})
+
+
+def _insert_library_row(ctx: StepContext, params: dict[str, Any]) -> None:
+    repo, job = ctx.backends.repository, ctx.job
+    key = params["storage_path"]
+    # Idempotency (domain.md section 5): the same path, or a row that names this job.
+    existing = repo.library_items_at(job.user_id, key)
+    if existing or any(f.is_visible(r) for r in f.job_rows(ctx.facts)):
+        return
+    stored = ctx.backends.storage.stat(LIBRARY_BUCKET, [key])
+    if not stored:
+        raise BackendError(f"{LIBRARY_BUCKET}/{key} is missing; the row was not inserted")
+    character = ctx.character(UUID(params["character_id"]))
+    inserted = repo.insert_library_item(_new_row(ctx, key, stored[0].size, character))
+    ctx.record(Action.INSERT_LIBRARY_ROW, f"user_library/{inserted.id}", None, inserted)
+
+
+def _new_row(ctx: StepContext, key: str, size: int, character: Character) -> NewLibraryItem:
+    job = ctx.job
+    meta = f.as_dict(job.metadata)
+    assets = f.own_assets(ctx.facts)
+    asset = assets[0] if assets else None
+    mime = (asset.mime_type if asset else None) or mimetypes.guess_type(key)[0] or "image/png"
+    thumb = f"{key.rsplit('.', 1)[0]}{f.THUMB_SUFFIX}"
+    portrait = _portrait(job, character)
+    return NewLibraryItem(
+        user_id=job.user_id,
+        asset_type=asset.asset_type if asset else ("video" if mime.startswith("video/") else "image"),
+        storage_path=key,
+        file_size_bytes=size,
+        mime_type=mime,
+        original_prompt=(asset.original_prompt if asset else None) or f.text_value(meta, "prompt") or "",
+        model_used=(asset.model_used if asset else None) or f.text_value(meta, "model", "model_used") or job.job_type,
+        generation_seed=asset.generation_seed if asset else None,
+        width=asset.width if asset else None,
+        height=asset.height if asset else None,
+        thumbnail_path=thumb if ctx.backends.storage.stat(LIBRARY_BUCKET, [thumb]) else None,
+        tags=["character", "portrait"],
+        content_category="character",
+        roleplay_metadata=portrait,
+        character_id=character.id,
+        output_type="portrait",
+        generation_metadata={"job_id": str(job.id), "repaired_by": "charfix"},
+    )
+
+
+def _portrait(job: Job, character: Character) -> dict[str, Any]:
+    portrait = {"type": PORTRAIT, "character_id": str(character.id), "character_name": character.name,
+                "job_id": str(job.id)}
+    method = f.as_dict(job.metadata).get("consistency_method")
+    if isinstance(method, str):
+        portrait["consistency_method"] = method
+    return portrait
+
+
+def _upgrade_library_row(ctx: StepContext, params: dict[str, Any]) -> None:
+    row = next((r for r in ctx.facts.library_items if str(r.id) == params["library_row_id"]), None)
+    if row is None or row.user_id != ctx.job.user_id:
+        raise BackendError(f"library row {params['library_row_id']} is gone")
+    if f.is_visible(row):
+        return
+    character = ctx.character(UUID(params["character_id"]))
+    after = ctx.backends.repository.upgrade_library_item(row, portrait=_portrait(ctx.job, character), character_id=character.id)
+    ctx.record(Action.UPGRADE_LIBRARY_ROW, f"user_library/{row.id}", row, after)
+
+
+def _update_character_image(ctx: StepContext, params: dict[str, Any]) -> None:
+    character = ctx.character(UUID(params["character_id"]))
+    if character.image_url == params["image_url"]:
+        return
+    seed = params.get("seed_locked")
+    after = ctx.backends.repository.update_character_image(
+        character, image_url=params["image_url"], seed=seed if f.fits_int4(seed) else None
+    )
+    ctx.record(Action.UPDATE_CHARACTER_IMAGE, f"characters/{character.id}", _character_view(character), _character_view(after))
+
+
+def _job_view(job: Job) -> dict[str, Any]:
+    return {"status": job.status, "completed_at": job.completed_at, "error_message": job.error_message}
+
+
+def _character_view(character: Character) -> dict[str, Any]:
+    return {"image_url": character.image_url, "reference_image_url": character.reference_image_url,
+            "seed_locked": character.seed_locked}
+
+
+def _split(path: str) -> tuple[str, str]:
+    bucket, _, key = path.partition("/")
+    return bucket, key
+
+
+HANDLERS = {
+    Action.COMPLETE_JOB: _complete_job,
+    Action.MARK_FAILED: _mark_failed,
+    Action.LINK_CHARACTER: _link_character,
+    Action.COPY_OBJECT: _copy_object,
+    Action.INSERT_LIBRARY_ROW: _insert_library_row,
+    Action.UPGRADE_LIBRARY_ROW: _upgrade_library_row,
+    Action.UPDATE_CHARACTER_IMAGE: _update_character_image,
+}

@@ -1,0 +1,118 @@
+"""Writes over Postgres. Each is conditional on what was read, so a row someone else changed in the
+meantime is never overwritten: the write matches nothing and raises ChangedError instead."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from charfix.errors import ChangedError
+from charfix.models import Character, Job, LibraryItem, NewLibraryItem
+
+PORTRAIT_TAGS = ["character", "portrait"]
+
+
+class PostgresWrites:
+    """Mixed into PostgresRepository; uses its connection, schema and statement helpers."""
+
+    @contextmanager
+    def locked(self, job_id: UUID) -> Iterator[bool]:
+        """One transaction for the job's row writes, holding its row lock. Yields False, without
+        waiting, when another run holds it (SKIP LOCKED); the caller then leaves the job alone."""
+        with self._errors(), self.conn.transaction():
+            self.queries += 1
+            row = self.conn.execute("select id from jobs where id = %s for update skip locked", (job_id,)).fetchone()
+            yield row is not None
+
+    def complete_job(self, job: Job, *, completed_at: datetime) -> Job:
+        return self._update_job(
+            job,
+            sql.SQL("status = 'completed', completed_at = %(at)s, error_message = null"),
+            {"at": completed_at},
+        )
+
+    def mark_failed(self, job: Job, *, message: str, at: datetime) -> Job:
+        return self._update_job(
+            job, sql.SQL("status = 'failed', error_message = %(message)s, completed_at = %(at)s"),
+            {"message": message, "at": at},
+        )
+
+    def link_character(self, job: Job, *, character_id: UUID) -> Job:
+        return self._update_job(
+            job,
+            sql.SQL("metadata = jsonb_set(metadata, '{character_id}', to_jsonb(%(character)s::text))"),
+            {"character": str(character_id)},
+            extra=sql.SQL(" and jsonb_typeof(metadata) = 'object'"),
+        )
+
+    def library_items_at(self, user_id: UUID, storage_path: str) -> list[LibraryItem]:
+        statement = sql.SQL("select {cols} from user_library where user_id = %(user)s and storage_path = %(path)s").format(
+            cols=self._columns("user_library")
+        )
+        return self._fetch(LibraryItem, statement, {"user": user_id, "path": storage_path})
+
+    def insert_library_item(self, item: NewLibraryItem) -> LibraryItem:
+        values = {k: v for k, v in item.model_dump().items() if self.schema.has("user_library", k)}
+        values = {k: _db_value(v) for k, v in values.items() if v is not None}
+        statement = sql.SQL("insert into user_library ({cols}) values ({marks}) returning {ret}").format(
+            cols=sql.SQL(", ").join(sql.Identifier(k) for k in values),
+            marks=sql.SQL(", ").join(sql.Placeholder(k) for k in values),
+            ret=self._columns("user_library"),
+        )
+        return self._fetch(LibraryItem, statement, values)[0]
+
+    def upgrade_library_item(self, item: LibraryItem, *, portrait: dict[str, Any], character_id: UUID) -> LibraryItem:
+        sets = [
+            sql.SQL("tags = (select array(select distinct t from unnest(coalesce(tags, '{}') || %(tags)s::text[]) t order by t))"),
+            sql.SQL("content_category = 'character'"),
+            sql.SQL("roleplay_metadata = coalesce(roleplay_metadata, '{}'::jsonb) || %(portrait)s"),
+        ]
+        params: dict[str, Any] = {"tags": PORTRAIT_TAGS, "portrait": Jsonb(portrait), "id": item.id,
+                                  "user": item.user_id, "character": character_id, "job": {"job_id": portrait.get("job_id")}}
+        if self.schema.has("user_library", "character_id"):
+            sets.append(sql.SQL("character_id = %(character)s"))
+        if self.schema.has("user_library", "output_type"):
+            sets.append(sql.SQL("output_type = 'portrait'"))
+        if self.schema.has("user_library", "generation_metadata"):
+            sets.append(sql.SQL("generation_metadata = coalesce(generation_metadata, '{}'::jsonb) || %(job)s"))
+            params["job"] = Jsonb(params["job"])
+        statement = sql.SQL(
+            "update user_library set {sets} where id = %(id)s and user_id = %(user)s returning {ret}"
+        ).format(sets=sql.SQL(", ").join(sets), ret=self._columns("user_library"))
+        return self._one(LibraryItem, statement, params, what=f"library row {item.id}")
+
+    def update_character_image(self, character: Character, *, image_url: str, seed: int | None) -> Character:
+        sets = [sql.SQL("image_url = %(url)s"), sql.SQL("reference_image_url = %(url)s")]
+        if seed is not None:
+            sets.append(sql.SQL("seed_locked = %(seed)s"))
+        statement = sql.SQL(
+            "update characters set {sets} where id = %(id)s and user_id = %(user)s "
+            "and image_url is not distinct from %(current)s returning {ret}"
+        ).format(sets=sql.SQL(", ").join(sets), ret=self._columns("characters"))
+        params = {"url": image_url, "seed": seed, "id": character.id, "user": character.user_id,
+                  "current": character.image_url}
+        return self._one(Character, statement, params, what=f"character {character.id}")
+
+    def _update_job(self, job: Job, sets: sql.Composable, params: dict[str, Any], *,
+                    extra: sql.Composable = sql.SQL("")) -> Job:
+        statement = sql.SQL(
+            "update jobs set {sets} where id = %(id)s and user_id = %(user)s and status = %(status)s{extra} returning {ret}"
+        ).format(sets=sets, extra=extra, ret=self._columns("jobs"))
+        return self._one(Job, statement, {**params, "id": job.id, "user": job.user_id, "status": job.status},
+                         what=f"job {job.id}")
+
+    def _one(self, model, statement: sql.Composable, params: dict[str, Any], *, what: str):
+        rows = self._fetch(model, statement, params)
+        if not rows:
+            raise ChangedError(f"{what} changed since it was read; nothing was written to it")
+        return rows[0]
+
+
+def _db_value(value: Any) -> Any:
+    return Jsonb(value) if isinstance(value, dict) else value

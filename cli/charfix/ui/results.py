@@ -1,0 +1,51 @@
+"""Rendering what a repair did: one job's steps, or the backfill's summary."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from charfix.repair import JobResult, Outcome
+from charfix.service import BackfillReport
+
+OUTCOME_STYLE = {
+    Outcome.REPAIRED: "green",
+    Outcome.ALREADY_FINE: "green",
+    Outcome.PLANNED: "cyan",
+    Outcome.SKIPPED: "yellow",
+    Outcome.FAILED: "red",
+}
+
+
+def render_job_result(console: Console, result: JobResult) -> None:
+    head = Text.assemble(("job ", "bold"), str(result.job_id), "  ", (result.outcome.value, OUTCOME_STYLE[result.outcome]))
+    if result.state is not None:
+        head.append(f"  (state was {result.state.value})")
+    console.print(head)
+    verb = "would" if result.outcome == Outcome.PLANNED else "done:"
+    for number, step in enumerate(result.steps, 1):
+        console.print(Text.assemble(f"  {number}. {verb} ", (step.action.value, "green"), f"  {step.description}"))
+    if result.outcome == Outcome.ALREADY_FINE:
+        console.print("  nothing to do: the portrait is already where it belongs")
+    elif result.message:
+        console.print(Text(f"  {result.message}"))
+
+
+def render_backfill(console: Console, report: BackfillReport, *, dry_run: bool) -> None:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_row("examined", str(report.examined))
+    table.add_row("would repair" if dry_run else "repaired", str(len(report.planned if dry_run else report.repaired)))
+    table.add_row("already fine", str(report.already_fine))
+    for state, count in sorted(report.skipped_by_state.items()):
+        table.add_row(f"skipped ({state})", str(count))
+    if report.skipped_other:
+        table.add_row("skipped (another run holds it)", str(len(report.skipped_other)))
+    if report.capped:
+        table.add_row("left for the next run (--max)", str(report.capped))
+    table.add_row("failed", Text(str(len(report.failed)), style="red" if report.failed else ""))
+    console.print(table)
+    for result in report.failed:
+        console.print(Text(f"  failed {result.job_id}: {result.message}", style="red"))
+    if not dry_run and not report.repaired and not report.failed:
+        console.print("Nothing to repair: no write was made.")
