@@ -318,6 +318,25 @@ def no_output_job(*, status: str = "processing", age: timedelta = timedelta(hour
                                metadata=portrait(characterName="Mandy")))
 
 
+def bound_elsewhere() -> JobFacts:
+    """The job names one character by id, but its library row is bound to another of the user's."""
+    named = make_character("Iris", created=T0 - timedelta(days=3))
+    other = make_character("Ivy", created=T0 - timedelta(days=5))
+    job = make_job("bound-elsewhere", metadata=portrait(character_id=str(named.id)))
+    asset, obj = stored(job)
+    key = library_key(job, other)
+    return make_facts(job, assets=[asset], temp=[obj], library=[lib_obj(key)], characters=[named, other],
+                      rows=[make_row(key, created=T0 + 10 * S, character=other, job=job)])
+
+
+def _later_pair(name: str) -> list[Character]:
+    return [make_character(name, created=T0 + 20 * S, label="1"), make_character(name, created=T0 + 50 * S, label="2")]
+
+
+def with_status(facts: JobFacts, status: str) -> JobFacts:
+    return facts.model_copy(update={"job": facts.job.model_copy(update={"status": status, "completed_at": None})})
+
+
 # ---------------------------------------------------------------------------------------------
 # The main table: one or more rows for every reason code and every state
 # ---------------------------------------------------------------------------------------------
@@ -406,6 +425,10 @@ TABLE = [
         [R.CHARACTER_IMAGE_NOT_UPDATED], [A.UPDATE_CHARACTER_IMAGE]),
     row("row-without-object", saved_by_id(library_object=False, label="noobj"), State.REPAIRABLE,
         [R.LIBRARY_COPY_MISSING], [A.COPY_OBJECT]),
+    row("bound-to-another-own-character", bound_elsewhere(), State.NEEDS_REVIEW, [R.CHARACTER_LINKED_TO_OLDER],
+        [], None),
+    row("saved-but-still-processing", with_status(saved_facts(), "processing"), State.REPAIRABLE,
+        [R.JOB_NOT_COMPLETED], [A.COMPLETE_JOB]),
     row("not-applicable-workspace", make_facts(make_job("plain", metadata={"destination": "workspace"})),
         State.NOT_APPLICABLE, [], []),
     row("unknown-status", with_(by_id(status="weird", label="weird")), State.NEEDS_REVIEW, [], []),
@@ -665,6 +688,38 @@ def test_unknown_job_status_needs_a_person(status):
     assert any(repr(status)[1:-1] in note or status in note for note in diagnosis.notes)
 
 
+@pytest.mark.parametrize(("age", "state"), [
+    (RULES.stuck_after, State.IN_PROGRESS), (RULES.stuck_after + US, State.FAILED), (timedelta(0), State.IN_PROGRESS),
+    (-timedelta(minutes=5), State.IN_PROGRESS),
+], ids=["at-threshold", "just-past", "just-created", "clock-skew"])
+def test_stuck_threshold(age, state):
+    assert run(no_output_job(age=age)).state == state
+
+
+def test_an_asset_row_alone_is_enough_to_complete_the_job():
+    # The object is gone but the asset row proves the generation ran; the output itself is lost.
+    facts = with_(with_status(by_id(label="asset-only"), "processing"), temp=[])
+    diagnosis = run(facts)
+    assert diagnosis.codes == ["job_not_completed", "output_missing"]
+    assert (diagnosis.state, diagnosis.plan) == (State.LOST, [])
+
+
+# A person must settle these; completing the job (its output exists) is the only step kept.
+@pytest.mark.parametrize("facts", [
+    pytest.param(with_status(by_name("Ghost"), "processing"), id="not-found"),
+    pytest.param(with_status(by_name("Luna", characters=_later_pair("Luna")), "processing"), id="ambiguous"),
+    pytest.param(with_status(with_(by_id(label="deleted2"), characters=[]), "processing"), id="deleted"),
+    pytest.param(with_status(_LINKED_OLDER, "processing"), id="linked-to-older"),
+    pytest.param(with_status(by_name("  "), "processing"), id="no-reference"),
+    pytest.param(with_status(bound_elsewhere(), "queued"), id="bound-elsewhere"),
+])
+def test_needs_review_keeps_only_complete_job(facts):
+    diagnosis = run(facts)
+    assert diagnosis.state == State.NEEDS_REVIEW and diagnosis.codes[0] == "job_not_completed"
+    assert actions(diagnosis) == ["complete_job"]
+    assert diagnosis.character_id is None
+
+
 def test_cancelled_job_with_output_is_completed():
     diagnosis = run(by_id(status="cancelled", label="cancelled"))
     assert diagnosis.codes[0] == "job_failed" and diagnosis.state == State.REPAIRABLE
@@ -758,6 +813,22 @@ def test_character_of_another_user_by_id_is_never_linked():
     evidence = diagnosis.reasons[0].evidence
     assert (evidence["character_user_id"], evidence["job_user_id"]) == (str(MALLORY), str(ALICE))
     _no_foreign_character(diagnosis, _MALLORY_IRIS)
+
+
+def test_character_of_another_user_by_id_allows_at_most_completing_the_job():
+    facts = with_status(_MALLORY_IRIS, "processing")
+    diagnosis = run(facts)
+    assert diagnosis.codes == ["job_not_completed", "character_owner_mismatch"]
+    assert set(actions(diagnosis)) <= {"complete_job"}
+    _no_foreign_character(diagnosis, facts)
+
+
+def test_asset_of_another_user_gets_no_plan_at_all():
+    # domain.md section 4: an asset of another user is never repaired, not even the job's status.
+    diagnosis = run(foreign_asset())
+    assert diagnosis.state == State.NEEDS_REVIEW and diagnosis.plan == []
+    evidence = diagnosis.reasons[-1].evidence
+    assert (evidence["asset_user_id"], evidence["job_user_id"]) == (str(MALLORY), str(ALICE))
 
 
 def test_same_name_of_another_user_is_never_offered():
@@ -947,7 +1018,9 @@ def test_second_run_after_repair_is_saved(facts, expect):
     first = run(facts)
     assert first.plan
     second = run(apply_plan(facts, first))
-    assert (second.state, second.plan) == (State.SAVED, [])
+    # Duplicate rows are reported, never removed by a plan, so they still need a person.
+    settled = State.NEEDS_REVIEW if "library_duplicates" in first.codes else State.SAVED
+    assert (second.state, second.plan) == (settled, [])
     # Only reasons a repair cannot undo may remain: how the request was made, and duplicate rows.
     assert set(second.codes) <= {"metadata_source_only", "library_duplicates"}
 

@@ -15,6 +15,7 @@ from charfix.commands.demo import demo_cli
 from charfix.commands.diagnose import diagnose_cli
 from charfix.commands.link_character import link_character_cli
 from charfix.commands.list_stuck import list_stuck_cli
+from charfix.commands.repair import repair_cli
 from charfix.errors import CharfixError, ExitStatus
 from charfix.runtime import Runtime
 from charfix.ui.environment import Environment
@@ -81,6 +82,7 @@ app.command("diagnose")(diagnose_cli)
 app.command("complete-job")(complete_job_cli)
 app.command("link-character")(link_character_cli)
 app.command("backfill-portraits")(backfill_cli)
+app.command("repair")(repair_cli)
 app.command("demo")(demo_cli)
 
 

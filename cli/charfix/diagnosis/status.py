@@ -66,8 +66,10 @@ def _ended(work: Work, output: f.Output, *, has_output: bool) -> State | None:
         error_message=job.error_message,
         object=output.source.path if output.source else None,
     )
-    if not has_output:
+    if not has_output and not output.external_url:
         return State.FAILED
+    if not has_output:
+        return None  # the provider's URL may still answer: the output check says so
     work.then(
         Action.COMPLETE_JOB,
         "Mark the job completed: its output exists, so the failure was a clean-up, not the generation.",
