@@ -1065,21 +1065,25 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
-id_values = st.one_of(
-    st.sampled_from([str(c.id) for c in CHARACTER_POOL] + [str(uid("deleted")), str(JOB.id)]),
-    json_values,
-)
-metadata_values = st.one_of(
-    json_values,
-    st.fixed_dictionaries({}, optional={
-        "destination": st.sampled_from(["character_portrait", "workspace", None, 1]),
+def mostly(likely: st.SearchStrategy, other: st.SearchStrategy, percent: int = 80) -> st.SearchStrategy:
+    """`likely` about `percent` % of the time (one_of alone would favour the simpler branch)."""
+    return st.integers(0, 99).flatmap(lambda n: likely if n < percent else other)
+
+
+id_values = mostly(st.sampled_from([str(c.id) for c in CHARACTER_POOL] + [str(uid("deleted")), str(JOB.id)]),
+                   json_values)
+names = mostly(st.sampled_from(NAMES), json_values)
+portrait_metadata = st.fixed_dictionaries(
+    {"destination": mostly(st.just("character_portrait"), st.sampled_from(["workspace", None, 1]), 85)},
+    optional={
         "source": st.sampled_from(["character_portrait", "editor"]),
         "character_id": id_values,
-        "character_name": st.sampled_from(NAMES) | json_values,
-        "characterName": st.sampled_from(NAMES) | json_values,
+        "character_name": names,
+        "characterName": names,
         "junk": json_values,
-    }),
+    },
 )
+metadata_values = mostly(portrait_metadata, json_values)
 key_at = temp_key(JOB, T0 + 9 * S)
 temp_paths = st.sampled_from([key_at, f"{WORKSPACE_BUCKET}/{key_at}", "", "   ", FAL_URL.format("x"),
                               "http://x", f"{ALICE}/{uid('job:else')}_1.png", "workspace-temp/"])
@@ -1088,17 +1092,20 @@ temp_paths = st.sampled_from([key_at, f"{WORKSPACE_BUCKET}/{key_at}", "", "   ",
 @st.composite
 def any_facts(draw) -> JobFacts:
     job = JOB.model_copy(update={
-        "status": draw(st.sampled_from(["queued", "processing", "completed", "failed", "cancelled", "weird", ""])),
+        "status": draw(mostly(st.sampled_from(["completed", "processing"]),
+                              st.sampled_from(["queued", "failed", "cancelled", "weird", ""]), 70)),
         "metadata": draw(metadata_values),
     })
-    characters = draw(st.lists(st.sampled_from(CHARACTER_POOL), unique_by=lambda c: c.id, max_size=5))
+    kept = draw(st.lists(mostly(st.just(True), st.just(False), 60), min_size=len(CHARACTER_POOL),
+                         max_size=len(CHARACTER_POOL)))
+    characters = [c for c, keep in zip(CHARACTER_POOL, kept, strict=True) if keep]
     assets = [
-        make_asset(job, path=draw(temp_paths), user=draw(st.sampled_from([ALICE, ALICE, MALLORY])),
+        make_asset(job, path=draw(mostly(st.just(key_at), temp_paths, 60)), user=draw(mostly(st.just(ALICE), st.just(MALLORY))),
                    seed=draw(st.none() | st.integers(min_value=-(2**63), max_value=2**63 - 1)))
-        for _ in range(draw(st.integers(0, 2)))
+        for _ in range(draw(mostly(st.just(1), st.integers(0, 2))))
     ]
     assets = list({a.id: a for a in assets}.values())
-    temp = [temp_obj(key_at, T0 + 9 * S)] if draw(st.booleans()) else []
+    temp = [temp_obj(key_at, T0 + 9 * S)] if draw(mostly(st.just(True), st.just(False))) else []
     if temp and draw(st.booleans()):
         temp.append(temp_obj(key_at.removesuffix(".png") + ".thumb.webp"))
     library, generic, rows = [], [], []

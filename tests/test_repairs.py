@@ -207,7 +207,9 @@ def test_complete_job_on_needs_review_completes_only(seeded, backends):
     job = seeded.case("ambiguous").job_id
     result = complete_job(backends, job, rules=Rules(now=seeded.now))
     assert result.outcome == Outcome.REPAIRED and [s.action for s in result.steps] == [Action.COMPLETE_JOB]
-    assert not duplicate_rows(seeded.db_url) or all("Sable" not in str(r) for r in duplicate_rows(seeded.db_url))
+    after = diagnose_ids(backends, [job], Rules(now=seeded.now))[0]
+    assert after.status == "completed" and after.state == State.NEEDS_REVIEW
+    assert after.codes == ["character_id_missing", "character_ambiguous"]
 
 
 def test_dry_run_writes_nothing(seeded, backends, tmp_path):

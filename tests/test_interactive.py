@@ -1,0 +1,81 @@
+"""Prompts on a real pseudo-terminal (pexpect): what a support person at the keyboard goes through."""
+
+from __future__ import annotations
+
+import json
+
+import pexpect
+import pytest
+
+from charfix.demo.cases import INCIDENT_JOB
+from charfix.models import State
+from conftest import charfix_executable
+
+DOWN = "\x1b[B"
+
+
+def spawn(seeded, tmp_path, *argv):
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "TERM": "xterm", "LANG": "C.UTF-8",
+           "XDG_STATE_HOME": str(tmp_path / "state")}
+    child = pexpect.spawn(charfix_executable(), ["--db-url", seeded.db_url, "--storage-dir", str(seeded.storage), *argv],
+                          env=env, encoding="utf-8", timeout=60, dimensions=(50, 200))
+    return child
+
+
+def state_of(cli, seeded, job) -> dict:
+    result = cli("--db-url", seeded.db_url, "--storage-dir", str(seeded.storage), "diagnose", str(job), "--json")
+    return json.loads(result.stdout)[0]
+
+
+def test_repair_walks_one_job_and_confirms_the_write(seeded, tmp_path, cli):
+    child = spawn(seeded, tmp_path, "repair", str(INCIDENT_JOB))
+    child.expect("What now")
+    child.send("\r")  # the first choice: apply the plan
+    child.expect(r"Apply the 5-step plan")
+    child.send("y")
+    child.expect("1 job\\(s\\) repaired")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert state_of(cli, seeded, INCIDENT_JOB)["state"] == State.SAVED.value
+    audit = (tmp_path / "state" / "charfix" / "audit.jsonl").read_text().splitlines()
+    assert len(audit) == 5 and json.loads(audit[0])["command"] == "repair"
+
+
+def test_declining_the_confirmation_writes_nothing(seeded, tmp_path, cli):
+    child = spawn(seeded, tmp_path, "repair", str(INCIDENT_JOB))
+    child.expect("What now")
+    child.send("\r")
+    child.expect("Apply the 5-step plan")
+    child.send("n")
+    child.expect("0 job\\(s\\) repaired")
+    child.expect(pexpect.EOF)
+    assert state_of(cli, seeded, INCIDENT_JOB)["state"] == State.REPAIRABLE.value
+
+
+def test_link_character_offers_the_candidates_and_links_the_chosen_one(seeded, tmp_path, cli):
+    job = seeded.case("ambiguous").job_id
+    lunas = [c["id"] for c in seeded.sample.characters if c["name"] == "Luna"]
+    child = spawn(seeded, tmp_path, "link-character", str(job))
+    child.expect("Which character is this portrait for")
+    child.expect("none of these")
+    child.send(DOWN)
+    child.send("\r")  # the second Luna
+    child.expect("Link job")
+    child.send("y")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    after = state_of(cli, seeded, job)
+    assert after["state"] == "saved" and after["character_id"] == str(lunas[1])
+
+
+@pytest.mark.parametrize("key", ["\x03"])
+def test_ctrl_c_at_a_prompt_exits_130_without_writing(seeded, tmp_path, cli, key):
+    child = spawn(seeded, tmp_path, "repair", str(INCIDENT_JOB))
+    child.expect("What now")
+    child.send(key)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    assert state_of(cli, seeded, INCIDENT_JOB)["state"] == State.REPAIRABLE.value
