@@ -7,7 +7,7 @@ second run can be checked to find nothing left to do (STYLE.md principle 5).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -189,7 +189,8 @@ def apply_plan(facts: JobFacts, diagnosis: Diagnosis) -> JobFacts:
     for planned in diagnosis.plan:
         p = planned.params
         if planned.action == Action.COMPLETE_JOB:
-            job = job.model_copy(update={"status": "completed", "completed_at": datetime.fromisoformat(p["completed_at"])})
+            done = datetime.fromisoformat(p["completed_at"])
+            job = job.model_copy(update={"status": "completed", "completed_at": done})
         elif planned.action == Action.MARK_FAILED:
             job = job.model_copy(update={"status": "failed", "error_message": p["error_message"]})
         elif planned.action == Action.LINK_CHARACTER:
@@ -302,7 +303,8 @@ def foreign_asset() -> JobFacts:
 
 def cleaned_up() -> JobFacts:
     character = make_character("Juno", created=T0 - timedelta(days=1))
-    job = make_job("cleaned-up", status="failed", error=CLEANUP_ERROR, metadata=portrait(character_id=str(character.id)))
+    job = make_job("cleaned-up", status="failed", error=CLEANUP_ERROR,
+                   metadata=portrait(character_id=str(character.id)))
     return make_facts(job, temp=[temp_obj(temp_key(job, T0 + 9 * S), T0 + 9 * S)], characters=[character])
 
 
@@ -388,6 +390,9 @@ TABLE = [
         [A.COMPLETE_JOB, A.COPY_OBJECT, A.INSERT_LIBRARY_ROW, A.UPDATE_CHARACTER_IMAGE]),
     row("external-http-url", with_(by_id(path="http://fal.media/x/y.jpg?sig=1", label="http"), temp=[]),
         State.NEEDS_REVIEW, [R.OUTPUT_EXTERNAL_URL]),
+    row("failed-with-external-url",
+        with_(by_id(status="failed", path=FAL_URL.format("f"), label="failed-ext"), temp=[]), State.NEEDS_REVIEW,
+        [R.JOB_FAILED, R.OUTPUT_EXTERNAL_URL]),
     row("empty-temp-path", with_(by_id(path="", label="empty"), temp=[]), State.LOST, [R.OUTPUT_MISSING], []),
     row("empty-temp-path-processing", with_(by_id(status="processing", path="", label="empty-p"), temp=[]),
         State.LOST, [R.JOB_NOT_COMPLETED, R.OUTPUT_MISSING], []),
@@ -396,9 +401,8 @@ TABLE = [
         [], None),
     row("character-not-found", by_name("Ghost"), State.NEEDS_REVIEW, [R.CHARACTER_ID_MISSING, R.CHARACTER_NOT_FOUND],
         [], None, []),
-    row("character-ambiguous", by_name("Luna", characters=[
-        make_character("Luna", created=T0 + 20 * S, label="1"), make_character("Luna", created=T0 + 50 * S, label="2")]),
-        State.NEEDS_REVIEW, [R.CHARACTER_ID_MISSING, R.CHARACTER_AMBIGUOUS], [], None, [("Luna", True), ("Luna", True)]),
+    row("character-ambiguous", by_name("Luna", characters=_later_pair("Luna")), State.NEEDS_REVIEW,
+        [R.CHARACTER_ID_MISSING, R.CHARACTER_AMBIGUOUS], [], None, [("Luna", True), ("Luna", True)]),
     row("character-deleted", with_(by_id(label="deleted"), characters=[]), State.NEEDS_REVIEW, [R.CHARACTER_DELETED],
         [], None),
     row("character-owner-mismatch", _MALLORY_IRIS, State.NEEDS_REVIEW, [R.CHARACTER_OWNER_MISMATCH], [], None),
@@ -431,7 +435,7 @@ TABLE = [
         [R.JOB_NOT_COMPLETED], [A.COMPLETE_JOB]),
     row("not-applicable-workspace", make_facts(make_job("plain", metadata={"destination": "workspace"})),
         State.NOT_APPLICABLE, [], []),
-    row("unknown-status", with_(by_id(status="weird", label="weird")), State.NEEDS_REVIEW, [], []),
+    row("unknown-status", by_id(status="weird", label="weird"), State.NEEDS_REVIEW, [], []),
 ]
 
 
@@ -685,7 +689,8 @@ def test_unknown_job_status_needs_a_person(status):
     diagnosis = run(by_id(status=status, label=f"status:{status}"))
     assert diagnosis.state == State.NEEDS_REVIEW
     assert diagnosis.plan == []
-    assert any(repr(status)[1:-1] in note or status in note for note in diagnosis.notes)
+    assert any("Unknown job status" in note and f"'{status}'" in note for note in diagnosis.notes)
+    assert diagnosis.codes == []
 
 
 @pytest.mark.parametrize(("age", "state"), [
@@ -973,7 +978,8 @@ def test_row_without_object_is_copied_to_the_rows_path():
     facts = saved_by_id(library_object=False, label="noobj2")
     diagnosis = run(facts)
     copy = step(diagnosis, A.COPY_OBJECT)
-    assert copy == {"source": facts.temp_objects[0].path, "destination": f"{LIBRARY_BUCKET}/{facts.library_items[0].storage_path}"}
+    destination = f"{LIBRARY_BUCKET}/{facts.library_items[0].storage_path}"
+    assert copy == {"source": facts.temp_objects[0].path, "destination": destination}
 
 
 def test_object_without_row_inserts_the_row_at_the_objects_key():
@@ -981,6 +987,38 @@ def test_object_without_row_inserts_the_row_at_the_objects_key():
     insert = step(run(facts), A.INSERT_LIBRARY_ROW)
     assert insert["storage_path"] == facts.library_objects[0].key
     assert insert["character_id"] == str(facts.characters[0].id)
+
+
+def test_copy_after_the_temp_object_expired_uses_the_library_copy():
+    # The image reached user-library under another key (another character); the temp object is gone.
+    facts = by_id(label="expired")
+    other = make_character("Other", created=T0 - timedelta(days=9))
+    earlier = lib_obj(library_key(facts.job, other))
+    diagnosis = run(with_(facts, temp=[], library=[earlier], characters=[*facts.characters, other]))
+    assert diagnosis.state == State.REPAIRABLE
+    copy = step(diagnosis, A.COPY_OBJECT)
+    destination = f"{LIBRARY_BUCKET}/{library_key(facts.job, facts.characters[0])}"
+    assert copy == {"source": earlier.path, "destination": destination}
+
+
+def test_row_without_object_after_the_temp_object_expired_copies_from_the_library():
+    facts = saved_by_id(library_object=False, label="expired-row")
+    other = make_character("Other", created=T0 - timedelta(days=9))
+    earlier = lib_obj(library_key(facts.job, other))
+    diagnosis = run(with_(facts, temp=[], library=[earlier]))
+    assert step(diagnosis, A.COPY_OBJECT)["source"] == earlier.path
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "Detection gap: the wrong-namesake link is only recognised from a library row. Here auto-save bound "
+    "the portrait to an older 'Aria' (object user-library/{user}/{job}_{old}.png, old Aria's image points "
+    "at it) but the row insert failed; charfix links the new 'Aria' and leaves the old one showing this "
+    "portrait. Whether the object alone is enough evidence is a design decision."))
+def test_object_keyed_to_an_older_namesake_without_a_row_needs_a_person():
+    facts = _LINKED_OLDER
+    diagnosis = run(with_(facts, rows=[]))
+    assert diagnosis.state == State.NEEDS_REVIEW
+    assert "character_linked_to_older" in diagnosis.codes
 
 
 def test_duplicates_keep_the_oldest():
@@ -1100,7 +1138,8 @@ def any_facts(draw) -> JobFacts:
                          max_size=len(CHARACTER_POOL)))
     characters = [c for c, keep in zip(CHARACTER_POOL, kept, strict=True) if keep]
     assets = [
-        make_asset(job, path=draw(mostly(st.just(key_at), temp_paths, 60)), user=draw(mostly(st.just(ALICE), st.just(MALLORY))),
+        make_asset(job, path=draw(mostly(st.just(key_at), temp_paths, 60)),
+                   user=draw(mostly(st.just(ALICE), st.just(MALLORY))),
                    seed=draw(st.none() | st.integers(min_value=-(2**63), max_value=2**63 - 1)))
         for _ in range(draw(mostly(st.just(1), st.integers(0, 2))))
     ]
@@ -1126,7 +1165,7 @@ def any_facts(draw) -> JobFacts:
                       rows=rows)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(facts=any_facts(), now_offset=st.sampled_from([timedelta(minutes=5), timedelta(days=2)]))
 def test_any_facts_get_a_safe_consistent_diagnosis(facts, now_offset):
     rules = Rules(now=T0 + now_offset)
@@ -1144,6 +1183,8 @@ def test_any_facts_get_a_safe_consistent_diagnosis(facts, now_offset):
             assert "seed_locked" not in planned.params or -(2**31) <= planned.params["seed_locked"] < 2**31
         if planned.action == A.COMPLETE_JOB:
             assert "result_url" not in planned.params
+        if planned.action == A.COPY_OBJECT:
+            assert "source" in planned.params or "source_url" in planned.params
     diagnosis.to_json()  # always renderable
     if diagnosis.state == State.REPAIRABLE:
         second = diagnose(apply_plan(facts, diagnosis), rules)

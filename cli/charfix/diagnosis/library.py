@@ -102,8 +102,12 @@ def _new_row(work: Work, output: f.Output, *, report: bool) -> str:
 
 def _copy(work: Work, output: f.Output, key: str) -> None:
     params: dict[str, Any] = {"destination": f"{LIBRARY_BUCKET}/{key}"}
+    # The temp object may have expired after the image reached the library under another key.
+    saved = f.saved_copy(work.facts, f.job_rows(work.facts))
     if output.source is not None:
         params["source"] = output.source.path
+    elif saved is not None:
+        params["source"] = saved.path
     elif output.external_url:
         params["source_url"] = output.external_url
     if output.thumbnail is not None:
