@@ -1060,7 +1060,7 @@ def test_second_run_after_repair_is_saved(facts, expect):
     settled = State.NEEDS_REVIEW if "library_duplicates" in first.codes else State.SAVED
     assert (second.state, second.plan) == (settled, [])
     # Only reasons a repair cannot undo may remain: how the request was made, and duplicate rows.
-    assert set(second.codes) <= {"metadata_source_only", "library_duplicates"}
+    assert set(second.codes) <= {"library_duplicates"}
 
 
 def test_second_run_after_the_incident_repair_is_saved_with_no_reasons():

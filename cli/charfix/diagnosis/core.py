@@ -107,6 +107,8 @@ def _state(work: Work) -> State:
         return State.REPAIRABLE
     if work.has(R.LIBRARY_DUPLICATES):
         return State.NEEDS_REVIEW
+    # Saved: whatever went wrong on the way has been mended; the reasons no longer apply.
+    work.reasons.clear()
     return State.SAVED
 
 
