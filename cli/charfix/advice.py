@@ -8,7 +8,8 @@ from charfix.models import Action, Diagnosis, ReasonCode, State
 def next_step(diagnosis: Diagnosis) -> str:
     state = diagnosis.state
     if state == State.REPAIRABLE:
-        return ", ".join(step.action.value for step in diagnosis.plan)
+        first, more = diagnosis.plan[0].action.value, len(diagnosis.plan) - 1
+        return f"{first} +{more} more" if more else first
     if state == State.NEEDS_REVIEW:
         if diagnosis.candidates:
             return f"choose a character ({len(diagnosis.candidates)} candidate(s))"

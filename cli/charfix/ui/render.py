@@ -44,7 +44,8 @@ def state_text(state: State) -> Text:
 def stuck_table(diagnoses: Sequence[Diagnosis], *, now: datetime) -> Table:
     table = Table(header_style="bold", pad_edge=False, expand=False)
     for column in ("job", "user", "age", "status", "state", "reasons", "next step"):
-        table.add_column(column, overflow="fold", no_wrap=column in ("job", "user", "age", "status", "state"))
+        # Codes never break mid-word; the free text of the last column folds instead.
+        table.add_column(column, overflow="fold", no_wrap=column != "next step")
     for d in diagnoses:
         table.add_row(
             str(d.job_id)[:SHORT_ID],
