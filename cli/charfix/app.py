@@ -13,6 +13,7 @@ from charfix.commands.backfill import backfill_cli
 from charfix.commands.complete_job import complete_job_cli
 from charfix.commands.demo import demo_cli
 from charfix.commands.diagnose import diagnose_cli
+from charfix.commands.doctor import doctor_cli
 from charfix.commands.link_character import link_character_cli
 from charfix.commands.list_stuck import list_stuck_cli
 from charfix.commands.repair import repair_cli
@@ -83,6 +84,7 @@ app.command("complete-job")(complete_job_cli)
 app.command("link-character")(link_character_cli)
 app.command("backfill-portraits")(backfill_cli)
 app.command("repair")(repair_cli)
+app.command("doctor")(doctor_cli)
 app.command("demo")(demo_cli)
 
 

@@ -1,0 +1,45 @@
+"""`charfix doctor`: check configuration, connections, tables, columns, privileges, buckets, indexes."""
+
+from __future__ import annotations
+
+import typer
+
+from charfix.commands import options
+from charfix.doctor import run_doctor
+from charfix.errors import ExitStatus
+from charfix.runtime import Runtime
+
+MARKS = {"ok": "[green]✔[/]", "warn": "[yellow]![/]", "fail": "[red]✘[/]"}
+
+
+def doctor_cli(ctx: typer.Context, json_output: options.Json = False) -> None:
+    """Check that charfix can see and change what it needs: configuration (and where each setting came
+    from), the database, the four tables and every column charfix uses, privileges, the two buckets,
+    and indexes that would speed up list-stuck (printed as SQL to run; never created).
+
+    Exit code 0 when nothing failed (warnings allowed), 5 when a check failed.
+
+    Example: [cyan]charfix doctor --json[/cyan]
+    """
+    runtime: Runtime = ctx.obj
+    demo_url = demo_storage = None
+    if runtime.demo:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from charfix.demo.database import start_demo
+
+            demo_url, demo_storage = start_demo()
+    checks = run_doctor(runtime.settings, demo_url=demo_url, demo_storage=demo_storage)
+    if json_output:
+        runtime.env.print_json([c.to_json() for c in checks.items])
+    else:
+        from rich.markup import escape
+
+        for check in checks.items:
+            runtime.env.out.print(f"{MARKS[check.status]} {escape(check.name)}: {escape(check.detail)}")
+            if check.fix:
+                runtime.env.out.print(f"    [dim]fix:[/] {escape(check.fix)}")
+    if checks.failed:
+        raise typer.Exit(int(ExitStatus.BACKEND))

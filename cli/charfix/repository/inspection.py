@@ -1,0 +1,81 @@
+"""What `doctor` asks a Postgres database: the live columns, the privileges, the helpful indexes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from charfix.errors import BackendError
+from charfix.repository.base import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+
+PORTRAIT_INDEX = (
+    "create index concurrently if not exists charfix_jobs_portrait on jobs (created_at, id) "
+    "where metadata->>'destination' = 'character_portrait' or metadata->>'source' = 'character_portrait';"
+)
+SUGGESTED = {
+    "jobs": (lambda defs: any("character_portrait" in d for d in defs), PORTRAIT_INDEX),
+    "workspace_assets": (lambda defs: any("(job_id" in d for d in defs),
+                         "create index concurrently if not exists charfix_workspace_assets_job on workspace_assets (job_id);"),
+    "user_library": (lambda defs: any("(user_id" in d for d in defs),
+                     "create index concurrently if not exists charfix_user_library_user on user_library (user_id);"),
+    "characters": (lambda defs: any("(user_id" in d for d in defs),
+                   "create index concurrently if not exists charfix_characters_user on characters (user_id);"),
+}
+WRITES = {"jobs": "UPDATE", "user_library": "INSERT, UPDATE", "characters": "UPDATE", "workspace_assets": None}
+
+
+@dataclass
+class DatabaseReport:
+    columns: dict[str, set[str]]
+    privileges: dict[str, dict[str, bool]]
+    indexes: dict[str, list[str]]
+
+
+def inspect_database(url: str, *, connect_timeout: int = 10) -> DatabaseReport:
+    try:
+        with psycopg.connect(url, connect_timeout=connect_timeout, autocommit=True) as conn:
+            return DatabaseReport(_columns(conn), _privileges(conn), _indexes(conn))
+    except psycopg.Error as exc:
+        raise BackendError(f"cannot inspect the database: {str(exc).strip().splitlines()[0]}") from exc
+
+
+def _columns(conn) -> dict[str, set[str]]:
+    rows = conn.execute(
+        "select table_name, column_name from information_schema.columns "
+        "where table_schema = 'public' and table_name = any(%s)", (list(REQUIRED_COLUMNS),)).fetchall()
+    live: dict[str, set[str]] = {}
+    for table, column in rows:
+        live.setdefault(table, set()).add(column)
+    return live
+
+
+def _privileges(conn) -> dict[str, dict[str, bool]]:
+    found = {}
+    for table in REQUIRED_COLUMNS:
+        exists = conn.execute("select to_regclass(%s) is not null", (f"public.{table}",)).fetchone()[0]
+        if not exists:
+            continue
+        found[table] = {
+            privilege: conn.execute("select has_table_privilege(%s, %s)", (f"public.{table}", privilege)).fetchone()[0]
+            for privilege in ("SELECT", "INSERT", "UPDATE")
+        }
+    return found
+
+
+def _indexes(conn) -> dict[str, list[str]]:
+    rows = conn.execute("select tablename, indexdef from pg_indexes where schemaname = 'public' and tablename = any(%s)",
+                        (list(REQUIRED_COLUMNS),)).fetchall()
+    found: dict[str, list[str]] = {}
+    for table, definition in rows:
+        found.setdefault(table, []).append(definition)
+    return found
+
+
+def missing_columns(live: dict[str, set[str]]) -> dict[str, list[str]]:
+    return {t: [c for c in cols if c not in live.get(t, set())] for t, cols in REQUIRED_COLUMNS.items()
+            if any(c not in live.get(t, set()) for c in cols)}
+
+
+def optional_present(live: dict[str, set[str]], table: str) -> dict[str, bool]:
+    return {c: c in live.get(table, set()) for c in OPTIONAL_COLUMNS[table]}

@@ -1,0 +1,56 @@
+"""`charfix doctor` through the real console script."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+
+
+def run(cli, seeded, *extra):
+    return cli("--db-url", seeded.db_url, "--storage-dir", str(seeded.storage), "doctor", "--json", *extra)
+
+
+def by_name(result) -> dict:
+    return {c["check"]: c for c in json.loads(result.stdout)}
+
+
+def test_doctor_passes_on_a_healthy_database_and_suggests_the_index(cli, seeded):
+    result = run(cli, seeded)
+    assert result.code == 0, result.stdout
+    checks = by_name(result)
+    assert checks["table jobs"]["status"] == "ok" and checks["bucket user-library"]["status"] == "ok"
+    assert checks["user_library shape"]["detail"].startswith("newer shape")
+    assert checks["index on jobs"]["status"] == "warn" and "create index" in checks["index on jobs"]["fix"]
+
+
+def test_doctor_names_a_missing_column_and_fails(cli, seeded):
+    with psycopg.connect(seeded.db_url, autocommit=True) as conn:
+        conn.execute("alter table workspace_assets drop column temp_storage_path")
+    result = run(cli, seeded)
+    assert result.code == 5
+    check = by_name(result)["table workspace_assets"]
+    assert check["status"] == "fail" and "temp_storage_path" in check["detail"]
+
+
+def test_doctor_sees_the_older_library_shape(cli, seeded_old):
+    checks = by_name(run(cli, seeded_old))
+    assert checks["user_library shape"]["detail"].startswith("older shape")
+
+
+def test_doctor_after_the_index_is_created_stops_suggesting_it(cli, seeded):
+    sql = by_name(run(cli, seeded))["index on jobs"]["fix"].removeprefix("run: ")
+    with psycopg.connect(seeded.db_url, autocommit=True) as conn:
+        conn.execute(sql)
+    assert "index on jobs" not in by_name(run(cli, seeded))
+
+
+def test_doctor_fails_on_a_missing_bucket(cli, seeded):
+    (seeded.storage / "user-library").rename(seeded.storage / "elsewhere")
+    result = run(cli, seeded)
+    assert result.code == 5 and by_name(result)["bucket user-library"]["status"] == "fail"
+
+
+def test_doctor_without_configuration_says_what_to_set(cli):
+    result = cli("doctor")
+    assert result.code == 5 and "SUPABASE_DB_URL" in result.stdout
