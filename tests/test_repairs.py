@@ -16,7 +16,7 @@ from charfix.repository.postgres import PostgresRepository
 from charfix.scan import Backends, diagnose_ids
 from charfix.service import complete_job, link_character
 from charfix.storage.local import LocalStorage
-from snapshots import duplicate_rows, snapshot
+from snapshots import snapshot
 
 # The repairable demo cases and the plan each needs: together they use every save step.
 REPAIRABLE = {

@@ -46,13 +46,17 @@ def build_selection(
     if chosen and every_state:
         raise UsageError("--state and --all contradict each other; use one")
     user_id: UUID | None = parse_uuid(user, what="user id") if user else None
-    rules = Rules(
+    rules = build_rules(now=now, stuck_after=stuck_after, link_window=link_window)
+    query = JobQuery(since=parse_since(since, now=now), user_id=user_id)
+    return Selection(query=query, rules=rules, states=frozenset(chosen), every_state=every_state, limit=limit)
+
+
+def build_rules(*, now: datetime, stuck_after: str = "15m", link_window: str = "1h") -> Rules:
+    return Rules(
         now=now,
         stuck_after=parse_duration(stuck_after, option="--stuck-after"),
         link_window=parse_duration(link_window, option="--link-window"),
     )
-    query = JobQuery(since=parse_since(since, now=now), user_id=user_id)
-    return Selection(query=query, rules=rules, states=frozenset(chosen), every_state=every_state, limit=limit)
 
 
 @dataclass

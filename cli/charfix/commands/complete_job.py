@@ -8,11 +8,11 @@ import typer
 
 from charfix.commands import options
 from charfix.commands.writing import confirm, open_audit
-from charfix.diagnosis import Rules
 from charfix.errors import ExitStatus
-from charfix.parsing import parse_duration, parse_job_ref
+from charfix.parsing import parse_job_ref
 from charfix.repair import Outcome
 from charfix.runtime import Runtime
+from charfix.selection import build_rules
 from charfix.scan import resolve_job_ids
 from charfix.service import complete_job
 
@@ -41,8 +41,7 @@ def complete_job_cli(
     """
     runtime: Runtime = ctx.obj
     ref = parse_job_ref(job_id)
-    rules = Rules(now=runtime.now(), stuck_after=parse_duration(stuck_after, option="--stuck-after"),
-                  link_window=parse_duration(link_window, option="--link-window"))
+    rules = build_rules(now=runtime.now(), stuck_after=stuck_after, link_window=link_window)
     backends = runtime.backends()
     job = resolve_job_ids(backends, [ref])[0]
     kwargs = dict(rules=rules, save=not no_save, mark_failed=mark_failed)

@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 
 from charfix.commands import options
-from charfix.diagnosis import Rules
 from charfix.models import Diagnosis
-from charfix.parsing import parse_duration, parse_job_ref
+from charfix.diagnosis import Rules
+from charfix.parsing import parse_job_ref
 from charfix.runtime import Runtime
+from charfix.selection import build_rules
 from charfix.scan import Backends, diagnose_ids, resolve_job_ids
 
 
@@ -34,11 +35,7 @@ def diagnose_cli(
     """
     runtime: Runtime = ctx.obj
     refs = [parse_job_ref(text) for text in job_ids]
-    rules = Rules(
-        now=runtime.now(),
-        stuck_after=parse_duration(stuck_after, option="--stuck-after"),
-        link_window=parse_duration(link_window, option="--link-window"),
-    )
+    rules = build_rules(now=runtime.now(), stuck_after=stuck_after, link_window=link_window)
     backends = runtime.backends()
     diagnoses = diagnose_jobs(backends, resolve_job_ids(backends, refs), rules)
     if json_output:

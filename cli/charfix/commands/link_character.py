@@ -9,11 +9,11 @@ import typer
 from charfix.commands import options
 from charfix.commands.complete_job import _show
 from charfix.commands.writing import confirm, open_audit
-from charfix.diagnosis import Rules
 from charfix.errors import ExitStatus, UsageError
-from charfix.parsing import parse_duration, parse_job_ref, parse_uuid
+from charfix.parsing import parse_job_ref, parse_uuid
 from charfix.repair import Outcome
 from charfix.runtime import Runtime
+from charfix.selection import build_rules
 from charfix.scan import diagnose_ids, resolve_job_ids
 from charfix.service import check_link, link_character
 
@@ -44,7 +44,7 @@ def link_character_cli(
     """
     runtime: Runtime = ctx.obj
     ref = parse_job_ref(job_id)
-    rules = Rules(now=runtime.now(), link_window=parse_duration(link_window, option="--link-window"))
+    rules = build_rules(now=runtime.now(), link_window=link_window)
     backends = runtime.backends()
     job = resolve_job_ids(backends, [ref])[0]
     diagnosis = diagnose_ids(backends, [job], rules)[0]

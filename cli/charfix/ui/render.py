@@ -29,8 +29,13 @@ SHORT_ID = 8  # like a short git hash: every command takes a unique prefix of a 
 
 
 def age(moment: datetime, now: datetime) -> str:
-    seconds = max(0.0, (now - moment).total_seconds())
-    if seconds < 3600:
+    return short_duration(max(0.0, (now - moment).total_seconds()))
+
+
+def short_duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
         return f"{seconds / 60:.0f}m"
     if seconds < 172800:
         return f"{seconds / 3600:.0f}h"
@@ -92,18 +97,8 @@ def _timeline(d: Diagnosis) -> list:
     for event in d.timeline:
         offset = (event.at - start).total_seconds()
         sign = "+" if offset >= 0 else "-"
-        rows.append(Text(f"  {event.at.isoformat(timespec='seconds')}  ({sign}{_offset(abs(offset))})  {event.what}"))
+        rows.append(Text(f"  {event.at.isoformat(timespec='seconds')}  ({sign}{short_duration(abs(offset))})  {event.what}"))
     return rows
-
-
-def _offset(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
-        return f"{seconds / 3600:.0f}h"
-    return f"{seconds / 86400:.0f}d"
 
 
 def _reasons(d: Diagnosis) -> list:
