@@ -1009,12 +1009,8 @@ def test_row_without_object_after_the_temp_object_expired_copies_from_the_librar
     assert step(diagnosis, A.COPY_OBJECT)["source"] == earlier.path
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Detection gap: the wrong-namesake link is only recognised from a library row. Here auto-save bound "
-    "the portrait to an older 'Aria' (object user-library/{user}/{job}_{old}.png, old Aria's image points "
-    "at it) but the row insert failed; charfix links the new 'Aria' and leaves the old one showing this "
-    "portrait. Whether the object alone is enough evidence is a design decision."))
 def test_object_keyed_to_an_older_namesake_without_a_row_needs_a_person():
+    # Auto-save copied to {job}_{old Aria}.png and then failed to insert the row: the key is the evidence.
     facts = _LINKED_OLDER
     diagnosis = run(with_(facts, rows=[]))
     assert diagnosis.state == State.NEEDS_REVIEW

@@ -213,6 +213,18 @@ def library_copy_for(facts: JobFacts, character_id: UUID) -> StoredObject | None
     return found[0] if found else None
 
 
+def copied_character_ids(facts: JobFacts) -> list[UUID]:
+    """Character ids named by this job's objects in user-library (`{user}/{job}_{character}.ext`)."""
+    prefix = job_prefix(facts.job)
+    found = []
+    for obj in facts.library_objects:
+        if obj.key.startswith(prefix) and not is_thumbnail(obj.key):
+            character_id = as_uuid(posixpath.splitext(obj.key[len(prefix):])[0])
+            if character_id is not None:
+                found.append(character_id)
+    return found
+
+
 def fits_int4(value: int | None) -> bool:
     return value is not None and INT4_MIN <= value <= INT4_MAX
 

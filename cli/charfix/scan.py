@@ -39,7 +39,7 @@ def collect_facts(backends: Backends, jobs: Sequence[Job]) -> list[JobFacts]:
     library = storage.list_prefixes(LIBRARY_BUCKET, prefixes)
     listed = {o.key for o in library}
     generic = storage.stat(LIBRARY_BUCKET, sorted({r.storage_path for r in rows} - listed))
-    characters = repo.characters_for(*_character_keys(jobs, rows))
+    characters = repo.characters_for(*_character_keys(jobs, rows, library))
     return _group(jobs, assets, rows, temp, library, generic, characters)
 
 
@@ -47,8 +47,9 @@ def _owner(jobs: Sequence[Job], job_id: UUID) -> UUID | None:
     return next((j.user_id for j in jobs if j.id == job_id), None)
 
 
-def _character_keys(jobs: Sequence[Job], rows) -> tuple[list[UUID], list[tuple[UUID, str]]]:
+def _character_keys(jobs: Sequence[Job], rows, library) -> tuple[list[UUID], list[tuple[UUID, str]]]:
     ids: set[UUID] = {cid for r in rows if (cid := f.row_character_id(r))}
+    ids |= {cid for o in library if (cid := f.as_uuid(f.posixpath.splitext(o.key[f.PREFIX_LENGTH:])[0]))}
     names: set[tuple[UUID, str]] = set()
     for job in jobs:
         request = f.read_request(job)
@@ -78,7 +79,7 @@ def _group(jobs, assets, rows, temp, library, generic, characters) -> list[JobFa
             library_items=tuple(rows_by_user[job.user_id]),
         )
         own_rows = f.job_rows(gathered)
-        wanted = _wanted_characters(job, own_rows, characters_by_id, characters_by_user)
+        wanted = _wanted_characters(gathered, own_rows, characters_by_id, characters_by_user)
         update = {
             "library_items": tuple(own_rows),
             "generic_objects": tuple(generic_by_key[r.storage_path] for r in own_rows if r.storage_path in generic_by_key),
@@ -95,10 +96,11 @@ def _index(items, key) -> defaultdict:
     return grouped
 
 
-def _wanted_characters(job, rows, by_id, characters_by_user):
+def _wanted_characters(gathered: JobFacts, rows, by_id, characters_by_user):
+    job = gathered.job
     request = f.read_request(job)
     wanted = {}
-    for cid in [request.character_id, *(f.row_character_id(r) for r in rows)]:
+    for cid in [request.character_id, *(f.row_character_id(r) for r in rows), *f.copied_character_ids(gathered)]:
         if cid in by_id:
             wanted[cid] = by_id[cid]
     if request.character_name:

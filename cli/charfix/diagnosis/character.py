@@ -16,7 +16,7 @@ def resolve_character(work: Work, request: f.Request, rows: list[LibraryItem]) -
     name = request.character_name
     exact, near = _same_name(work, name)
     later = [c for c in exact if _in_window(work, c)]
-    bound = _bound_character(work, rows)
+    bound = _bound_character(work, rows) or _copied_to_older(work)
     others = [c for c in later if bound is None or c.id != bound.id]
     if bound is not None and not others:
         work.character = bound  # auto-save's own name lookup found it at the time
@@ -125,6 +125,17 @@ def _linked_to_older(work: Work, name: str, bound: Character, newer: Character) 
         newer_character_id=newer.id,
         newer_created_at=newer.created_at,
     )
+
+
+def _copied_to_older(work: Work) -> Character | None:
+    """Auto-save copied the image for a character that existed before the job, then failed to insert
+    the row: the object's key (`{user}/{job}_{character}.ext`) is the evidence of its binding."""
+    for character_id in f.copied_character_ids(work.facts):
+        character = f.character_by_id(work.facts, character_id)
+        if (character is not None and character.user_id == work.facts.job.user_id
+                and character.created_at < work.facts.job.created_at):
+            return character
+    return None
 
 
 def _bound_character(work: Work, rows: list[LibraryItem]) -> Character | None:
