@@ -235,3 +235,15 @@ def seeded_twin(admin_url, templates, tmp_path):
     twin = tmp_path / "twin"
     twin.mkdir()
     return _seeded(_fresh(admin_url, TEMPLATE), twin)
+
+
+def test_backfill_with_concurrency_repairs_the_same_as_one_worker(cli, seeded, tmp_path):
+    _bulk_incidents(seeded, 20)
+    log = tmp_path / "audit.jsonl"
+    result = cli(*args(seeded, "backfill-portraits", "--yes", "--json", "--concurrency", "3", "--audit-log", str(log)))
+    assert result.code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["repaired"] == 20 + len([c for c in seeded.sample.cases if c.state == "repairable"])
+    assert len(log.read_text().splitlines()) == sum(len(job["steps"]) for job in report["jobs"])
+    after = json.loads(cli(*args(seeded, "backfill-portraits", "--dry-run", "--json")).stdout)
+    assert after["planned"] == 0
