@@ -1,8 +1,9 @@
 """The audit log: one JSON line per write, with the row or object before and after.
 
 The file is opened before the first write, so an unwritable log stops a repair before it starts.
-Lines for one job are written once its transaction has committed: the log never claims a write
-that was rolled back."""
+A job's lines are written and synced just before its transaction commits, so no write goes
+unlogged; if the transaction then rolls back, a `rolled_back` line says which logged writes did
+not happen."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from charfix.errors import ConfigError
+
+
+class AuditError(ConfigError):
+    """The audit log cannot be written: no further write may happen."""
 
 
 def default_audit_path() -> Path:
@@ -60,35 +65,49 @@ class AuditLog:
         return self
 
     def record(self, *, job_id: Any, step: str, target: str, before: Any, after: Any) -> None:
-        self._pending.append({
-            "time": datetime.now(timezone.utc).isoformat(),
-            "operator": self.operator,
-            "command": self.command,
-            "job_id": str(job_id),
-            "step": step,
-            "target": target,
-            "before": before,
-            "after": after,
-        })
+        self._pending.append({**self._base(job_id), "step": step, "target": target, "before": before, "after": after})
 
-    def commit(self) -> None:
-        """Write the lines of a job whose writes have committed."""
+    def _base(self, job_id: Any) -> dict[str, Any]:
+        return {"time": datetime.now(timezone.utc).isoformat(), "operator": self.operator, "command": self.command,
+                "job_id": str(job_id)}
+
+    def flush(self) -> None:
+        """Write the job's lines, before its transaction commits: no write goes unlogged."""
         pending = self._pending
         if self._file is None or not pending:
             pending.clear()
             return
-        with self._lock:
-            for line in pending:
-                self._file.write(json.dumps(line, default=_json_value, ensure_ascii=False) + "\n")
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self.written += len(pending)
+        self._write(pending)
+        self._local.flushed = [line for line in pending if line["step"] != "copy_object"]
         pending.clear()
 
-    def commit_storage_only(self) -> None:
-        """A job's transaction rolled back after objects were copied: those copies did happen."""
-        self._pending[:] = [line for line in self._pending if line["step"] == "copy_object"]
-        self.commit()
+    def committed(self) -> None:
+        """The job's transaction committed: its flushed lines stand."""
+        self._local.flushed = []
+
+    def rolled_back(self, job_id: Any) -> None:
+        """The job's row writes rolled back. Copies kept happened, so their lines are written; a line
+        says which logged row writes did not happen."""
+        lines = [line for line in self._pending if line["step"] == "copy_object"]
+        undone = getattr(self._local, "flushed", [])
+        if undone:
+            lines.append({**self._base(job_id), "step": "rolled_back", "target": None,
+                          "before": [line["step"] for line in undone], "after": None})
+        self._pending.clear()
+        self._local.flushed = []
+        if lines and self._file is not None:
+            self._write(lines)
+
+    def _write(self, lines: list[dict[str, Any]]) -> None:
+        try:
+            with self._lock:
+                for line in lines:
+                    self._file.write(json.dumps(line, default=_json_value, ensure_ascii=False) + "\n")
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self.written += len(lines)
+        except OSError as exc:
+            raise AuditError(f"cannot write the audit log {self.path}: {exc.strerror}; the job's writes were rolled back") from exc
 
     def close(self) -> None:
         if self._file is not None:

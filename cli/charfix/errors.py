@@ -41,6 +41,10 @@ class BackendError(CharfixError):
     exit_status = ExitStatus.BACKEND
 
 
+class ConnectionLostError(BackendError):
+    """The database connection broke: nothing more can be done in this run."""
+
+
 class SchemaError(BackendError):
     """The live tables lack a column charfix needs."""
 

@@ -13,9 +13,9 @@ from enum import StrEnum
 from uuid import UUID
 
 from charfix import facts as f
-from charfix.audit import AuditLog
+from charfix.audit import AuditError, AuditLog
 from charfix.diagnosis import Rules, diagnose
-from charfix.errors import BackendError, ChangedError, CharfixError
+from charfix.errors import BackendError, ChangedError, CharfixError, ConnectionLostError
 from charfix.models import Action, Diagnosis, JobFacts, State, Step
 from charfix.repair_steps import StepContext, apply_step
 from charfix.scan import Backends, collect_facts
@@ -61,26 +61,36 @@ class JobResult:
 
 
 def repair_job(backends: Backends, job_id: UUID, options: RepairOptions, audit: AuditLog | None) -> JobResult:
-    """Repair one job; never raises for the job's own trouble, which is reported in the result."""
+    """Repair one job; never raises for the job's own trouble, which is reported in the result.
+    An audit log that cannot be written stops the whole run (AuditError propagates)."""
     try:
         with backends.repository.locked(job_id) as got:
             if not got:
                 return JobResult(job_id, Outcome.SKIPPED, message="another charfix run is repairing this job")
             result = _repair_locked(backends, job_id, options, audit)
+            if audit is not None:
+                # Inside the transaction: if the lines cannot be written, the row writes roll back.
+                audit.flush()
+    except AuditError:
+        raise
+    except ConnectionLostError:
+        _after_rollback(audit, job_id)
+        raise
     except ChangedError as exc:
-        _storage_lines(audit)
+        _after_rollback(audit, job_id)
         return JobResult(job_id, Outcome.FAILED, message=f"{exc.message}; run again to re-diagnose")
     except (BackendError, CharfixError) as exc:
-        _storage_lines(audit)
+        _after_rollback(audit, job_id)
         return JobResult(job_id, Outcome.FAILED, message=exc.message)
     if audit is not None:
-        audit.commit()
+        audit.committed()
     return result
 
 
-def _storage_lines(audit: AuditLog | None) -> None:
+def _after_rollback(audit: AuditLog | None, job_id: UUID) -> None:
+    """The job's row writes rolled back; object copies did happen and keep their lines."""
     if audit is not None:
-        audit.commit_storage_only()
+        audit.rolled_back(job_id)
 
 
 def _repair_locked(backends: Backends, job_id: UUID, options: RepairOptions, audit: AuditLog | None) -> JobResult:

@@ -16,7 +16,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from pydantic import BaseModel
 
-from charfix.errors import BackendError
+from charfix.errors import BackendError, ConnectionLostError
 from charfix.facts import PREFIX_LENGTH, normalized_name
 from charfix.models import PORTRAIT, Character, Job, LibraryItem, WorkspaceAsset
 from charfix.repository.base import REQUIRED_COLUMNS, JobQuery, Page, Schema
@@ -150,6 +150,11 @@ class PostgresRepository(PostgresWrites):
         try:
             yield
         except psycopg.Error as exc:
+            if self.conn.broken or self.conn.closed:
+                raise ConnectionLostError(
+                    f"the database connection was lost ({_first_line(exc)}); finished jobs are in the audit log; "
+                    "run again to finish the rest"
+                ) from exc
             raise BackendError(f"database error: {_first_line(exc)}") from exc
 
 
