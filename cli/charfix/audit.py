@@ -1,9 +1,9 @@
 """The audit log: one JSON line per write, with the row or object before and after.
 
 The file is opened before the first write, so an unwritable log stops a repair before it starts.
-A job's lines are written and synced just before its transaction commits, so no write goes
-unlogged; if the transaction then rolls back, a `rolled_back` line says which logged writes did
-not happen."""
+An object copy is logged the moment it is made. A job's row writes are logged and synced just
+before its transaction commits, so no write goes unlogged; if the commit then fails, a
+`rolled_back` line says which logged writes did not happen."""
 
 from __future__ import annotations
 
@@ -64,21 +64,26 @@ class AuditLog:
             ) from exc
         return self
 
-    def record(self, *, job_id: Any, step: str, target: str, before: Any, after: Any) -> None:
-        self._pending.append({**self._base(job_id), "step": step, "target": target, "before": before, "after": after})
+    def record(self, *, job_id: Any, step: str, target: str, before: Any, after: Any, now: bool = False) -> None:
+        """A write's line. Row writes wait for `flush` (just before their commit); `now` writes at once."""
+        line = {**self._base(job_id), "step": step, "target": target, "before": before, "after": after}
+        if now:
+            self._write([line])
+        else:
+            self._pending.append(line)
 
     def _base(self, job_id: Any) -> dict[str, Any]:
         return {"time": datetime.now(timezone.utc).isoformat(), "operator": self.operator, "command": self.command,
                 "job_id": str(job_id)}
 
     def flush(self) -> None:
-        """Write the job's lines, before its transaction commits: no write goes unlogged."""
+        """Write the job's row lines, before its transaction commits: no write goes unlogged."""
         pending = self._pending
         if self._file is None or not pending:
             pending.clear()
             return
         self._write(pending)
-        self._local.flushed = [line for line in pending if line["step"] != "copy_object"]
+        self._local.flushed = list(pending)
         pending.clear()
 
     def committed(self) -> None:
@@ -86,17 +91,14 @@ class AuditLog:
         self._local.flushed = []
 
     def rolled_back(self, job_id: Any) -> None:
-        """The job's row writes rolled back. Copies kept happened, so their lines are written; a line
-        says which logged row writes did not happen."""
-        lines = [line for line in self._pending if line["step"] == "copy_object"]
+        """The job's row writes rolled back. Lines not yet written are dropped; if some were written
+        (the commit itself failed), a `rolled_back` line says which did not happen."""
         undone = getattr(self._local, "flushed", [])
-        if undone:
-            lines.append({**self._base(job_id), "step": "rolled_back", "target": None,
-                          "before": [line["step"] for line in undone], "after": None})
         self._pending.clear()
         self._local.flushed = []
-        if lines and self._file is not None:
-            self._write(lines)
+        if undone and self._file is not None:
+            self._write([{**self._base(job_id), "step": "rolled_back", "target": None,
+                          "before": [line["step"] for line in undone], "after": None}])
 
     def _write(self, lines: list[dict[str, Any]]) -> None:
         try:

@@ -7,7 +7,6 @@ so a re-run overwrites the same object), then the rows, in one transaction.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 from uuid import UUID
@@ -21,7 +20,6 @@ from charfix.repair_steps import StepContext, apply_step
 from charfix.scan import Backends, collect_facts
 
 SAVE_ACTIONS = frozenset(Action) - {Action.MARK_FAILED}
-CRASH_AFTER = "CHARFIX_TEST_CRASH_AFTER"  # test hook: exit abruptly after this many writes
 
 
 class Outcome(StrEnum):
@@ -112,7 +110,6 @@ def _repair_locked(backends: Backends, job_id: UUID, options: RepairOptions, aud
     context = StepContext(backends=backends, facts=facts, diagnosis=diagnosis, audit=audit)
     for step in steps:
         apply_step(context, step)
-        _maybe_crash()
     result.outcome = Outcome.REPAIRED
     return result
 
@@ -141,17 +138,3 @@ def _steps(diagnosis: Diagnosis, options: RepairOptions, *, needs_link: bool) ->
         )
         steps.insert(1 if steps and steps[0].action == Action.COMPLETE_JOB else 0, link)
     return steps
-
-
-_writes = 0
-
-
-def _maybe_crash() -> None:
-    """Tests kill the run after N writes to prove the next run finishes the job."""
-    global _writes
-    limit = os.environ.get(CRASH_AFTER)
-    if not limit:
-        return
-    _writes += 1
-    if _writes >= int(limit):
-        os._exit(70)

@@ -4,6 +4,7 @@ nothing; every write it makes is recorded in the audit log with the before and a
 from __future__ import annotations
 
 import mimetypes
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -26,6 +27,19 @@ from charfix.models import (
 )
 from charfix.scan import Backends
 
+CRASH_AFTER = "CHARFIX_TEST_CRASH_AFTER"  # test hook: exit abruptly after this many writes
+_writes = 0
+
+
+def crash_after_writes() -> None:
+    """Tests stop the run abruptly after N writes (rows uncommitted, objects copied), as a kill would."""
+    global _writes
+    limit = os.environ.get(CRASH_AFTER)
+    if limit:
+        _writes += 1
+        if _writes >= int(limit):
+            os._exit(70)
+
 
 @dataclass
 class StepContext:
@@ -47,7 +61,10 @@ class StepContext:
 
     def record(self, step: Action, target: str, before: Any, after: Any) -> None:
         if self.audit is not None:
-            self.audit.record(job_id=self.job.id, step=step.value, target=target, before=_plain(before), after=_plain(after))
+            line = dict(job_id=self.job.id, step=step.value, target=target, before=_plain(before), after=_plain(after))
+            # An object copy is done the moment it happens (no transaction holds it back): log it now.
+            self.audit.record(**line, now=step == Action.COPY_OBJECT)
+        crash_after_writes()
 
 
 def _plain(value: Any) -> Any:

@@ -26,7 +26,6 @@ def backfill_cli(
     every_state: Annotated[bool, typer.Option("--all", help="Consider every portrait job.")] = False,
     stuck_after: options.StuckAfter = "15m",
     link_window: options.LinkWindow = "1h",
-    limit: options.Limit = None,
     max_jobs: Annotated[int | None, typer.Option("--max", min=1, help="Repair at most this many jobs in one run.")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=16, help="Jobs repaired in parallel "
                                               "(each with its own database connection).")] = 1,
@@ -47,7 +46,7 @@ def backfill_cli(
     runtime: Runtime = ctx.obj
     selection = build_selection(
         now=runtime.now(), since=since, user=user, states=state, every_state=every_state,
-        stuck_after=stuck_after, link_window=link_window, limit=limit,
+        stuck_after=stuck_after, link_window=link_window, limit=None,
     )
     backends = runtime.backends()
     if not dry_run and not confirm(runtime, "Repair every repairable portrait job?", yes=yes):

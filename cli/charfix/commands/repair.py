@@ -75,6 +75,9 @@ class _Session:
         choices = _choices(diagnosis)
         if self.yes:
             choice = APPLY if diagnosis.state == State.REPAIRABLE else SKIP
+            if choice == SKIP:
+                self.runtime.env.out.print(
+                    f"skipped: the job is {diagnosis.state.value}; --yes only applies a repairable job's plan")
         else:
             from charfix.ui.prompts import ask_choice
 

@@ -25,7 +25,8 @@ def render_job_result(console: Console, result: JobResult) -> None:
     console.print(head)
     verb = "would" if result.outcome == Outcome.PLANNED else "done:"
     for number, step in enumerate(result.steps, 1):
-        console.print(Text.assemble(f"  {number}. {verb} ", (step.action.value, "green"), f"  {step.description}"))
+        console.print(Text.assemble(f"  {number}. {verb} ", (step.action.value, "green"), f"  {step.description}"),
+                      soft_wrap=True)  # keys and paths stay whole for grep
     if result.outcome == Outcome.ALREADY_FINE:
         console.print("  nothing to do: the portrait is already where it belongs")
     elif result.message:
