@@ -435,7 +435,8 @@ TABLE = [
         [R.JOB_NOT_COMPLETED], [A.COMPLETE_JOB]),
     row("not-applicable-workspace", make_facts(make_job("plain", metadata={"destination": "workspace"})),
         State.NOT_APPLICABLE, [], []),
-    row("unknown-status", by_id(status="weird", label="weird"), State.NEEDS_REVIEW, [], []),
+    row("unknown-status", by_id(status="weird", label="weird"), State.NEEDS_REVIEW, [R.JOB_STATUS_UNKNOWN], []),
+    row("null-status", by_id(status=None, label="null-status"), State.NEEDS_REVIEW, [R.JOB_STATUS_UNKNOWN], []),
 ]
 
 
@@ -689,8 +690,8 @@ def test_unknown_job_status_needs_a_person(status):
     diagnosis = run(by_id(status=status, label=f"status:{status}"))
     assert diagnosis.state == State.NEEDS_REVIEW
     assert diagnosis.plan == []
-    assert any("Unknown job status" in note and f"'{status}'" in note for note in diagnosis.notes)
-    assert diagnosis.codes == []
+    assert diagnosis.codes == ["job_status_unknown"]
+    assert diagnosis.reasons[0].evidence["status"] == repr(status)
 
 
 @pytest.mark.parametrize(("age", "state"), [
@@ -725,10 +726,19 @@ def test_needs_review_keeps_only_complete_job(facts):
     assert diagnosis.character_id is None
 
 
-def test_cancelled_job_with_output_is_completed():
+def test_cancelled_job_with_output_needs_a_person():
+    # The user cancelled it: putting the image in their library is not charfix's call.
     diagnosis = run(by_id(status="cancelled", label="cancelled"))
-    assert diagnosis.codes[0] == "job_failed" and diagnosis.state == State.REPAIRABLE
-    assert actions(diagnosis)[0] == "complete_job"
+    assert (diagnosis.codes, diagnosis.state, actions(diagnosis)) == (["job_failed"], State.NEEDS_REVIEW, [])
+
+
+def test_genuinely_failed_job_with_output_needs_a_person_but_a_cleaned_up_one_is_completed():
+    failed = run(by_id(status="failed", label="failed-real"))
+    assert (failed.state, actions(failed)) == (State.NEEDS_REVIEW, [])
+    job = by_id(status="failed", label="failed-cleanup")
+    cleaned = run(job.model_copy(update={"job": job.job.model_copy(
+        update={"error_message": "Cleaned up: Job was stuck during edge function deployment issues"})}))
+    assert cleaned.state == State.REPAIRABLE and actions(cleaned)[0] == "complete_job"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -936,12 +946,32 @@ def test_provider_url_of_a_character_created_in_the_window_is_replaced():
     assert update["previous_image_url"] == MANDY.image_url
 
 
-def test_provider_url_named_in_the_metadata_is_replaced():
-    url = FAL_URL.format("from-request")
+def test_a_url_that_merely_appears_in_the_metadata_is_kept():
+    # An image-to-image request names its reference: that URL is the user's choice, not this job's output.
+    url = FAL_URL.format("reference")
     facts = by_id(image_url=url, label="meta-url")
-    job = facts.job.model_copy(update={"metadata": {**facts.job.metadata, "result": {"images": [url]}}})
-    update = step(run(facts.model_copy(update={"job": job})), A.UPDATE_CHARACTER_IMAGE)
-    assert update["previous_image_url"] == url
+    job = facts.job.model_copy(update={"metadata": {**facts.job.metadata, "reference_image_url": url}})
+    diagnosis = run(facts.model_copy(update={"job": job}))
+    assert "update_character_image" not in actions(diagnosis)
+    assert any("keeps it" in note for note in diagnosis.notes)
+
+
+def test_two_drafts_before_the_character_only_the_last_one_sets_its_image():
+    # The create dialog made two drafts; the user pressed Create after the second, with its URL.
+    first = INCIDENT
+    second_job = first.job.model_copy(update={"id": uid("second-draft"), "created_at": first.job.created_at + timedelta(seconds=12)})
+    with_sibling = first.model_copy(update={"siblings": (second_job,)})
+    assert "update_character_image" not in actions(run(with_sibling))
+    assert "update_character_image" in actions(run(first))
+
+
+def test_an_external_image_changed_after_creation_is_kept():
+    facts = INCIDENT
+    mandy = facts.characters[0]
+    changed = mandy.model_copy(update={"updated_at": mandy.created_at + timedelta(hours=2),
+                                       "image_url": "https://cdn.example.com/uploaded-by-user.png"})
+    diagnosis = run(facts.model_copy(update={"characters": (changed,)}))
+    assert "update_character_image" not in actions(diagnosis)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -235,22 +235,6 @@ def character_by_id(facts: JobFacts, character_id: UUID | None) -> Character | N
     return next((c for c in facts.characters if c.id == character_id), None)
 
 
-def strings_in(value: Any, depth: int = 0) -> set[str]:
-    """Every string inside a JSON value (bounded depth, since metadata may hold anything)."""
-    if depth > 8:
-        return set()
-    if isinstance(value, str):
-        return {value}
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, list):
-        found: set[str] = set()
-        for item in value:
-            found |= strings_in(item, depth + 1)
-        return found
-    return set()
-
-
 def saved_copy(facts: JobFacts, rows: list[LibraryItem]) -> StoredObject | None:
     """The portrait's object in user-library, named by one of the job's rows or by the job's key."""
     for row in rows:

@@ -6,27 +6,36 @@ have many more. Nothing here does I/O.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 WORKSPACE_BUCKET = "workspace-temp"
 LIBRARY_BUCKET = "user-library"
 PORTRAIT = "character_portrait"
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 class Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
+
+    @field_validator("created_at", mode="before", check_fields=False)
+    @classmethod
+    def _missing_is_old(cls, value: Any) -> Any:
+        """A NULL created_at reads as long ago: such a row never looks new enough to auto-link."""
+        return EPOCH if value is None else value
 
 
 class Job(Record):
     id: UUID
     user_id: UUID
     job_type: str = ""
-    status: str
+    status: str | None = None  # the check constraint allows NULL
     error_message: str | None = None
     # Anything at all: the application copies the request's metadata verbatim.
     metadata: Any = None
@@ -134,6 +143,9 @@ class JobFacts(Record):
     # and characters named by this job's library rows.
     characters: tuple[Character, ...] = ()
     library_items: tuple[LibraryItem, ...] = ()
+    # Other name-only portrait jobs of the same user for the same name, near in time: drafts made
+    # in the same create-character dialog.
+    siblings: tuple[Job, ...] = ()
 
 
 class State(StrEnum):
@@ -150,6 +162,7 @@ class ReasonCode(StrEnum):
     JOB_NOT_COMPLETED = "job_not_completed"
     JOB_NO_OUTPUT = "job_no_output"
     JOB_FAILED = "job_failed"
+    JOB_STATUS_UNKNOWN = "job_status_unknown"
     METADATA_SOURCE_ONLY = "metadata_source_only"
     OUTPUT_EXTERNAL_URL = "output_external_url"
     OUTPUT_MISSING = "output_missing"
@@ -209,7 +222,7 @@ class Event(BaseModel):
 class Diagnosis(BaseModel):
     job_id: UUID
     user_id: UUID
-    status: str
+    status: str | None
     created_at: datetime
     state: State
     reasons: list[Reason] = Field(default_factory=list)

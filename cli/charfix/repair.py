@@ -92,7 +92,7 @@ def _after_rollback(audit: AuditLog | None, job_id: UUID) -> None:
 
 
 def _repair_locked(backends: Backends, job_id: UUID, options: RepairOptions, audit: AuditLog | None) -> JobResult:
-    facts, needs_link = _facts(backends, job_id, options.character_id)
+    facts, needs_link = _facts(backends, job_id, options.character_id, options.rules)
     diagnosis = diagnose(facts, options.rules)
     steps = _steps(diagnosis, options, needs_link=needs_link)
     result = JobResult(job_id, Outcome.ALREADY_FINE, state=diagnosis.state, diagnosis=diagnosis)
@@ -114,7 +114,7 @@ def _repair_locked(backends: Backends, job_id: UUID, options: RepairOptions, aud
     return result
 
 
-def _facts(backends: Backends, job_id: UUID, character_id: UUID | None) -> tuple[JobFacts, bool]:
+def _facts(backends: Backends, job_id: UUID, character_id: UUID | None, rules: Rules) -> tuple[JobFacts, bool]:
     """The job's facts, read inside its lock; with a person's choice of character, the facts as if
     the choice were already in the metadata (link_character then writes it)."""
     jobs = backends.repository.jobs_by_id([job_id])
@@ -122,10 +122,10 @@ def _facts(backends: Backends, job_id: UUID, character_id: UUID | None) -> tuple
         raise BackendError(f"job {job_id} disappeared")
     job = jobs[0]
     if character_id is None:
-        return collect_facts(backends, [job])[0], False
+        return collect_facts(backends, [job], link_window=rules.link_window)[0], False
     metadata = f.as_dict(job.metadata)
     chosen = job.model_copy(update={"metadata": {**metadata, "character_id": str(character_id)}})
-    return collect_facts(backends, [chosen])[0], f.as_uuid(metadata.get("character_id")) != character_id
+    return collect_facts(backends, [chosen], link_window=rules.link_window)[0], f.as_uuid(metadata.get("character_id")) != character_id
 
 
 def _steps(diagnosis: Diagnosis, options: RepairOptions, *, needs_link: bool) -> list[Step]:

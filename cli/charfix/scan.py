@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from uuid import UUID
 
 from charfix import facts as f
@@ -19,6 +20,7 @@ from charfix.repository.base import JobQuery, Page, Repository
 from charfix.storage import Storage
 
 PAGE_SIZE = 500
+LINK_WINDOW = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -27,10 +29,36 @@ class Backends:
     storage: Storage
 
 
-def collect_facts(backends: Backends, jobs: Sequence[Job]) -> list[JobFacts]:
+def collect_facts(backends: Backends, jobs: Sequence[Job], *, link_window: timedelta = LINK_WINDOW) -> list[JobFacts]:
     repo, storage = backends.repository, backends.storage
     if not jobs:
         return []
+    facts = _gather(backends, jobs)
+    return _with_siblings(repo, facts, link_window)
+
+
+def _with_siblings(repo: Repository, facts: list[JobFacts], window: timedelta) -> list[JobFacts]:
+    """Name-only jobs learn of the user's other drafts for the same name (one query per page)."""
+    named = {}
+    for item in facts:
+        request = f.read_request(item.job)
+        if request.character_id is None and request.character_name:
+            named[item.job.id] = (item.job.user_id, request.character_name)
+    if not named:
+        return facts
+    times = [item.job.created_at for item in facts if item.job.id in named]
+    found = repo.jobs_naming(sorted(set(named.values())), since=min(times) - window, until=max(times) + window)
+    keyed = _index(found, lambda j: (j.user_id, f.read_request(j).character_name))
+    result = []
+    for item in facts:
+        key = named.get(item.job.id)
+        near = [j for j in keyed.get(key, []) if j.id != item.job.id and abs(j.created_at - item.job.created_at) <= window]
+        result.append(item.model_copy(update={"siblings": tuple(near)}) if near else item)
+    return result
+
+
+def _gather(backends: Backends, jobs: Sequence[Job]) -> list[JobFacts]:
+    repo, storage = backends.repository, backends.storage
     ids = [j.id for j in jobs]
     assets = repo.assets_for(ids)
     rows = repo.library_items_for(jobs, [a for a in assets if a.user_id == _owner(jobs, a.job_id)])
@@ -116,7 +144,7 @@ def scan(backends: Backends, query: JobQuery, rules: Rules, *, page_size: int = 
     after: Page | None = None
     while True:
         jobs = backends.repository.portrait_jobs(query, after=after, limit=page_size)
-        for job_facts in collect_facts(backends, jobs):
+        for job_facts in collect_facts(backends, jobs, link_window=rules.link_window):
             yield diagnose(job_facts, rules)
         if len(jobs) < page_size:
             return
@@ -144,7 +172,7 @@ def diagnose_ids(backends: Backends, ids: Sequence[UUID], rules: Rules) -> list[
     missing = [str(i) for i in ids if i not in {j.id for j in jobs}]
     if missing:
         raise NotFoundError(f"no job with id {', '.join(missing)}")
-    by_id = {d.job_id: d for d in (diagnose(x, rules) for x in collect_facts(backends, jobs))}
+    by_id = {d.job_id: d for d in (diagnose(x, rules) for x in collect_facts(backends, jobs, link_window=rules.link_window))}
     return [by_id[i] for i in dict.fromkeys(ids)]
 
 

@@ -230,6 +230,24 @@ def odd_name(s: Sample) -> None:
              "A name with quotes, a comma, parentheses and unicode, as users type them.")
 
 
+def null_status(s: Sample) -> None:
+    t = s.at(hours=8)
+    character = s.character("Quill", BEN, created=t - timedelta(days=3))
+    job = s.job("null-status", BEN, status=None, created=t, metadata=portrait(character_id=str(character)))
+    s.asset(job, BEN, created=t + 8 * S)
+    s.expect("null_status", job, "needs_review", ["job_status_unknown"],
+             "The status column is NULL (its check allows it): something outside the application wrote it.")
+
+
+def cancelled(s: Sample) -> None:
+    t = s.at(hours=30)
+    character = s.character("Moth", CHLOE, created=t - timedelta(days=3))
+    job = s.job("cancelled", CHLOE, status="cancelled", created=t, metadata=portrait(character_id=str(character)))
+    s.asset(job, CHLOE, created=t + 8 * S)
+    s.expect("cancelled", job, "needs_review", ["job_failed"],
+             "The user cancelled the job after its image was stored: whether to save it is their call.")
+
+
 def not_a_portrait(s: Sample) -> None:
     t = s.at(hours=1)
     s.job("plain-image", ALICE, status="processing", created=t, metadata={"destination": "workspace"})
@@ -240,5 +258,6 @@ def not_a_portrait(s: Sample) -> None:
 STORIES = [
     incident, saved, copy_failed, row_failed, character_not_updated, generic_row, duplicates, ambiguous,
     not_found, linked_to_older, deleted, owner_mismatch, no_reference, source_only, external_url,
-    output_missing, no_output, cleaned_up, failed_for_real, in_progress, foreign_asset, odd_name, not_a_portrait,
+    output_missing, no_output, cleaned_up, failed_for_real, in_progress, foreign_asset, odd_name, null_status,
+    cancelled, not_a_portrait,
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from charfix import facts as f
 from charfix.diagnosis.work import Work, duration
-from charfix.models import Action, Candidate, Character, LibraryItem, ReasonCode as R
+from charfix.models import WORKSPACE_BUCKET, Action, Candidate, Character, LibraryItem, ReasonCode as R
 
 
 def resolve_character(work: Work, request: f.Request, rows: list[LibraryItem]) -> bool:
@@ -128,12 +128,17 @@ def _linked_to_older(work: Work, name: str, bound: Character, newer: Character) 
 
 
 def _copied_to_older(work: Work) -> Character | None:
-    """Auto-save copied the image for a character that existed before the job, then failed to insert
-    the row: the object's key (`{user}/{job}_{character}.ext`) is the evidence of its binding."""
-    for character_id in f.copied_character_ids(work.facts):
-        character = f.character_by_id(work.facts, character_id)
-        if (character is not None and character.user_id == work.facts.job.user_id
-                and character.created_at < work.facts.job.created_at):
+    """Auto-save bound the portrait to a character that existed before the job, and a later step
+    failed. Evidence without a row: the object's key (`{user}/{job}_{character}.ext`), or auto-save's
+    first step, which pointed that character's image at this job's workspace-temp key."""
+    job = work.facts.job
+    temp_prefix = f"{WORKSPACE_BUCKET}/{f.job_prefix(job)}"
+    copied = set(f.copied_character_ids(work.facts))
+    for character in work.facts.characters:
+        if character.user_id != job.user_id or character.created_at >= job.created_at:
+            continue
+        images = (character.image_url or "", character.reference_image_url or "")
+        if character.id in copied or any(image.startswith(temp_prefix) for image in images):
             return character
     return None
 

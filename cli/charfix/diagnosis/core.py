@@ -58,7 +58,27 @@ def diagnose(facts: JobFacts, rules: Rules) -> Diagnosis:
         _no_output(work, output)
     if work.character is not None and not work.has(*(REVIEW_CODES - {R.OUTPUT_EXTERNAL_URL})) and not work.lost:
         plan_library(work, output, rows, report=autosave_had_inputs and has_output)
-    return _finish(work, _state(work))
+    state = _state(work)
+    if state in (State.REPAIRABLE, State.NEEDS_REVIEW) and _recent(work, output):
+        return _finish(work, _still_saving(work))
+    return _finish(work, state)
+
+
+def _recent(work: Work, output) -> bool:
+    """The application may still be saving a job whose last sign of life is this fresh."""
+    job = work.facts.job
+    moments = [m for m in (job.created_at, job.completed_at, output.created_at) if m is not None]
+    return work.rules.now - max(moments) < work.rules.stuck_after
+
+
+def _still_saving(work: Work) -> State:
+    work.notes.append(
+        f"Last activity less than {work.rules.stuck_after} ago: the application may still be saving this "
+        "portrait, so charfix waits (see --stuck-after)."
+    )
+    work.reasons.clear()
+    work.plan = []
+    return State.IN_PROGRESS
 
 
 def _foreign_asset(work: Work) -> bool:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from charfix import facts as f
 from charfix.diagnosis.work import Work
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Action, LibraryItem, ReasonCode as R
+
+
+UNCHANGED = timedelta(seconds=60)  # the create flow may touch a new character once right after creating it
 
 
 def plan_library(work: Work, output: f.Output, rows: list[LibraryItem], *, report: bool) -> None:
@@ -164,8 +168,16 @@ def _replaceable(work: Work, output: f.Output, current: str | None) -> bool:
         return True
     if output.source is not None and output.source.key in current:
         return True
-    if current in f.strings_in(job.metadata):
-        return True
-    # The create-character flow stores the provider's URL of the portrait it was just shown.
-    start = job.created_at
-    return start <= character.created_at <= start + work.rules.link_window
+    return _made_by_the_creation_flow(work, character)
+
+
+def _made_by_the_creation_flow(work: Work, character) -> bool:
+    """The create-character dialog stores the provider's URL of the last portrait it showed. So an
+    external URL is this job's only when the character was created within the link window after
+    it, was not changed since, and no later draft for the same name came in between."""
+    job = work.facts.job
+    if not job.created_at <= character.created_at <= job.created_at + work.rules.link_window:
+        return False
+    if character.updated_at is not None and character.updated_at - character.created_at > UNCHANGED:
+        return False
+    return not any(job.created_at < other.created_at <= character.created_at for other in work.facts.siblings)

@@ -8,6 +8,7 @@ from charfix.models import WORKSPACE_BUCKET, Action, ReasonCode as R, State
 
 OPEN_STATUSES = ("queued", "processing")
 ENDED_STATUSES = ("failed", "cancelled")
+CLEANUP_PREFIX = "Cleaned up:"  # the application's clean-up of jobs stuck during a deployment
 
 
 def judge_status(work: Work, output: f.Output, *, has_output: bool) -> State | None:
@@ -18,7 +19,11 @@ def judge_status(work: Work, output: f.Output, *, has_output: bool) -> State | N
     if job.status in ENDED_STATUSES:
         return _ended(work, output, has_output=has_output)
     if job.status != "completed":
-        work.notes.append(f"Unknown job status '{job.status}'; a person should look at it.")
+        work.because(
+            R.JOB_STATUS_UNKNOWN,
+            f"The job's status is {job.status!r}, which the application never writes; a person should look at it.",
+            status=repr(job.status),
+        )
         return State.NEEDS_REVIEW
     return None
 
@@ -59,15 +64,23 @@ def _open(work: Work, output: f.Output, *, has_output: bool) -> State | None:
 
 def _ended(work: Work, output: f.Output, *, has_output: bool) -> State | None:
     job = work.facts.job
-    survived = " but its output survived." if has_output else " and no output exists."
+    cleaned_up = job.status == "failed" and (job.error_message or "").startswith(CLEANUP_PREFIX)
+    if not has_output:
+        detail = " and no output exists."
+    elif cleaned_up:
+        detail = " by a clean-up, but its output survived."
+    else:
+        detail = " but its output exists; only a person can say whether the user wants it saved."
     work.because(
         R.JOB_FAILED,
-        f"The job is marked '{job.status}'{survived}",
+        f"The job is marked '{job.status}'{detail}",
         error_message=job.error_message,
         object=output.source.path if output.source else None,
     )
     if not has_output and not output.external_url:
         return State.FAILED
+    if has_output and not cleaned_up:
+        return State.NEEDS_REVIEW  # a cancelled or genuinely failed job is not charfix's to finish
     if not has_output:
         return None  # the provider's URL may still answer: the output check says so
     work.then(

@@ -97,6 +97,10 @@ class Repository(Protocol):
         """Characters by id (any owner), and each user's characters whose normalized name matches."""
         ...
 
+    def jobs_naming(self, names: Sequence[tuple[UUID, str]], *, since: datetime, until: datetime) -> list[Job]:
+        """Portrait jobs created in [since, until] whose metadata names one of (user, character name)."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -7,6 +7,7 @@ tool needs on a `jobs` table that grows by every generation.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from contextlib import contextmanager
 from typing import Any, TypeVar
 from uuid import UUID
@@ -70,6 +71,18 @@ class PostgresRepository(PostgresWrites):
             cols=self._columns("jobs")
         )
         return self._fetch(Job, statement, {"ids": list(ids)})
+
+    def jobs_naming(self, names: Sequence[tuple[UUID, str]], *, since: datetime, until: datetime) -> list[Job]:
+        if not names:
+            return []
+        statement = sql.SQL(
+            "select {cols} from jobs where user_id = any(%(users)s) and created_at between %(since)s and %(until)s "
+            "and (metadata->>'destination' = %(portrait)s or metadata->>'source' = %(portrait)s) "
+            "and (metadata->>'character_name' = any(%(names)s) or metadata->>'characterName' = any(%(names)s))"
+        ).format(cols=self._columns("jobs"))
+        params = {"users": sorted({u for u, _ in names}), "names": sorted({n for _, n in names}), "since": since,
+                  "until": until, "portrait": PORTRAIT}
+        return self._fetch(Job, statement, params)
 
     def job_ids_starting(self, prefix: str, *, limit: int) -> list[UUID]:
         statement = sql.SQL("select id from jobs where id::text like %(pattern)s order by id limit %(limit)s")
