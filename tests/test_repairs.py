@@ -229,3 +229,24 @@ def test_a_job_locked_by_another_run_is_skipped(seeded, backends):
         result = repair_job(backends, job, RepairOptions(rules=Rules(now=seeded.now)), None)
     other.close()
     assert result.outcome == Outcome.SKIPPED and "another charfix run" in result.message
+
+
+def test_link_character_writes_the_choice_on_a_completed_job(seeded, backends):
+    """No complete_job step runs first here, so the link must be written from the job as stored."""
+    job = seeded.case("not_found").job_id
+    ghost = next(c["id"] for c in seeded.sample.characters if c["name"] == "ghost ")
+    with seeded.connect() as conn:
+        conn.execute("update jobs set status = 'completed' where id = %s", (job,))
+    result = link_character(backends, job, ghost, rules=Rules(now=seeded.now))
+    assert result.outcome == Outcome.REPAIRED and result.steps[0].action == Action.LINK_CHARACTER
+    with seeded.connect() as conn:
+        metadata, = conn.execute("select metadata from jobs where id = %s", (job,)).fetchone()
+    assert metadata["character_id"] == str(ghost) and metadata["character_name"] == "Ghost"
+    assert diagnose_ids(backends, [job], Rules(now=seeded.now))[0].state == State.SAVED
+
+
+def test_link_character_refuses_to_rebind_a_job_that_names_a_character(seeded, backends):
+    job = seeded.case("copy_failed").job_id
+    other = next(c["id"] for c in seeded.sample.characters if c["name"] == "Vex")
+    with pytest.raises(RefusedError, match="does not rebind"):
+        link_character(backends, job, other, rules=Rules(now=seeded.now))

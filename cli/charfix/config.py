@@ -40,11 +40,26 @@ class Settings:
     warnings: tuple[str, ...] = ()
 
     def secrets(self) -> list[str]:
-        """Values that must never be printed (the key, and the password inside the database URL)."""
+        """Values that must never be printed: the key, and the password inside the database URL."""
         found = [self.service_role_key] if self.service_role_key else []
-        if self.db_url and "@" in self.db_url and ":" in self.db_url.split("@")[0].split("//")[-1]:
-            found.append(self.db_url.split("@")[0].split("//")[-1].split(":", 1)[1])
+        if self.db_url:
+            found += _passwords(self.db_url)
         return [s for s in found if s]
+
+
+def _passwords(url: str) -> list[str]:
+    """The password of a connection string, parsed as libpq parses it; when it does not parse,
+    everything between the scheme's `user:` and the last `@` (a password may hold `@`)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        password = conninfo_to_dict(url).get("password")
+        if password:
+            return [str(password)]
+    except Exception:  # libpq refuses it; fall back to reading the URL by hand
+        pass
+    head = url.split("//", 1)[-1].rsplit("@", 1)[0] if "@" in url else ""
+    return [head.split(":", 1)[1]] if ":" in head else []
 
 
 def default_config_path() -> Path:

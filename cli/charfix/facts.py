@@ -96,6 +96,11 @@ def strip_bucket(path: str, bucket: str) -> str:
     return path[len(bucket) + 1 :] if path.startswith(bucket + "/") else path
 
 
+def is_safe_key(key: str) -> bool:
+    """A storage key charfix will touch: no empty, `.` or `..` segment (rows may hold anything)."""
+    return bool(key) and all(part not in ("", ".", "..") for part in key.split("/"))
+
+
 def is_url(value: str | None) -> bool:
     return bool(value) and value.lower().startswith(("http://", "https://"))
 

@@ -18,7 +18,10 @@ def parse_duration(text: str, *, option: str) -> timedelta:
     match = DURATION.match(text or "")
     if not match:
         raise UsageError(f"{option}: '{text}' is not a duration; use a number and a unit, like 15m, 36h, 7d or 2w")
-    delta = timedelta(**{UNITS[match.group(2).lower()]: float(match.group(1))})
+    try:
+        delta = timedelta(**{UNITS[match.group(2).lower()]: float(match.group(1))})
+    except OverflowError:
+        delta = MAX_DURATION + MAX_DURATION
     if delta > MAX_DURATION:
         raise UsageError(f"{option}: '{text}' is longer than ten years")
     return delta

@@ -15,7 +15,7 @@ from charfix import facts as f
 from charfix.audit import AuditError, AuditLog
 from charfix.diagnosis import Rules, diagnose
 from charfix.errors import BackendError, ChangedError, CharfixError, ConnectionLostError
-from charfix.models import Action, Diagnosis, JobFacts, State, Step
+from charfix.models import Action, Diagnosis, Job, JobFacts, State, Step
 from charfix.repair_steps import StepContext, apply_step
 from charfix.scan import Backends, collect_facts
 
@@ -61,6 +61,12 @@ class JobResult:
 def repair_job(backends: Backends, job_id: UUID, options: RepairOptions, audit: AuditLog | None) -> JobResult:
     """Repair one job; never raises for the job's own trouble, which is reported in the result.
     An audit log that cannot be written stops the whole run (AuditError propagates)."""
+    if options.dry_run:
+        # A preview takes no lock and needs no write privilege: it only reads and plans.
+        try:
+            return _repair_locked(backends, job_id, options, None)
+        except (BackendError, CharfixError) as exc:
+            return JobResult(job_id, Outcome.FAILED, message=exc.message)
     try:
         with backends.repository.locked(job_id) as got:
             if not got:
@@ -92,7 +98,8 @@ def _after_rollback(audit: AuditLog | None, job_id: UUID) -> None:
 
 
 def _repair_locked(backends: Backends, job_id: UUID, options: RepairOptions, audit: AuditLog | None) -> JobResult:
-    facts, needs_link = _facts(backends, job_id, options.character_id, options.rules)
+    facts, real_job = _facts(backends, job_id, options.character_id, options.rules)
+    needs_link = real_job is not None
     diagnosis = diagnose(facts, options.rules)
     steps = _steps(diagnosis, options, needs_link=needs_link)
     result = JobResult(job_id, Outcome.ALREADY_FINE, state=diagnosis.state, diagnosis=diagnosis)
@@ -107,25 +114,28 @@ def _repair_locked(backends: Backends, job_id: UUID, options: RepairOptions, aud
     if options.dry_run:
         result.outcome = Outcome.PLANNED
         return result
-    context = StepContext(backends=backends, facts=facts, diagnosis=diagnosis, audit=audit)
+    # Writes are conditional on the job as stored, not on the copy that carried the person's choice.
+    stored = facts if real_job is None else facts.model_copy(update={"job": real_job})
+    context = StepContext(backends=backends, facts=stored, diagnosis=diagnosis, audit=audit)
     for step in steps:
         apply_step(context, step)
     result.outcome = Outcome.REPAIRED
     return result
 
 
-def _facts(backends: Backends, job_id: UUID, character_id: UUID | None, rules: Rules) -> tuple[JobFacts, bool]:
-    """The job's facts, read inside its lock; with a person's choice of character, the facts as if
-    the choice were already in the metadata (link_character then writes it)."""
+def _facts(backends: Backends, job_id: UUID, character_id: UUID | None, rules: Rules) -> tuple[JobFacts, Job | None]:
+    """The job's facts, read inside its lock. With a person's choice of character: the facts as if
+    the choice were already in the metadata, and the job as stored when link_character must write it."""
     jobs = backends.repository.jobs_by_id([job_id])
     if not jobs:
         raise BackendError(f"job {job_id} disappeared")
     job = jobs[0]
     if character_id is None:
-        return collect_facts(backends, [job], link_window=rules.link_window)[0], False
+        return collect_facts(backends, [job], link_window=rules.link_window)[0], None
     metadata = f.as_dict(job.metadata)
     chosen = job.model_copy(update={"metadata": {**metadata, "character_id": str(character_id)}})
-    return collect_facts(backends, [chosen], link_window=rules.link_window)[0], f.as_uuid(metadata.get("character_id")) != character_id
+    facts = collect_facts(backends, [chosen], link_window=rules.link_window)[0]
+    return facts, (job if f.as_uuid(metadata.get("character_id")) != character_id else None)
 
 
 def _steps(diagnosis: Diagnosis, options: RepairOptions, *, needs_link: bool) -> list[Step]:

@@ -200,7 +200,8 @@ def _update_character_image(ctx: StepContext, params: dict[str, Any]) -> None:
         return
     seed = params.get("seed_locked")
     after = ctx.backends.repository.update_character_image(
-        character, image_url=params["image_url"], seed=seed if f.fits_int4(seed) else None
+        character, image_url=params["image_url"], seed=seed if f.fits_int4(seed) else None,
+        reference="reference_image_url" in params,
     )
     ctx.record(Action.UPDATE_CHARACTER_IMAGE, f"characters/{character.id}", _character_view(character), _character_view(after))
 

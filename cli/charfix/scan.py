@@ -66,7 +66,8 @@ def _gather(backends: Backends, jobs: Sequence[Job]) -> list[JobFacts]:
     temp = storage.list_prefixes(WORKSPACE_BUCKET, prefixes)
     library = storage.list_prefixes(LIBRARY_BUCKET, prefixes)
     listed = {o.key for o in library}
-    generic = storage.stat(LIBRARY_BUCKET, sorted({r.storage_path for r in rows} - listed))
+    named = {r.storage_path for r in rows if f.is_safe_key(r.storage_path)}
+    generic = storage.stat(LIBRARY_BUCKET, sorted(named - listed))
     characters = repo.characters_for(*_character_keys(jobs, rows, library))
     return _group(jobs, assets, rows, temp, library, generic, characters)
 

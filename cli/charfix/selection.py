@@ -45,7 +45,7 @@ def build_selection(
             raise UsageError(f"--state: '{name}' is not a state; choose from {valid}") from None
     if chosen and every_state:
         raise UsageError("--state and --all contradict each other; use one")
-    user_id: UUID | None = parse_uuid(user, what="user id") if user else None
+    user_id: UUID | None = parse_uuid(user, what="user id") if user is not None else None
     rules = build_rules(now=now, stuck_after=stuck_after, link_window=link_window)
     query = JobQuery(since=parse_since(since, now=now), user_id=user_id)
     return Selection(query=query, rules=rules, states=frozenset(chosen), every_state=every_state, limit=limit)

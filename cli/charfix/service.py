@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from charfix import facts as f
 from charfix.audit import AuditLog
 from charfix.diagnosis import Rules
 from charfix.errors import NotFoundError, RefusedError
@@ -67,9 +68,13 @@ def check_link(backends: Backends, diagnosis: Diagnosis, character_id: UUID) -> 
         raise RefusedError(
             f"character {character_id} belongs to another user; charfix never links a job to another user's character"
         )
-    named = [r for r in diagnosis.reasons if r.code.value in ("character_owner_mismatch", "character_deleted")]
-    if named:
-        raise RefusedError(f"job {diagnosis.job_id} names a character_id already ({named[0].code.value}); a person must fix it")
+    job = backends.repository.jobs_by_id([diagnosis.job_id])[0]
+    current = f.as_uuid(f.as_dict(job.metadata).get("character_id"))
+    if current is not None and current != character_id:
+        raise RefusedError(
+            f"job {diagnosis.job_id} already names character {current}; charfix does not rebind a job",
+            hint="if that character is wrong, fix the job's metadata by hand and record why",
+        )
 
 
 @dataclass

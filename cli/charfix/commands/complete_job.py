@@ -48,6 +48,8 @@ def complete_job_cli(
     preview = complete_job(backends, job, dry_run=True, **kwargs)
     if dry_run or preview.outcome != Outcome.PLANNED:
         _show(runtime, preview, json_output)
+        if preview.outcome == Outcome.FAILED:
+            raise typer.Exit(int(ExitStatus.JOBS_FAILED))
         return
     what = "mark it failed" if mark_failed else f"apply {len(preview.steps)} step(s)"
     if not confirm(runtime, f"Job {job}: {what}?", yes=yes):

@@ -57,6 +57,8 @@ def link_character_cli(
     preview = link_character(backends, job, chosen, dry_run=True, **kwargs)
     if dry_run or preview.outcome != Outcome.PLANNED:
         _show(runtime, preview, json_output)
+        if preview.outcome == Outcome.FAILED:
+            raise typer.Exit(int(ExitStatus.JOBS_FAILED))
         return
     if not confirm(runtime, f"Link job {job} to character {chosen} and apply {len(preview.steps)} step(s)?", yes=yes):
         runtime.env.err.print("Nothing written.")

@@ -142,12 +142,17 @@ def _character_image(work: Work, output: f.Output, key: str, *, report: bool) ->
     seed = output.asset.generation_seed if output.asset else None
     if seed is not None and not f.fits_int4(seed):
         work.notes.append(f"Seed {seed} does not fit characters.seed_locked (integer); it is left alone.")
+    # The reference image follows only when it, too, is empty or this job's; else the user chose it.
+    reference = character.reference_image_url in (None, character.image_url) or _replaceable(
+        work, output, character.reference_image_url)
+    fields = "image_url, reference_image_url" if reference else "image_url (the chosen reference_image_url stays)"
     work.then(
         Action.UPDATE_CHARACTER_IMAGE,
-        f"Point '{character.name}' (image_url, reference_image_url) at {target}.",
+        f"Point '{character.name}' ({fields}) at {target}.",
         character_id=character.id,
         image_url=target,
         previous_image_url=character.image_url,
+        reference_image_url=target if reference else None,
         seed_locked=seed if f.fits_int4(seed) else None,
     )
 

@@ -36,6 +36,8 @@ def inspect_database(url: str, *, connect_timeout: int = 10) -> DatabaseReport:
     try:
         with psycopg.connect(url, connect_timeout=connect_timeout, autocommit=True) as conn:
             return DatabaseReport(_columns(conn), _privileges(conn), _indexes(conn))
+    except psycopg.ProgrammingError as exc:
+        raise BackendError("the database URL is not a valid connection string") from exc
     except psycopg.Error as exc:
         raise BackendError(f"cannot inspect the database: {str(exc).strip().splitlines()[0]}") from exc
 

@@ -40,7 +40,11 @@ class PostgresRepository(PostgresWrites):
     def connect(cls, url: str, *, connect_timeout: int = 10) -> PostgresRepository:
         try:
             conn = psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=connect_timeout)
-        except psycopg.OperationalError as exc:
+        except psycopg.ProgrammingError as exc:
+            # libpq quotes the whole URL, password included, when it cannot parse it.
+            raise BackendError("the database URL is not a valid connection string",
+                               hint="check SUPABASE_DB_URL / --db-url (postgresql://user:password@host:5432/db)") from exc
+        except psycopg.Error as exc:
             raise BackendError(f"cannot connect to the database: {_first_line(exc)}") from exc
         return cls(conn)
 

@@ -87,16 +87,20 @@ class PostgresWrites:
         ).format(sets=sql.SQL(", ").join(sets), ret=self._columns("user_library"))
         return self._one(LibraryItem, statement, params, what=f"library row {item.id}")
 
-    def update_character_image(self, character: Character, *, image_url: str, seed: int | None) -> Character:
-        sets = [sql.SQL("image_url = %(url)s"), sql.SQL("reference_image_url = %(url)s")]
+    def update_character_image(self, character: Character, *, image_url: str, seed: int | None,
+                               reference: bool = True) -> Character:
+        sets = [sql.SQL("image_url = %(url)s")]
+        if reference:
+            sets.append(sql.SQL("reference_image_url = %(url)s"))
         if seed is not None:
             sets.append(sql.SQL("seed_locked = %(seed)s"))
         statement = sql.SQL(
             "update characters set {sets} where id = %(id)s and user_id = %(user)s "
-            "and image_url is not distinct from %(current)s returning {ret}"
+            "and image_url is not distinct from %(current)s "
+            "and reference_image_url is not distinct from %(current_reference)s returning {ret}"
         ).format(sets=sql.SQL(", ").join(sets), ret=self._columns("characters"))
         params = {"url": image_url, "seed": seed, "id": character.id, "user": character.user_id,
-                  "current": character.image_url}
+                  "current": character.image_url, "current_reference": character.reference_image_url}
         return self._one(Character, statement, params, what=f"character {character.id}")
 
     def _update_job(self, job: Job, sets: sql.Composable, params: dict[str, Any], *,

@@ -25,9 +25,10 @@ class Environment:
         no_color = bool(os.environ.get("NO_COLOR"))
         # Piped output is for grep and logs: wide enough that table rows do not fold.
         width = None if _isatty(self.stdout) else 200
-        self.out = Console(file=self.stdout, no_color=no_color, highlight=False, width=width)
+        self.out = Console(file=_Redacting(self.stdout, self), no_color=no_color, highlight=False, width=width)
         # Errors are one line each, however narrow the terminal: they are read by people and by cron mail.
-        self.err = Console(file=self.stderr, no_color=no_color, highlight=False, stderr=True, soft_wrap=True)
+        self.err = Console(file=_Redacting(self.stderr, self), no_color=no_color, highlight=False, stderr=True,
+                           soft_wrap=True)
 
     @property
     def interactive(self) -> bool:
@@ -55,6 +56,29 @@ class Environment:
             if secret and len(secret) >= 4:
                 text = text.replace(secret, "***")
         return text
+
+
+class _Redacting:
+    """A stream that masks every secret the environment knows of, whatever prints through it."""
+
+    def __init__(self, stream: TextIO, env: Environment):
+        self.stream, self.env = stream, env
+
+    def write(self, text: str) -> int:
+        return self.stream.write(self.env.redact(text))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return _isatty(self.stream)
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self.stream, "encoding", "utf-8")
 
 
 def _isatty(stream: Any) -> bool:

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from rich.console import Console, Group
-from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -117,8 +116,9 @@ def _candidates(d: Diagnosis) -> list:
         return []
     table = Table("character", "name", "created", "after job", "match", "image", box=None, pad_edge=False)
     for c in d.candidates:
-        table.add_row(str(c.id), escape(c.name), c.created_at.isoformat(timespec="seconds"),
-                      f"{c.seconds_after_job:+.0f}s", "exact" if c.exact else "near", c.image_url or "-")
+        # Text, not markup: names and URLs are user data and may hold [brackets].
+        table.add_row(str(c.id), Text(c.name), c.created_at.isoformat(timespec="seconds"),
+                      f"{c.seconds_after_job:+.0f}s", "exact" if c.exact else "near", Text(c.image_url or "-"))
     return [Text("candidates", style="bold"), table]
 
 
