@@ -16,31 +16,53 @@ MISSING = (
 
 
 def build_backends(settings: Settings) -> Backends:
+    """Tables through Postgres when a database URL is set, else through Supabase's REST API; objects
+    in a local folder when one is set, else in Supabase Storage. Both set: Postgres + Storage."""
     if settings.demo:
         return _demo()
-    if not settings.db_url:
-        if settings.supabase_url or settings.service_role_key:
-            raise ConfigError(
-                "the Supabase REST adapter (SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY) is not available yet",
-                hint="set SUPABASE_DB_URL to the database's connection string instead",
-            )
+    supabase = _supabase(settings)
+    storage = _storage(settings, supabase)
+    if settings.db_url:
+        from charfix.repository.postgres import PostgresRepository
+
+        return Backends(repository=PostgresRepository.connect(settings.db_url), storage=storage)
+    if supabase is None:
         raise ConfigError(MISSING)
-    from charfix.repository.postgres import PostgresRepository
+    from charfix.repository.supabase import SupabaseRepository
 
-    storage = _storage(settings)
-    return Backends(repository=PostgresRepository.connect(settings.db_url), storage=storage)
+    return Backends(repository=SupabaseRepository(supabase), storage=storage)
 
 
-def _storage(settings: Settings):
-    from charfix.storage.local import LocalStorage
+def _supabase(settings: Settings):
+    """One Supabase client for both adapters, or None when the URL and key are not both set."""
+    if not settings.supabase_url and not settings.service_role_key:
+        return None
+    if not (settings.supabase_url and settings.service_role_key):
+        if settings.db_url and settings.storage_dir is not None:
+            return None  # neither adapter would use it
+        missing = "SUPABASE_SERVICE_ROLE_KEY" if settings.supabase_url else "SUPABASE_URL"
+        raise ConfigError(f"{missing} is not set; the Supabase adapters need both the project URL and the service role key")
+    from charfix.http import connect
 
+    return connect(settings.supabase_url, settings.service_role_key)
+
+
+def _storage(settings: Settings, supabase):
     if settings.storage_dir is not None:
+        from charfix.storage.local import LocalStorage
+
         if not settings.storage_dir.is_dir():
             raise ConfigError(f"storage directory {settings.storage_dir} does not exist")
         return LocalStorage(settings.storage_dir)
+    if supabase is not None:
+        from charfix.storage.supabase import SupabaseStorage
+
+        return SupabaseStorage(supabase)
+    if not settings.db_url:
+        raise ConfigError(MISSING)
     raise ConfigError(
         "no storage configured: pass --storage-dir or set CHARFIX_STORAGE_DIR "
-        "(a folder with workspace-temp/ and user-library/ inside)"
+        "(a folder with workspace-temp/ and user-library/ inside), or SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY"
     )
 
 

@@ -1,0 +1,169 @@
+"""The HTTP path to Supabase, shared by the REST repository and the Storage adapter.
+
+One supabase-py client per run, with a timeout on every call and supabase-py's own retries turned
+off, so that charfix's policy here is the only one: bounded retries with exponential backoff and
+jitter on connection errors, timeouts, 429 and 5xx, never on another 4xx. Failures become one line
+naming the table or bucket, the HTTP status and the PostgREST or Storage error code. The service
+role key is only ever in request headers; every message is scrubbed of it all the same.
+
+supabase is imported inside `connect`, which only bootstrap calls.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from charfix.errors import BackendError
+
+TIMEOUT_SECONDS = 15.0
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+# Failures where the request surely never reached the server: safe to repeat even for an insert.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4  # the first try and three retries
+    base_seconds: float = 0.5
+    cap_seconds: float = 8.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+
+    def delay(self, retry: int) -> float:
+        # "Full jitter" between half and all of the exponential step: runs that failed together
+        # (a 503 from an overloaded project) do not all come back at the same instant.
+        step = min(self.cap_seconds, self.base_seconds * 2**retry)
+        return step * random.uniform(0.5, 1.0)
+
+
+class OutcomeUnknown(BackendError):
+    """The connection broke after the request was sent: it may or may not have been applied."""
+
+
+@dataclass
+class Supabase:
+    """A supabase-py client and the httpx client under it (shared by both adapters)."""
+
+    client: Any
+    http: httpx.Client
+    url: str
+    key: str = field(repr=False)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"apikey": self.key, "Authorization": f"Bearer {self.key}"}
+
+    def scrub(self, text: str) -> str:
+        return text.replace(self.key, "[service key]") if self.key else text
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def connect(url: str, key: str, *, timeout: float = TIMEOUT_SECONDS, retry: RetryPolicy | None = None) -> Supabase:
+    """A client for the project at `url`; nothing is sent until the first request."""
+    from supabase import create_client
+    from supabase.lib.client_options import SyncClientOptions
+
+    http = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=True)
+    options = SyncClientOptions(
+        httpx_client=http,
+        postgrest_client_retry=False,  # its 1-2-4 s retries of GETs would hide ours and slow every test
+        auto_refresh_token=False,
+        persist_session=False,
+    )
+    try:
+        client = create_client(url, key, options=options)
+    except Exception as exc:  # supabase raises its own SupabaseException for a malformed URL or key
+        http.close()
+        message = str(exc).replace(key, "[service key]") if key else str(exc)
+        raise BackendError(f"cannot use the Supabase project at {url}: {message}") from None
+    return Supabase(client=client, http=http, url=url.rstrip("/"), key=key, retry=retry or RetryPolicy())
+
+
+@dataclass
+class Caller:
+    """Sends requests for one adapter under the retry policy, and counts every request sent."""
+
+    supabase: Supabase
+    service: str  # "Supabase REST" or "Supabase Storage", for messages
+    count: int = 0
+    unknown_outcomes: int = 0  # retries after a request whose fate was unknown (see OutcomeUnknown)
+
+    def send(self, what: str, request: Callable[[], httpx.Response], *, idempotent: bool = True) -> httpx.Response:
+        """`request` sends one attempt. Non-idempotent requests are repeated only when the first try
+        surely never arrived; otherwise OutcomeUnknown lets the caller look before it retries."""
+        policy = self.supabase.retry
+        for attempt in range(policy.attempts):
+            last = attempt == policy.attempts - 1
+            self.count += 1
+            try:
+                response = request()
+            except httpx.TransportError as exc:
+                if not isinstance(exc, NOT_SENT):
+                    if not idempotent:
+                        raise OutcomeUnknown(self._line(what, f"the connection broke ({type(exc).__name__})")) from None
+                    self.unknown_outcomes += 1
+                if last:
+                    raise BackendError(
+                        self._line(what, f"no answer after {policy.attempts} attempts ({type(exc).__name__})"),
+                        hint="check the project URL and the network; charfix retries with backoff",
+                    ) from None
+            else:
+                if response.is_success or response.status_code not in RETRY_STATUSES or last:
+                    return response
+            policy.sleep(policy.delay(attempt))
+        raise AssertionError("unreachable")
+
+    def fail(self, what: str, response: httpx.Response) -> BackendError:
+        """One line for a refused request: what, HTTP status, the API's error code and message."""
+        code, message = error_fields(response)
+        detail = f"HTTP {response.status_code}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+        return BackendError(self._line(what, detail))
+
+    def _line(self, what: str, detail: str) -> str:
+        text = f"{self.service}: {what}: {detail}"
+        return self.supabase.scrub(" ".join(text.split()))[:500]
+
+
+def error_fields(response: httpx.Response) -> tuple[str | None, str | None]:
+    """PostgREST answers {code, message, details, hint}; Storage {statusCode, code|error, message}."""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+        return None, response.reason_phrase or None
+    if not isinstance(body, dict):
+        return None, None
+    code = body.get("code") or body.get("error")
+    message = body.get("message") or body.get("msg")
+    return (str(code) if code is not None else None), (str(message) if message is not None else None)
+
+
+def storage_code(response: httpx.Response) -> str | None:
+    return error_fields(response)[0]
+
+
+# -- PostgREST filter values --------------------------------------------------------------------
+# Inside `in.(...)` lists and `or=(...)` trees PostgREST splits on `,` `)` (and `.`/`:` in keys), so
+# every value there is double-quoted, with `\` and `"` escaped by a backslash (PostgREST's grammar).
+# Top-level filter values (`col=eq.<value>`) are taken verbatim and need no quoting at all.
+
+
+def quoted(value: object) -> str:
+    text = str(value)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def in_list(values: object) -> str:
+    return "(" + ",".join(quoted(v) for v in values) + ")"
+
+
+def array_literal(values: list[str]) -> str:
+    """A Postgres array literal (`{"a","b"}`), for `eq` on a text[] column."""
+    return "{" + ",".join(quoted(v) for v in values) + "}"

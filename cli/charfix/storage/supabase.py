@@ -1,0 +1,168 @@
+"""Storage over the Supabase Storage API, through the supabase-py client's HTTP session.
+
+Existence and size come from listings, one per folder (paginated), never one request per object.
+Copies run on the server (POST /object/copy with `destinationBucket`, which storage3's helper does
+not expose) and overwrite the deterministic destination with `x-upsert: true`; a download and an
+upload replace them only where the server refuses the copy.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from charfix.errors import BackendError, UsageError
+from charfix.http import Caller, Supabase, storage_code
+from charfix.models import StoredObject
+
+LIST_LIMIT = 1000
+# Storage answers these for a missing source: no fallback can help, the copy fails.
+MISSING = {"NoSuchKey", "not_found", "NoSuchBucket"}
+# A key the server will not take: falling back to download + upload would not help either.
+DENIED = {"AccessDenied", "InvalidJWT", "Unauthorized", "InvalidSignature"}
+
+
+class SupabaseStorage:
+    def __init__(self, supabase: Supabase):
+        self.supabase = supabase
+        self.caller = Caller(supabase, "Supabase Storage")
+        self.base = f"{supabase.url}/storage/v1"
+
+    @property
+    def requests(self) -> int:
+        return self.caller.count
+
+    def list_prefixes(self, bucket: str, prefixes: Sequence[str]) -> list[StoredObject]:
+        starts: dict[str, list[str]] = defaultdict(list)
+        for prefix in prefixes:
+            folder, _, start = prefix.rpartition("/")
+            starts[folder].append(start)
+        found = []
+        for folder, names in starts.items():
+            for name, entry in self._folder(bucket, folder).items():
+                if name.startswith(tuple(names)):
+                    found.append(_object(bucket, _key(folder, name), entry))
+        return found
+
+    def stat(self, bucket: str, keys: Sequence[str]) -> list[StoredObject]:
+        wanted: dict[str, set[str]] = defaultdict(set)
+        for key in keys:
+            folder, _, name = key.rpartition("/")
+            wanted[folder].add(name)
+        found = []
+        for folder, names in wanted.items():
+            listing = self._folder(bucket, folder)
+            found += [_object(bucket, _key(folder, n), listing[n]) for n in sorted(names) if n in listing]
+        return found
+
+    def read(self, bucket: str, key: str) -> bytes:
+        return self._download(bucket, key)[0]
+
+    def _download(self, bucket: str, key: str) -> tuple[bytes, str]:
+        url = f"{self.base}/object/authenticated/{bucket}/{_path(bucket, key)}"
+        response = self.caller.send(f"bucket {bucket}", lambda: self._http.get(url, headers=self._headers()))
+        if not response.is_success:
+            raise self.caller.fail(f"bucket {bucket}, reading {key}", response)
+        return response.content, response.headers.get("content-type") or _content_type(key)
+
+    def write(self, bucket: str, key: str, data: bytes, *, content_type: str) -> StoredObject:
+        self._upload(bucket, key, data, content_type)
+        return StoredObject(bucket=bucket, key=key, size=len(data))
+
+    def copy(self, source_bucket: str, source_key: str, bucket: str, key: str) -> StoredObject:
+        _path(source_bucket, source_key)
+        _path(bucket, key)
+        body = {"bucketId": source_bucket, "sourceKey": source_key, "destinationBucket": bucket,
+                "destinationKey": key}
+        # Overwrite with x-upsert rather than delete-then-copy: a crash between the delete and the
+        # copy would lose the library object that a row or a character already points at.
+        headers = {**self._headers(), "x-upsert": "true"}
+        url = f"{self.base}/object/copy"
+        response = self.caller.send(f"bucket {bucket}", lambda: self._http.post(url, json=body, headers=headers))
+        if not response.is_success:
+            code = storage_code(response)
+            if response.status_code >= 500 or code in MISSING or code in DENIED:
+                raise self.caller.fail(f"bucket {bucket}, copying {source_bucket}/{source_key} to {key}", response)
+            # Refused (an older Storage without cross-bucket copy or upsert on copy): do it here.
+            data, content_type = self._download(source_bucket, source_key)
+            self._upload(bucket, key, data, content_type)
+        copied = self.stat(bucket, [key])
+        if not copied:
+            raise BackendError(f"Supabase Storage: bucket {bucket}: {key} is missing right after the copy")
+        return copied[0]
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    @property
+    def _http(self) -> httpx.Client:
+        return self.supabase.http
+
+    def _headers(self) -> dict[str, str]:
+        return self.supabase.auth_headers()
+
+    def _folder(self, bucket: str, folder: str) -> dict[str, dict[str, Any]]:
+        """Every file directly in `folder`, by name (one request per LIST_LIMIT entries)."""
+        url = f"{self.base}/object/list/{quote(bucket, safe='')}"
+        files: dict[str, dict[str, Any]] = {}
+        offset = 0
+        while True:
+            body = {"prefix": folder, "limit": LIST_LIMIT, "offset": offset,
+                    "sortBy": {"column": "name", "order": "asc"}}
+            response = self.caller.send(f"bucket {bucket}",
+                                        lambda: self._http.post(url, json=body, headers=self._headers()))
+            if not response.is_success:
+                raise self.caller.fail(f"bucket {bucket}, listing {folder or '/'}", response)
+            entries = response.json()
+            for entry in entries:
+                if entry.get("id") is not None:  # folders have no id
+                    files[entry["name"]] = entry
+            if len(entries) < LIST_LIMIT:
+                return files
+            offset += len(entries)
+
+    def _upload(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        url = f"{self.base}/object/{bucket}/{_path(bucket, key)}"
+        headers = {**self._headers(), "Content-Type": content_type, "x-upsert": "true"}
+        # An upsert to a deterministic key: repeating it after a broken connection is harmless.
+        response = self.caller.send(f"bucket {bucket}", lambda: self._http.post(url, content=data, headers=headers))
+        if not response.is_success:
+            raise self.caller.fail(f"bucket {bucket}, writing {key}", response)
+
+
+def _path(bucket: str, key: str) -> str:
+    parts = key.split("/")
+    if not key or any(p in ("", ".", "..") for p in parts) or "/" in bucket or bucket in ("", ".", ".."):
+        raise UsageError(f"refusing storage key '{bucket}/{key}'")
+    return "/".join(quote(p, safe="") for p in parts)
+
+
+def _key(folder: str, name: str) -> str:
+    return f"{folder}/{name}" if folder else name
+
+
+def _object(bucket: str, key: str, entry: dict[str, Any]) -> StoredObject:
+    metadata = entry.get("metadata") or {}
+    size = metadata.get("size", metadata.get("contentLength", 0)) or 0
+    stamp = entry.get("updated_at") or metadata.get("lastModified")
+    return StoredObject(bucket=bucket, key=key, size=int(size), updated_at=_time(stamp))
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _content_type(key: str) -> str:
+    import mimetypes
+
+    return mimetypes.guess_type(posixpath.basename(key))[0] or "application/octet-stream"
