@@ -54,3 +54,26 @@ def test_doctor_fails_on_a_missing_bucket(cli, seeded):
 def test_doctor_without_configuration_says_what_to_set(cli):
     result = cli("doctor")
     assert result.code == 5 and "SUPABASE_DB_URL" in result.stdout
+
+
+def test_doctor_over_supabase_passes_on_the_test_server_and_names_a_missing_column(cli, seeded):
+    from tests.supabase_server import SupabaseTestServer, make_service_key
+
+    key = make_service_key()
+    with SupabaseTestServer(dsn=seeded.db_url, storage_root=seeded.storage, service_key=key) as srv:
+        env = {"SUPABASE_URL": srv.url, "SUPABASE_SERVICE_ROLE_KEY": key}
+        result = cli("doctor", "--json", env=env)
+        assert result.code == 0, result.stdout
+        checks = by_name(result)
+        assert checks["Supabase key"]["status"] == "ok"
+        assert checks["table characters"]["status"] == "ok"
+        assert checks["write permission on jobs"]["status"] == "ok"
+        assert checks["bucket workspace-temp"]["status"] == "ok" and checks["bucket user-library"]["status"] == "ok"
+        assert key not in result.stdout + result.stderr
+        with psycopg.connect(seeded.db_url, autocommit=True) as conn:
+            conn.execute("alter table characters drop column seed_locked")
+        broken = cli("doctor", "--json", env=env)
+        assert broken.code == 5
+        assert "seed_locked" in by_name(broken)["table characters"]["detail"]
+        anon = cli("doctor", "--json", env={**env, "SUPABASE_SERVICE_ROLE_KEY": make_service_key(role="anon")})
+        assert anon.code == 5 and by_name(anon)["Supabase key"]["status"] == "fail"

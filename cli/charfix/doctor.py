@@ -50,6 +50,10 @@ def run_doctor(settings: Settings, *, demo_url: str | None = None, demo_storage:
     storage_dir = demo_storage or settings.storage_dir
     if storage_dir:
         _local_storage(checks, storage_dir)
+    if demo_url is None and settings.supabase_url and settings.service_role_key and not (url and storage_dir):
+        from charfix.doctor_supabase import check_supabase
+
+        check_supabase(checks, settings, tables=not url, storage=not storage_dir)
     return checks
 
 
@@ -72,7 +76,7 @@ def _configuration(checks: Checks, settings: Settings, *, demo: bool) -> None:
 
 
 def _database(checks: Checks, url: str) -> None:
-    from charfix.repository.inspection import SUGGESTED, WRITES, inspect_database, missing_columns, optional_present
+    from charfix.repository.inspection import SUGGESTED, WRITES, inspect_database
 
     try:
         report = inspect_database(url)
@@ -80,19 +84,7 @@ def _database(checks: Checks, url: str) -> None:
         checks.add("database connection", "fail", exc.message, "check SUPABASE_DB_URL: host, port, password, sslmode")
         return
     checks.add("database connection", "ok", "connected")
-    missing = missing_columns(report.columns)
-    for table in BREAKS:
-        if table not in report.columns:
-            checks.add(f"table {table}", "fail", f"not found: {BREAKS[table]}", "point charfix at the application's database")
-        elif table in missing:
-            checks.add(f"table {table}", "fail", f"lacks {', '.join(missing[table])}: {BREAKS[table]}",
-                       "is this the application's schema? charfix reads these columns")
-        else:
-            checks.add(f"table {table}", "ok", "every column charfix reads or writes is there")
-    newer = optional_present(report.columns, "user_library")
-    shape = "newer" if newer.get("character_id") else "older"
-    present = ", ".join(c for c, there in newer.items() if there) or "none"
-    checks.add("user_library shape", "ok", f"{shape} shape (optional columns present: {present})")
+    table_checks(checks, report.columns)
     for table, privileges in report.privileges.items():
         needed = ["SELECT"] + (WRITES[table].split(", ") if WRITES[table] else [])
         lacking = [p for p in needed if not privileges.get(p)]
@@ -105,6 +97,25 @@ def _database(checks: Checks, url: str) -> None:
         if table in report.columns and not has_it(report.indexes.get(table, [])):
             checks.add(f"index on {table}", "warn", "none that list-stuck can use (it still works, more slowly)",
                        f"run: {sql}")
+
+
+def table_checks(checks: Checks, live: dict[str, set[str]]) -> None:
+    """The four tables and every column charfix reads or writes; the user_library shape."""
+    from charfix.repository.inspection import missing_columns, optional_present
+
+    missing = missing_columns(live)
+    for table in BREAKS:
+        if table not in live:
+            checks.add(f"table {table}", "fail", f"not found: {BREAKS[table]}", "point charfix at the application's database")
+        elif table in missing:
+            checks.add(f"table {table}", "fail", f"lacks {', '.join(missing[table])}: {BREAKS[table]}",
+                       "is this the application's schema? charfix reads these columns")
+        else:
+            checks.add(f"table {table}", "ok", "every column charfix reads or writes is there")
+    newer = optional_present(live, "user_library")
+    shape = "newer" if newer.get("character_id") else "older"
+    present = ", ".join(c for c, there in newer.items() if there) or "none"
+    checks.add("user_library shape", "ok", f"{shape} shape (optional columns present: {present})")
 
 
 def _local_storage(checks: Checks, root: Path) -> None:

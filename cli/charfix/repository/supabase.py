@@ -262,14 +262,7 @@ class SupabaseRepository:
     # -- plumbing ------------------------------------------------------------------------------
 
     def _live_columns(self) -> dict[str, set[str]]:
-        """The columns PostgREST exposes, from its OpenAPI description (GET /rest/v1/)."""
-        url = f"{self.supabase.url}/rest/v1/"
-        headers = {**self.supabase.auth_headers(), "Accept": "application/openapi+json, application/json"}
-        response = self.caller.send("the OpenAPI description", lambda: self.supabase.http.get(url, headers=headers))
-        if not response.is_success:
-            raise self.caller.fail("the OpenAPI description (GET /rest/v1/)", response)
-        definitions = response.json().get("definitions") or {}
-        return {t: set((definitions[t].get("properties") or {})) for t in REQUIRED_COLUMNS if t in definitions}
+        return openapi_columns(self.supabase, self.caller)
 
     def _table(self, table: str):
         return self.supabase.client.postgrest.from_(table)
@@ -410,3 +403,15 @@ def _unique(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _as_read(column: str, value: str | None) -> tuple[str, str, str]:
     """A filter matching the column only while it still holds the value as read."""
     return (column, "is", "null") if value is None else (column, "eq", value)
+
+
+def openapi_columns(supabase: Supabase, caller: Caller | None = None) -> dict[str, set[str]]:
+    """The columns PostgREST exposes for charfix's tables, from its OpenAPI description (GET /rest/v1/)."""
+    caller = caller or Caller(supabase, "Supabase REST")
+    url = f"{supabase.url}/rest/v1/"
+    headers = {**supabase.auth_headers(), "Accept": "application/openapi+json, application/json"}
+    response = caller.send("the OpenAPI description", lambda: supabase.http.get(url, headers=headers))
+    if not response.is_success:
+        raise caller.fail("the OpenAPI description (GET /rest/v1/)", response)
+    definitions = response.json().get("definitions") or {}
+    return {t: set((definitions[t].get("properties") or {})) for t in REQUIRED_COLUMNS if t in definitions}
