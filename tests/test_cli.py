@@ -105,7 +105,10 @@ def test_bad_input_is_one_line_and_a_documented_exit(cli, seeded, argv, code, me
 
 def test_writes_without_yes_off_a_terminal_fail_before_writing(cli, seeded):
     before = snapshot(seeded.db_url, seeded.storage)
-    for argv in (["backfill-portraits"], ["complete-job", str(INCIDENT_JOB)]):
+    chosen = next(c["id"] for c in seeded.sample.characters if c["name"] == "Luna")
+    for argv in (["backfill-portraits"], ["complete-job", str(INCIDENT_JOB)],
+                 ["link-character", str(seeded.case("ambiguous").job_id), "--character", str(chosen)],
+                 ["repair", str(INCIDENT_JOB)]):
         result = cli(*args(seeded, *argv))
         assert result.code == 2 and "--yes" in result.stderr
     assert snapshot(seeded.db_url, seeded.storage) == before

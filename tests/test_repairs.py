@@ -83,7 +83,8 @@ def test_the_incident_is_repaired_as_the_characters_tab_needs_it(seeded, backend
     assert row[1] == ["character", "portrait"] and row[2] == "character" and row[5] == "portrait"
     assert row[3]["type"] == "character_portrait" and row[3]["character_name"] == "Mandy"
     assert str(row[4]) == row[3]["character_id"]
-    assert row[0] == f"{meta['character_id'] and row[0].split('/')[0]}/{job}_{row[3]['character_id']}.png"
+    user = next(j["user_id"] for j in seeded.sample.jobs if j["id"] == job)
+    assert row[0] == f"{user}/{job}_{row[3]['character_id']}.png"
     assert image == (f"user-library/{row[0]}", f"user-library/{row[0]}")
     assert (seeded.storage / "user-library" / row[0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -218,16 +218,16 @@ def library_copy_for(facts: JobFacts, character_id: UUID) -> StoredObject | None
     return found[0] if found else None
 
 
+def keyed_character_id(key: str) -> UUID | None:
+    """The character a library key names: `{user}/{job}_{character}.ext`."""
+    return as_uuid(posixpath.splitext(key[PREFIX_LENGTH:])[0]) if not is_thumbnail(key) else None
+
+
 def copied_character_ids(facts: JobFacts) -> list[UUID]:
-    """Character ids named by this job's objects in user-library (`{user}/{job}_{character}.ext`)."""
+    """Character ids named by this job's objects in user-library."""
     prefix = job_prefix(facts.job)
-    found = []
-    for obj in facts.library_objects:
-        if obj.key.startswith(prefix) and not is_thumbnail(obj.key):
-            character_id = as_uuid(posixpath.splitext(obj.key[len(prefix):])[0])
-            if character_id is not None:
-                found.append(character_id)
-    return found
+    found = (keyed_character_id(o.key) for o in facts.library_objects if o.key.startswith(prefix))
+    return [character_id for character_id in found if character_id is not None]
 
 
 def fits_int4(value: int | None) -> bool:

@@ -15,7 +15,7 @@ from uuid import UUID
 from charfix import facts as f
 from charfix.diagnosis import Rules, diagnose
 from charfix.errors import NotFoundError, UsageError
-from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Diagnosis, Job, JobFacts, State
+from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Diagnosis, Job, JobFacts
 from charfix.repository.base import JobQuery, Page, Repository
 from charfix.storage import Storage
 
@@ -30,11 +30,9 @@ class Backends:
 
 
 def collect_facts(backends: Backends, jobs: Sequence[Job], *, link_window: timedelta = LINK_WINDOW) -> list[JobFacts]:
-    repo, storage = backends.repository, backends.storage
     if not jobs:
         return []
-    facts = _gather(backends, jobs)
-    return _with_siblings(repo, facts, link_window)
+    return _with_siblings(backends.repository, _gather(backends, jobs), link_window)
 
 
 def _with_siblings(repo: Repository, facts: list[JobFacts], window: timedelta) -> list[JobFacts]:
@@ -78,7 +76,7 @@ def _owner(jobs: Sequence[Job], job_id: UUID) -> UUID | None:
 
 def _character_keys(jobs: Sequence[Job], rows, library) -> tuple[list[UUID], list[tuple[UUID, str]]]:
     ids: set[UUID] = {cid for r in rows if (cid := f.row_character_id(r))}
-    ids |= {cid for o in library if (cid := f.as_uuid(f.posixpath.splitext(o.key[f.PREFIX_LENGTH:])[0]))}
+    ids |= {cid for o in library if (cid := f.keyed_character_id(o.key))}
     names: set[tuple[UUID, str]] = set()
     for job in jobs:
         request = f.read_request(job)
@@ -175,13 +173,3 @@ def diagnose_ids(backends: Backends, ids: Sequence[UUID], rules: Rules) -> list[
         raise NotFoundError(f"no job with id {', '.join(missing)}")
     by_id = {d.job_id: d for d in (diagnose(x, rules) for x in collect_facts(backends, jobs, link_window=rules.link_window))}
     return [by_id[i] for i in dict.fromkeys(ids)]
-
-
-ATTENTION = (State.REPAIRABLE, State.NEEDS_REVIEW, State.LOST)
-
-
-def needs_attention(diagnosis: Diagnosis) -> bool:
-    """Shown by default: what someone must act on, and failures whose status still claims otherwise."""
-    if diagnosis.state in ATTENTION:
-        return True
-    return diagnosis.state == State.FAILED and diagnosis.status in ("queued", "processing")

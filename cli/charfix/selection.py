@@ -12,8 +12,18 @@ from charfix.diagnosis import Rules
 from charfix.models import Diagnosis, State
 from charfix.parsing import parse_duration, parse_since, parse_uuid
 from charfix.repository.base import JobQuery
-from charfix.scan import Backends, needs_attention, scan
+from charfix.scan import Backends, scan
 from charfix.errors import UsageError
+
+
+ATTENTION = (State.REPAIRABLE, State.NEEDS_REVIEW, State.LOST)
+
+
+def needs_attention(diagnosis: Diagnosis) -> bool:
+    """Shown by default: what someone must act on, and failures whose status still claims otherwise."""
+    if diagnosis.state in ATTENTION:
+        return True
+    return diagnosis.state == State.FAILED and diagnosis.status in ("queued", "processing")
 
 
 @dataclass(frozen=True)
