@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from charfix.errors import BackendError
@@ -11,12 +14,35 @@ MAX_BYTES = 50 * 1024 * 1024
 TIMEOUT_SECONDS = 20
 
 
-def fetch_image(url: str) -> tuple[bytes, str]:
-    if not url.lower().startswith(("https://", "http://")):
+class _PublicOnly(urllib.request.HTTPRedirectHandler):
+    """Redirects are followed only to public addresses, like the first request."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        _check_public(newurl)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _check_public(url: str) -> None:
+    """The URL comes from a database row: never let it reach the machine's own network."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("https", "http") or not parsed.hostname:
         raise BackendError(f"refusing to fetch {url!r}: not an http(s) URL")
-    request = urllib.request.Request(url, headers={"User-Agent": "charfix"})
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
+        addresses = {info[4][0] for info in socket.getaddrinfo(parsed.hostname, parsed.port or 443)}
+    except OSError as exc:
+        raise BackendError(f"cannot fetch {url}: {exc}") from exc
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if not ip.is_global:
+            raise BackendError(f"refusing to fetch {url}: it points at a private address ({ip})")
+
+
+def fetch_image(url: str) -> tuple[bytes, str]:
+    _check_public(url)
+    request = urllib.request.Request(url, headers={"User-Agent": "charfix"})
+    opener = urllib.request.build_opener(_PublicOnly)
+    try:
+        with opener.open(request, timeout=TIMEOUT_SECONDS) as response:
             content_type = response.headers.get_content_type()
             if not content_type.startswith(("image/", "video/")):
                 raise BackendError(f"{url} answered with {content_type}, not an image: the portrait is lost")
