@@ -59,7 +59,8 @@ def _gather(backends: Backends, jobs: Sequence[Job]) -> list[JobFacts]:
     repo, storage = backends.repository, backends.storage
     ids = [j.id for j in jobs]
     assets = repo.assets_for(ids)
-    rows = repo.library_items_for(jobs, [a for a in assets if a.user_id == _owner(jobs, a.job_id)])
+    owners = {j.id: j.user_id for j in jobs}
+    rows = repo.library_items_for(jobs, [a for a in assets if a.user_id == owners.get(a.job_id)])
     prefixes = [f.job_prefix(j) for j in jobs]
     temp = storage.list_prefixes(WORKSPACE_BUCKET, prefixes)
     library = storage.list_prefixes(LIBRARY_BUCKET, prefixes)
@@ -68,10 +69,6 @@ def _gather(backends: Backends, jobs: Sequence[Job]) -> list[JobFacts]:
     generic = storage.stat(LIBRARY_BUCKET, sorted(named - listed))
     characters = repo.characters_for(*_character_keys(jobs, rows, library))
     return _group(jobs, assets, rows, temp, library, generic, characters)
-
-
-def _owner(jobs: Sequence[Job], job_id: UUID) -> UUID | None:
-    return next((j.user_id for j in jobs if j.id == job_id), None)
 
 
 def _character_keys(jobs: Sequence[Job], rows, library) -> tuple[list[UUID], list[tuple[UUID, str]]]:
