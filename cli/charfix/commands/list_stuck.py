@@ -45,10 +45,11 @@ def list_stuck_cli(
         now=runtime.now(), since=since, user=user, states=state, every_state=every_state,
         stuck_after=stuck_after, link_window=link_window, limit=limit,
     )
-    diagnoses, tally = list_stuck(runtime.backends(), selection)
     if json_output:
-        runtime.env.print_json([d.to_json() for d in diagnoses])
+        # Streamed: a year of production jobs never sits in memory at once.
+        runtime.env.print_json_lines(d.to_json() for d in selected(runtime.backends(), selection, Tally()))
         return
+    diagnoses, tally = list_stuck(runtime.backends(), selection)
     from charfix.ui.render import stuck_table, summary
 
     if diagnoses:

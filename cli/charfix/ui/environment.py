@@ -43,6 +43,18 @@ class Environment:
         self.stdout.write(self.redact(json.dumps(data, indent=2, ensure_ascii=False, default=str)) + "\n")
         self.stdout.flush()
 
+    def print_json_lines(self, items) -> int:
+        """A JSON array written item by item, so memory stays flat however long the list."""
+        count = 0
+        self.stdout.write("[")
+        for item in items:
+            text = json.dumps(item, indent=2, ensure_ascii=False, default=str).replace("\n", "\n  ")
+            self.stdout.write(("," if count else "") + "\n  " + self.redact(text))
+            count += 1
+        self.stdout.write("\n]\n" if count else "]\n")
+        self.stdout.flush()
+        return count
+
     def error(self, message: str, *, hint: str | None = None) -> None:
         self.err.print(f"[bold red]error:[/] {escape(self.redact(message))}", markup=True, highlight=False)
         if hint:
