@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from charfix.models import StoredObject
@@ -26,3 +27,13 @@ class Storage(Protocol):
     def copy(self, source_bucket: str, source_key: str, bucket: str, key: str) -> StoredObject:
         """Copy an object; an existing destination is overwritten (keys are deterministic)."""
         ...
+
+
+def by_folder(paths: Iterable[str]) -> dict[str, list[str]]:
+    """Split `folder/name` paths (keys or prefixes) into the names wanted in each folder, so that an
+    adapter lists each folder once."""
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for path in paths:
+        folder, _, name = path.rpartition("/")
+        grouped[folder].append(name)
+    return grouped

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
 from charfix.errors import BackendError, UsageError
 from charfix.models import StoredObject
+from charfix.storage.base import by_folder
 
 
 class LocalStorage:
@@ -20,12 +20,8 @@ class LocalStorage:
         self.requests = 0
 
     def list_prefixes(self, bucket: str, prefixes: Sequence[str]) -> list[StoredObject]:
-        by_folder: dict[str, list[str]] = defaultdict(list)
-        for prefix in prefixes:
-            folder, _, start = prefix.rpartition("/")
-            by_folder[folder].append(start)
         found = []
-        for folder, starts in by_folder.items():
+        for folder, starts in by_folder(prefixes).items():
             for entry in self._scan(bucket, folder):
                 if entry.is_file() and entry.name.startswith(tuple(starts)):
                     found.append(self._object(bucket, f"{folder}/{entry.name}" if folder else entry.name, entry.stat()))

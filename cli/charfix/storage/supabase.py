@@ -9,7 +9,6 @@ upload replace them only where the server refuses the copy.
 from __future__ import annotations
 
 import posixpath
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -20,6 +19,7 @@ import httpx
 from charfix.errors import BackendError, UsageError
 from charfix.http import Caller, Supabase, storage_code
 from charfix.models import StoredObject
+from charfix.storage.base import by_folder
 
 LIST_LIMIT = 1000
 # Storage answers these for a missing source: no fallback can help, the copy fails.
@@ -39,26 +39,18 @@ class SupabaseStorage:
         return self.caller.count
 
     def list_prefixes(self, bucket: str, prefixes: Sequence[str]) -> list[StoredObject]:
-        starts: dict[str, list[str]] = defaultdict(list)
-        for prefix in prefixes:
-            folder, _, start = prefix.rpartition("/")
-            starts[folder].append(start)
         found = []
-        for folder, names in starts.items():
+        for folder, names in by_folder(prefixes).items():
             for name, entry in self._folder(bucket, folder).items():
                 if name.startswith(tuple(names)):
                     found.append(_object(bucket, _key(folder, name), entry))
         return found
 
     def stat(self, bucket: str, keys: Sequence[str]) -> list[StoredObject]:
-        wanted: dict[str, set[str]] = defaultdict(set)
-        for key in keys:
-            folder, _, name = key.rpartition("/")
-            wanted[folder].add(name)
         found = []
-        for folder, names in wanted.items():
+        for folder, names in by_folder(keys).items():
             listing = self._folder(bucket, folder)
-            found += [_object(bucket, _key(folder, n), listing[n]) for n in sorted(names) if n in listing]
+            found += [_object(bucket, _key(folder, n), listing[n]) for n in sorted(set(names)) if n in listing]
         return found
 
     def read(self, bucket: str, key: str) -> bytes:
