@@ -167,11 +167,23 @@ def _timeline(work: Work) -> list[Event]:
     for obj in facts.temp_objects:
         if obj.updated_at and not f.is_thumbnail(obj.key):
             events.append(Event(at=obj.updated_at, what=f"object written: {obj.path}"))
-    own = sorted((c for c in facts.characters if c.user_id == job.user_id), key=lambda c: c.created_at)
-    for character in own:
+    for character in _story_characters(work):
         events.append(Event(at=character.created_at, what=f"character '{character.name}' created ({character.id})"))
     for row in f.job_rows(facts):
         events.append(Event(at=row.created_at, what=f"library row {row.id} created ({LIBRARY_BUCKET}/{row.storage_path})"))
     if job.completed_at:
         events.append(Event(at=job.completed_at, what="job marked completed"))
     return sorted(events, key=lambda e: e.at)
+
+
+STORY_CHARACTERS = 5
+
+
+def _story_characters(work: Work) -> list:
+    """The characters worth a line: the one resolved, then those nearest the job in time. A user
+    with hundreds of same-name characters would otherwise drown the story."""
+    job = work.facts.job
+    own = [c for c in work.facts.characters if c.user_id == job.user_id]
+    chosen = {work.character.id} if work.character else set()
+    nearest = sorted(own, key=lambda c: (c.id not in chosen, abs((c.created_at - job.created_at).total_seconds())))
+    return sorted(nearest[:STORY_CHARACTERS], key=lambda c: c.created_at)
