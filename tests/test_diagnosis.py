@@ -1215,3 +1215,12 @@ def test_any_facts_get_a_safe_consistent_diagnosis(facts, now_offset):
     if diagnosis.state == State.REPAIRABLE:
         second = diagnose(apply_plan(facts, diagnosis), rules)
         assert second.plan == [] and second.state in (State.SAVED, State.NEEDS_REVIEW)
+
+
+def test_the_timeline_names_the_resolved_character_and_few_others():
+    older = tuple(make_character("Mandy", created=T0 - timedelta(days=d), label=f"old{d}") for d in range(1, 40))
+    facts = INCIDENT.model_copy(update={"characters": INCIDENT.characters + older})
+    diagnosis = run(facts)
+    named = [e.what for e in diagnosis.timeline if e.what.startswith("character ")]
+    assert len(named) == 5
+    assert any(str(diagnosis.character_id) in what for what in named)
