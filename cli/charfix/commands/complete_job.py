@@ -7,10 +7,8 @@ from typing import Annotated
 import typer
 
 from charfix.commands import options
-from charfix.commands.writing import confirm, open_audit
-from charfix.errors import ExitStatus
+from charfix.commands.writing import WriteOptions, preview_then_write
 from charfix.parsing import parse_job_ref
-from charfix.repair import Outcome
 from charfix.runtime import Runtime
 from charfix.selection import build_rules
 from charfix.scan import resolve_job_ids
@@ -44,31 +42,11 @@ def complete_job_cli(
     rules = build_rules(now=runtime.now(), stuck_after=stuck_after, link_window=link_window)
     backends = runtime.backends()
     job = resolve_job_ids(backends, [ref])[0]
-    kwargs = dict(rules=rules, save=not no_save, mark_failed=mark_failed)
-    preview = complete_job(backends, job, dry_run=True, **kwargs)
-    if dry_run or preview.outcome != Outcome.PLANNED:
-        _show(runtime, preview, json_output)
-        if preview.outcome == Outcome.FAILED:
-            raise typer.Exit(int(ExitStatus.JOBS_FAILED))
-        return
-    what = "mark it failed" if mark_failed else f"apply {len(preview.steps)} step(s)"
-    if not confirm(runtime, f"Job {job}: {what}?", yes=yes):
-        runtime.env.err.print("Nothing written.")
-        return
-    audit = open_audit(runtime, "complete-job", path=audit_log, operator=operator)
-    try:
-        result = complete_job(backends, job, audit=audit, **kwargs)
-    finally:
-        audit.close()
-    _show(runtime, result, json_output)
-    if result.outcome == Outcome.FAILED:
-        raise typer.Exit(int(ExitStatus.JOBS_FAILED))
-
-
-def _show(runtime: Runtime, result, json_output: bool) -> None:
-    if json_output:
-        runtime.env.print_json(result.to_json())
-        return
-    from charfix.ui.results import render_job_result
-
-    render_job_result(runtime.env.out, result)
+    options = WriteOptions("complete-job", dry_run, yes, json_output, audit_log, operator)
+    what = "mark it failed" if mark_failed else "apply {n} step(s)"
+    preview_then_write(
+        runtime, options,
+        lambda dry_run, audit: complete_job(backends, job, rules=rules, save=not no_save, mark_failed=mark_failed,
+                                            dry_run=dry_run, audit=audit),
+        lambda preview: f"Job {job}: {what.format(n=len(preview.steps))}?",
+    )

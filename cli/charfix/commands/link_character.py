@@ -7,11 +7,9 @@ from typing import Annotated
 import typer
 
 from charfix.commands import options
-from charfix.commands.complete_job import _show
-from charfix.commands.writing import confirm, open_audit
-from charfix.errors import ExitStatus, UsageError
+from charfix.commands.writing import WriteOptions, preview_then_write
+from charfix.errors import UsageError
 from charfix.parsing import parse_job_ref, parse_uuid
-from charfix.repair import Outcome
 from charfix.runtime import Runtime
 from charfix.selection import build_rules
 from charfix.scan import diagnose_ids, resolve_job_ids
@@ -53,24 +51,13 @@ def link_character_cli(
         runtime.env.err.print("No character chosen; nothing written.")
         return
     check_link(backends, diagnosis, chosen)
-    kwargs = dict(rules=rules, save=not no_save)
-    preview = link_character(backends, job, chosen, dry_run=True, **kwargs)
-    if dry_run or preview.outcome != Outcome.PLANNED:
-        _show(runtime, preview, json_output)
-        if preview.outcome == Outcome.FAILED:
-            raise typer.Exit(int(ExitStatus.JOBS_FAILED))
-        return
-    if not confirm(runtime, f"Link job {job} to character {chosen} and apply {len(preview.steps)} step(s)?", yes=yes):
-        runtime.env.err.print("Nothing written.")
-        return
-    audit = open_audit(runtime, "link-character", path=audit_log, operator=operator)
-    try:
-        result = link_character(backends, job, chosen, audit=audit, **kwargs)
-    finally:
-        audit.close()
-    _show(runtime, result, json_output)
-    if result.outcome == Outcome.FAILED:
-        raise typer.Exit(int(ExitStatus.JOBS_FAILED))
+    options = WriteOptions("link-character", dry_run, yes, json_output, audit_log, operator)
+    preview_then_write(
+        runtime, options,
+        lambda dry_run, audit: link_character(backends, job, chosen, rules=rules, save=not no_save,
+                                              dry_run=dry_run, audit=audit),
+        lambda preview: f"Link job {job} to character {chosen} and apply {len(preview.steps)} step(s)?",
+    )
 
 
 def _choose(runtime: Runtime, diagnosis):

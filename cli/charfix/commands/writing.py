@@ -2,11 +2,58 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import typer
+
 from charfix.audit import AuditLog, default_audit_path, default_operator
-from charfix.errors import UsageError
+from charfix.errors import ExitStatus, UsageError
+from charfix.repair import JobResult, Outcome
 from charfix.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    command: str
+    dry_run: bool
+    yes: bool
+    json_output: bool
+    audit_log: Path | None
+    operator: str | None
+
+
+def preview_then_write(runtime: Runtime, options: WriteOptions, run: Callable[..., JobResult],
+                       question: Callable[[JobResult], str]) -> None:
+    """The one-job write flow: preview (no lock, no write), confirm, open the audit log, write, show.
+    `run(dry_run=..., audit=...)` does the work; exit 1 when the job failed."""
+    preview = run(dry_run=True, audit=None)
+    if options.dry_run or preview.outcome != Outcome.PLANNED:
+        show_result(runtime, preview, options.json_output)
+        if preview.outcome == Outcome.FAILED:
+            raise typer.Exit(int(ExitStatus.JOBS_FAILED))
+        return
+    if not confirm(runtime, question(preview), yes=options.yes):
+        runtime.env.err.print("Nothing written.")
+        return
+    audit = open_audit(runtime, options.command, path=options.audit_log, operator=options.operator)
+    try:
+        result = run(dry_run=False, audit=audit)
+    finally:
+        audit.close()
+    show_result(runtime, result, options.json_output)
+    if result.outcome == Outcome.FAILED:
+        raise typer.Exit(int(ExitStatus.JOBS_FAILED))
+
+
+def show_result(runtime: Runtime, result: JobResult, json_output: bool) -> None:
+    if json_output:
+        runtime.env.print_json(result.to_json())
+        return
+    from charfix.ui.results import render_job_result
+
+    render_job_result(runtime.env.out, result)
 
 
 def confirm(runtime: Runtime, question: str, *, yes: bool) -> bool:
