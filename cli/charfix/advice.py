@@ -40,3 +40,25 @@ def command_for(diagnosis: Diagnosis) -> str | None:
     if Action.COMPLETE_JOB in actions:
         return f"charfix complete-job {job}"
     return f"charfix repair {job}"
+
+
+# What the interactive `repair` offers for a diagnosis.
+APPLY, CHOOSE, COMPLETE, FETCH, MARK_FAILED, SKIP, QUIT = "apply", "choose", "complete", "fetch", "mark", "skip", "quit"
+
+
+def repair_choices(diagnosis: Diagnosis) -> list[tuple[str, str]]:
+    actions = {step.action for step in diagnosis.plan}
+    codes = {reason.code for reason in diagnosis.reasons}
+    choices = []
+    if diagnosis.state == State.REPAIRABLE:
+        choices.append((APPLY, f"apply the plan ({len(diagnosis.plan)} step(s))"))
+    if diagnosis.state == State.NEEDS_REVIEW and diagnosis.candidates:
+        choices.append((CHOOSE, f"choose the character ({len(diagnosis.candidates)} candidate(s))"))
+    if ReasonCode.OUTPUT_EXTERNAL_URL in codes:
+        choices.append((FETCH, "fetch the provider URL and save the portrait"))
+    elif diagnosis.state == State.NEEDS_REVIEW and Action.COMPLETE_JOB in actions:
+        choices.append((COMPLETE, "complete the job only (its output exists)"))
+    if Action.MARK_FAILED in actions:
+        choices.append((MARK_FAILED, "mark the job failed"))
+    choices += [(SKIP, "skip"), (QUIT, "quit")]
+    return choices

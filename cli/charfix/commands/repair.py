@@ -6,10 +6,11 @@ from typing import Annotated
 
 import typer
 
+from charfix.advice import APPLY, CHOOSE, COMPLETE, FETCH, MARK_FAILED, QUIT, SKIP, repair_choices
 from charfix.commands import options
 from charfix.commands.writing import open_audit
 from charfix.errors import ExitStatus, UsageError
-from charfix.models import Action, Diagnosis, ReasonCode, State
+from charfix.models import Diagnosis, State
 from charfix.parsing import parse_job_ref
 from charfix.repair import Outcome, RepairOptions, repair_job
 from charfix.runtime import Runtime
@@ -17,7 +18,6 @@ from charfix.scan import diagnose_ids, resolve_job_ids
 from charfix.selection import Tally, build_selection, selected
 from charfix.service import check_link, complete_job, link_character
 
-APPLY, CHOOSE, COMPLETE, FETCH, MARK_FAILED, SKIP, QUIT = "apply", "choose", "complete", "fetch", "mark", "skip", "quit"
 
 
 def repair_cli(
@@ -72,7 +72,7 @@ class _Session:
         from charfix.ui.render import render_story
 
         render_story(self.runtime.env.out, diagnosis)
-        choices = _choices(diagnosis)
+        choices = repair_choices(diagnosis)
         if self.yes:
             choice = APPLY if diagnosis.state == State.REPAIRABLE else SKIP
             if choice == SKIP:
@@ -129,21 +129,3 @@ class _Session:
         render_job_result(self.runtime.env.out, result)
         self.repaired += result.outcome == Outcome.REPAIRED
         self.failed += result.outcome == Outcome.FAILED
-
-
-def _choices(diagnosis: Diagnosis) -> list[tuple[str, str]]:
-    actions = {step.action for step in diagnosis.plan}
-    codes = {reason.code for reason in diagnosis.reasons}
-    choices = []
-    if diagnosis.state == State.REPAIRABLE:
-        choices.append((APPLY, f"apply the plan ({len(diagnosis.plan)} step(s))"))
-    if diagnosis.state == State.NEEDS_REVIEW and diagnosis.candidates:
-        choices.append((CHOOSE, f"choose the character ({len(diagnosis.candidates)} candidate(s))"))
-    if ReasonCode.OUTPUT_EXTERNAL_URL in codes:
-        choices.append((FETCH, "fetch the provider URL and save the portrait"))
-    elif diagnosis.state == State.NEEDS_REVIEW and Action.COMPLETE_JOB in actions:
-        choices.append((COMPLETE, "complete the job only (its output exists)"))
-    if Action.MARK_FAILED in actions:
-        choices.append((MARK_FAILED, "mark the job failed"))
-    choices += [(SKIP, "skip"), (QUIT, "quit")]
-    return choices
