@@ -62,31 +62,31 @@ def _may_write(checks: Checks, supabase, caller, table: str) -> None:
     """A PATCH that matches no row: allowed or refused, and nothing changes either way."""
     url = f"{supabase.url}/rest/v1/{table}?id=eq.{NO_ROW}"
     headers = {**supabase.auth_headers(), "Prefer": "return=minimal", "Content-Type": "application/json"}
-    try:
-        response = caller.send(f"table {table}", lambda: supabase.http.patch(url, json={"id": NO_ROW}, headers=headers))
-    except CharfixError as exc:
-        checks.add(f"write permission on {table}", "fail", exc.message)
-        return
-    if response.is_success:
-        checks.add(f"write permission on {table}", "ok", "an update that matches no row was accepted")
-    else:
-        checks.add(f"write permission on {table}", "fail", f"HTTP {response.status_code}",
-                   "use the service role key")
+    _probe(checks, caller, f"table {table}", f"write permission on {table}",
+           lambda: supabase.http.patch(url, json={"id": NO_ROW}, headers=headers),
+           ok="an update that matches no row was accepted", refused="", fix="use the service role key")
 
 
 def _buckets(checks: Checks, supabase, caller) -> None:
     for bucket in (WORKSPACE_BUCKET, LIBRARY_BUCKET):
         url = f"{supabase.url}/storage/v1/bucket/{bucket}"
-        try:
-            response = caller.send(f"bucket {bucket}", lambda: supabase.http.get(url, headers=supabase.auth_headers()))
-        except CharfixError as exc:
-            checks.add(f"bucket {bucket}", "fail", exc.message)
-            continue
-        if response.is_success:
-            checks.add(f"bucket {bucket}", "ok", "found in Supabase Storage")
-        else:
-            checks.add(f"bucket {bucket}", "fail", f"HTTP {response.status_code}: not found or not allowed",
-                       "check the project and that the key is the service role key")
+        _probe(checks, caller, f"bucket {bucket}", f"bucket {bucket}",
+               lambda url=url: supabase.http.get(url, headers=supabase.auth_headers()),
+               ok="found in Supabase Storage", refused=": not found or not allowed",
+               fix="check the project and that the key is the service role key")
+
+
+def _probe(checks: Checks, caller, what: str, name: str, request, *, ok: str, refused: str, fix: str) -> None:
+    """One request, one line: ok on success, the HTTP status (and a fix) otherwise."""
+    try:
+        response = caller.send(what, request)
+    except CharfixError as exc:
+        checks.add(name, "fail", exc.message)
+        return
+    if response.is_success:
+        checks.add(name, "ok", ok)
+    else:
+        checks.add(name, "fail", f"HTTP {response.status_code}{refused}", fix)
 
 
 def _role(key: str | None) -> str | None:

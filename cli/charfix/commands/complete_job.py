@@ -17,7 +17,7 @@ from charfix.service import complete_job
 
 def complete_job_cli(
     ctx: typer.Context,
-    job_id: Annotated[str, typer.Argument(help="The job id (or a unique prefix of 8+ characters).", show_default=False)],
+    job_id: options.JobRef,
     no_save: options.NoSave = False,
     mark_failed: Annotated[
         bool, typer.Option("--mark-failed", help="Record a job that never produced output as failed instead.")

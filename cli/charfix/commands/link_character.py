@@ -18,7 +18,7 @@ from charfix.service import check_link, link_character
 
 def link_character_cli(
     ctx: typer.Context,
-    job_id: Annotated[str, typer.Argument(help="The job id (or a unique prefix of 8+ characters).", show_default=False)],
+    job_id: options.JobRef,
     character: Annotated[
         str | None,
         typer.Option("--character", help="The character's id. On a terminal, leave it out to choose among the candidates.",

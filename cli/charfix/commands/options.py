@@ -35,3 +35,4 @@ AuditPath = Annotated[
                  show_default=False),
 ]
 NoSave = Annotated[bool, typer.Option("--no-save", help="Only fix the job itself; leave library and character alone.")]
+JobRef = Annotated[str, typer.Argument(help="The job id (or a unique prefix of 8+ characters).", show_default=False)]
