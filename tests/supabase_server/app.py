@@ -91,6 +91,7 @@ class SupabaseTestServer:
             self._thread.join(timeout=5)
         self._server = None
         self._thread = None
+        self._postgrest.close()
 
     def __enter__(self) -> "SupabaseTestServer":
         return self.start()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import parse_qsl
 
 import psycopg
@@ -159,6 +162,32 @@ class PostgrestHandler:
     def __init__(self, dsn: str, schema: str) -> None:
         self.dsn = dsn
         self.schema = schema
+        # Idle connections, reused as PostgREST's pool does: four charfix processes racing send
+        # thousands of requests, and a connection per request would dominate the test's time.
+        self._idle: list[psycopg.Connection] = []
+        self._idle_lock = threading.Lock()
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        with self._idle_lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = psycopg.connect(self.dsn, autocommit=False)
+        try:
+            yield conn
+        finally:
+            if conn.broken or conn.closed:
+                conn.close()
+            else:
+                conn.rollback()  # whatever the request left open ends here
+                with self._idle_lock:
+                    self._idle.append(conn)
+
+    def close(self) -> None:
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
     def handle(self, method: str, table: str, query_string: str, headers, body: bytes) -> Response:
         try:
@@ -198,7 +227,7 @@ class PostgrestHandler:
         self.check_profile(method, headers)
         single, strip_nulls = parse_accept(headers.get("Accept"))
         prefs = parse_prefer(headers.getlist("Prefer") if hasattr(headers, "getlist") else [headers.get("Prefer", "")])
-        with psycopg.connect(self.dsn, autocommit=False) as conn:
+        with self._connection() as conn:
             table = get_table(conn, self.schema, table_name)
             spec = RequestSpec(query_string)
             if method == "GET":
