@@ -212,9 +212,10 @@ def test_complete_job_and_mark_failed_are_conditional(backends, seeded):
 def test_link_character_merges_into_the_metadata(backends, seeded):
     repo = backends.repository
     read = job(backends, seeded, "incident")
-    character = uuid.uuid4()
-    linked = repo.link_character(read, character_id=character)
-    assert linked.metadata == {**read.metadata, "character_id": str(character)}
+    ids = [r[0] for r in rows(seeded, "select id from characters where user_id = %s order by created_at", read.user_id)]
+    character, second = repo.characters_for(ids[:2], [])
+    linked = repo.link_character(read, character)
+    assert linked.metadata == {**read.metadata, "character_id": str(character.id)}
     # Someone else changes the metadata after charfix read it: their key must survive.
     with seeded.connect() as conn:
         conn.execute("update jobs set metadata = metadata || '{\"note\": \"x\"}' where id = %s", (read.id,))
@@ -222,12 +223,24 @@ def test_link_character_merges_into_the_metadata(backends, seeded):
     with seeded.connect() as conn:
         conn.execute("update jobs set metadata = metadata || '{\"other\": 1}' where id = %s", (read.id,))
     try:
-        after = repo.link_character(fresh, character_id=uuid.uuid4())
+        after = repo.link_character(fresh, second)
         assert after.metadata.get("other") == 1  # Postgres merges in place under its row lock
     except ChangedError:
         assert isinstance(repo, SupabaseRepository)  # REST compares the metadata as read
     stored = rows(seeded, "select metadata from jobs where id = %s", read.id)[0][0]
     assert stored["other"] == 1 and stored["note"] == "x"
+
+
+def test_link_character_writes_nothing_when_the_character_was_renamed(backends, seeded):
+    repo = backends.repository
+    read = job(backends, seeded, "incident")
+    ids = [r[0] for r in rows(seeded, "select id from characters where user_id = %s", read.user_id)]
+    character = repo.characters_for(ids[:1], [])[0]
+    with seeded.connect() as conn:
+        conn.execute("update characters set name = name || ' (renamed)' where id = %s", (character.id,))
+    with pytest.raises(ChangedError):
+        repo.link_character(read, character)
+    assert rows(seeded, "select metadata from jobs where id = %s", read.id)[0][0] == read.metadata
 
 
 def test_library_rows_insert_look_up_and_upgrade(backends, seeded):
@@ -490,3 +503,56 @@ def test_cli_reports_an_unreachable_project_in_one_line(cli, key):
     result = cli("list-stuck", env={"SUPABASE_URL": "http://127.0.0.1:9", "SUPABASE_SERVICE_ROLE_KEY": key})
     assert result.code == 5 and "Traceback" not in result.stderr
     assert "no answer" in result.stderr and key not in result.stderr
+
+
+# -- a job changed by someone else between diagnosis and write -------------------------------------
+
+CHANGES = {
+    "character_renamed": "update characters set name = name || ' (renamed)' where id = %(character)s",
+    "character_deleted": "delete from characters where id = %(character)s",
+    "image_replaced": "update characters set image_url = 'user-library/chosen-meanwhile.png' where id = %(character)s",
+    # The application's own auto-save lands at last, with a row charfix did not read.
+    "row_inserted": "insert into user_library (user_id, asset_type, storage_path, file_size_bytes, mime_type, "
+                    "original_prompt, model_used, tags, content_category, roleplay_metadata) values (%(user)s, "
+                    "'image', %(path)s, 1, 'image/png', 'p', 'm', '{character,portrait}', 'character', "
+                    "jsonb_build_object('type', 'character_portrait', 'job_id', %(job)s::text))",
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_a_job_changed_between_diagnosis_and_write_is_diagnosed_again_not_overwritten(
+        backends, seeded, monkeypatch, change):
+    from charfix import repair
+    from charfix.models import Action, library_row_id
+
+    read = job(backends, seeded, "incident")
+    plan = {s.action: s.params for s in repair.diagnose(
+        repair._facts(backends, read.id, None, Rules(now=seeded.now))[0], Rules(now=seeded.now)).plan}
+    character = plan[Action.INSERT_LIBRARY_ROW]["character_id"]
+    values = {"character": character, "user": read.user_id, "job": str(read.id),
+              "path": plan[Action.INSERT_LIBRARY_ROW]["storage_path"]}
+    before = rows(seeded, "select image_url from characters where id = %s", character)[0][0]
+    original, done = repair.apply_step, []
+
+    def someone_else_first(context, step):
+        if not done:  # after charfix diagnosed the job, before its first write
+            done.append(step.action)
+            with seeded.connect() as conn:
+                conn.execute(CHANGES[change], values)
+        return original(context, step)
+
+    monkeypatch.setattr(repair, "apply_step", someone_else_first)
+    result = repair.repair_job(backends, read.id, repair.RepairOptions(rules=Rules(now=seeded.now)), None)
+    assert done and result.outcome in (repair.Outcome.SKIPPED, repair.Outcome.ALREADY_FINE), result
+    assert "diagnosed again" in result.message
+    image = rows(seeded, "select image_url, name from characters where id = %s", character)
+    if change == "character_deleted":
+        assert image == []
+    elif change == "image_replaced":
+        assert image[0][0] == "user-library/chosen-meanwhile.png"
+    else:
+        assert image[0][0] == before and (change != "character_renamed" or image[0][1].endswith("(renamed)"))
+    job_rows = rows(seeded, "select id from user_library where roleplay_metadata->>'job_id' = %s", str(read.id))
+    assert len(job_rows) <= 1
+    if change != "image_replaced":  # over REST that change is met after the row was inserted
+        assert (library_row_id(read.id),) not in job_rows

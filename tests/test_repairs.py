@@ -145,7 +145,8 @@ def test_an_image_the_user_chose_after_the_job_is_kept(seeded, backends):
 
 
 def test_an_image_changed_between_diagnosis_and_write_is_not_overwritten(seeded, backends, monkeypatch):
-    """The character update is conditional on the image as read inside the lock."""
+    """The character update is conditional on the image as read inside the lock; the job's writes roll
+    back and it is diagnosed again."""
     job = seeded.case("character_not_updated").job_id
     from charfix.repository import writes
 
@@ -159,7 +160,8 @@ def test_an_image_changed_between_diagnosis_and_write_is_not_overwritten(seeded,
 
     monkeypatch.setattr(writes.PostgresWrites, "update_character_image", user_changes_it_first)
     result = repair_job(backends, job, RepairOptions(rules=Rules(now=seeded.now)), None)
-    assert result.outcome == Outcome.FAILED and "changed since it was read" in result.message
+    assert result.outcome != Outcome.REPAIRED and "changed since it was read" in result.message
+    assert "diagnosed again" in result.message
     with seeded.connect() as conn:
         assert conn.execute("select image_url from characters where name = 'Orla'").fetchone() == (
             "user-library/chosen-meanwhile.png",)

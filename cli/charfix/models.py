@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -107,9 +107,16 @@ class StoredObject(Record):
         return f"{self.bucket}/{self.key}"
 
 
+def library_row_id(job_id: UUID) -> UUID:
+    """The id of the library row charfix inserts for a job. Derived from the job, so two runs that
+    both insert it conflict on the primary key: the REST backend's only guard against a duplicate."""
+    return uuid5(NAMESPACE_URL, f"charfix:user_library:{job_id}")
+
+
 class NewLibraryItem(Record):
     """A library row to insert; columns the live table lacks are dropped by the adapter."""
 
+    id: UUID | None = None  # charfix's rows: library_row_id(job), so a second insert conflicts
     user_id: UUID
     asset_type: str
     storage_path: str

@@ -2,7 +2,8 @@
 
 For each job: take its row lock (skip it if another run holds it), re-read the facts and diagnose
 again inside the lock, then apply only the steps still missing: objects first (deterministic keys,
-so a re-run overwrites the same object), then the rows, in one transaction.
+so a re-run overwrites the same object), then the rows, in one transaction. A write that finds its
+row changed (ChangedError) ends the job's attempt: it is diagnosed again and reported as it is now.
 """
 
 from __future__ import annotations
@@ -82,13 +83,27 @@ def repair_job(backends: Backends, job_id: UUID, options: RepairOptions, audit: 
         raise
     except ChangedError as exc:
         _after_rollback(audit, job_id)
-        return JobResult(job_id, Outcome.FAILED, message=f"{exc.message}; run again to re-diagnose")
+        return _rediagnosed(backends, job_id, options, exc)
     except (BackendError, CharfixError) as exc:
         _after_rollback(audit, job_id)
         return JobResult(job_id, Outcome.FAILED, message=exc.message)
     if audit is not None:
         audit.committed()
     return result
+
+
+def _rediagnosed(backends: Backends, job_id: UUID, options: RepairOptions, changed: ChangedError) -> JobResult:
+    """Someone else wrote to the job while this run repaired it (over REST: maybe another run). It is
+    diagnosed again and reported as it is now, never overwritten. A run reports a job repaired only
+    when its own writes finished the plan, so of two racing runs exactly one does."""
+    try:
+        diagnosis = diagnose(_facts(backends, job_id, None, options.rules)[0], options.rules)
+    except (BackendError, CharfixError) as exc:
+        return JobResult(job_id, Outcome.FAILED, message=f"{changed.message}; re-diagnosing failed: {exc.message}")
+    state = diagnosis.state
+    outcome = Outcome.ALREADY_FINE if state == State.SAVED else Outcome.SKIPPED
+    return JobResult(job_id, outcome, state=state, diagnosis=diagnosis,
+                     message=f"{changed.message}; diagnosed again: {state.value}")
 
 
 def _after_rollback(audit: AuditLog | None, job_id: UUID) -> None:

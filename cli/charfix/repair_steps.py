@@ -12,7 +12,7 @@ from uuid import UUID
 
 from charfix import facts as f
 from charfix.audit import AuditLog
-from charfix.errors import BackendError, RefusedError
+from charfix.errors import BackendError, ChangedError, RefusedError
 from charfix.fetch import fetch_image
 from charfix.models import (
     LIBRARY_BUCKET,
@@ -24,6 +24,7 @@ from charfix.models import (
     JobFacts,
     NewLibraryItem,
     Step,
+    library_row_id,
 )
 from charfix.scan import Backends
 
@@ -62,8 +63,10 @@ class StepContext:
     def record(self, step: Action, target: str, before: Any, after: Any) -> None:
         if self.audit is not None:
             line = dict(job_id=self.job.id, step=step.value, target=target, before=_plain(before), after=_plain(after))
-            # An object copy is done the moment it happens (no transaction holds it back): log it now.
-            self.audit.record(**line, now=step == Action.COPY_OBJECT)
+            # A write no transaction holds back (an object copy; any write over REST) is done the
+            # moment it happens: log it now. Row writes in a transaction wait for its commit.
+            now = step == Action.COPY_OBJECT or not self.backends.repository.transactional
+            self.audit.record(**line, now=now)
         crash_after_writes()
 
 
@@ -95,7 +98,7 @@ def _link_character(ctx: StepContext, params: dict[str, Any]) -> None:
     character = ctx.character(UUID(params["character_id"]))
     if f.as_uuid(f.as_dict(ctx.job.metadata).get("character_id")) == character.id:
         return
-    after = ctx.backends.repository.link_character(ctx.job, character_id=character.id)
+    after = ctx.backends.repository.link_character(ctx.job, character)
     ctx.record(Action.LINK_CHARACTER, f"jobs/{ctx.job.id}", {"metadata": ctx.job.metadata}, {"metadata": after.metadata})
     ctx.facts = ctx.facts.model_copy(update={"job": after})
 
@@ -135,6 +138,10 @@ def _insert_library_row(ctx: StepContext, params: dict[str, Any]) -> None:
     key = params["storage_path"]
     # Idempotency (domain.md section 5): the same path, or a row that names this job.
     existing = repo.library_items_at(job.user_id, key)
+    known = {r.id for r in ctx.facts.library_items}
+    if any(r.id not in known for r in existing):
+        # Another writer saved it after the facts were read (over REST, another run): re-diagnose.
+        raise ChangedError(f"a library row for {key} appeared after the job was read; nothing was inserted")
     if existing or any(f.is_visible(r) for r in f.job_rows(ctx.facts)):
         return
     stored = ctx.backends.storage.stat(LIBRARY_BUCKET, [key])
@@ -154,6 +161,7 @@ def _new_row(ctx: StepContext, key: str, size: int, character: Character) -> New
     thumb = f"{key.rsplit('.', 1)[0]}{f.THUMB_SUFFIX}"
     portrait = _portrait(job, character)
     return NewLibraryItem(
+        id=library_row_id(job.id),
         user_id=job.user_id,
         asset_type=asset.asset_type if asset else ("video" if mime.startswith("video/") else "image"),
         storage_path=key,

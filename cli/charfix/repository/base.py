@@ -107,13 +107,18 @@ class Repository(Protocol):
 class Writer(Protocol):
     """The writes a repair makes; each is conditional on the row as read (ChangedError otherwise)."""
 
+    transactional: bool  # True: a job's row writes commit or roll back together, under its lock
+
     def locked(self, job_id: UUID) -> AbstractContextManager[bool]: ...
 
     def complete_job(self, job: Job, *, completed_at: datetime) -> Job: ...
 
     def mark_failed(self, job: Job, *, message: str, at: datetime) -> Job: ...
 
-    def link_character(self, job: Job, *, character_id: UUID) -> Job: ...
+    def link_character(self, job: Job, character: Character) -> Job:
+        """Write the character's id into the job's metadata, while the character is still the job
+        user's under the name it was read with."""
+        ...
 
     def library_items_at(self, user_id: UUID, storage_path: str) -> list[LibraryItem]: ...
 

@@ -37,6 +37,7 @@ UUID_LAYOUT = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
 
 
 class SupabaseRepository:
+    transactional = False  # each request commits on its own
     def __init__(self, supabase: Supabase, *, url_budget: int = URL_BUDGET):
         self.supabase = supabase
         self.caller = Caller(supabase, "Supabase REST")
@@ -164,8 +165,9 @@ class SupabaseRepository:
 
     @contextmanager
     def locked(self, job_id: UUID) -> Iterator[bool]:
-        """Always True: REST has no row locks. Two runs on one job can both pass the idempotency
-        look-up and both insert a library row; cron should use SUPABASE_DB_URL (docs/backends.md)."""
+        """Always True: REST has no row locks and no transactions. Each write is conditional on the
+        row as read, and the library row's id is derived from the job, so of two runs racing on a
+        job each write lands once; the run that loses one re-diagnoses (repair.py)."""
         yield True
 
     def complete_job(self, job: Job, *, completed_at: datetime) -> Job:
@@ -176,10 +178,15 @@ class SupabaseRepository:
         values = {"status": "failed", "error_message": message, "completed_at": _stamp(at)}
         return self._update_job(job, values, landed=lambda j: j.status == "failed" and j.error_message == message)
 
-    def link_character(self, job: Job, *, character_id: UUID) -> Job:
+    def link_character(self, job: Job, character: Character) -> Job:
         if not isinstance(job.metadata, dict):
             raise ChangedError(f"job {job.id} has no metadata object to link a character into; nothing was written")
-        merged = {**job.metadata, "character_id": str(character_id)}
+        # No condition across tables over REST: look again just before writing (a narrow window
+        # remains; the character update after it is conditional on the name as read).
+        now = self.characters_for([character.id], [])
+        if not any(c.user_id == character.user_id == job.user_id and c.name == character.name for c in now):
+            raise ChangedError(f"character {character.id} changed since it was read; the job was not linked")
+        merged = {**job.metadata, "character_id": str(character.id)}
         # Read-modify-write: the PATCH matches only while the metadata is still what was read.
         return self._update_job(job, {"metadata": merged}, extra=[("metadata", "eq", _json(job.metadata))],
                                 landed=lambda j: j.metadata == merged)
@@ -202,10 +209,13 @@ class SupabaseRepository:
         except OutcomeUnknown:
             # The insert may have landed before the connection broke: look before inserting again.
             landed = [r for r in self.library_items_at(item.user_id, item.storage_path)
-                      if _job_id(r.roleplay_metadata) == item.roleplay_metadata.get("job_id")]
+                      if r.id == item.id or _job_id(r.roleplay_metadata) == item.roleplay_metadata.get("job_id")]
             if landed:
                 return landed[0]
             response = self.caller.send("table user_library", post)
+        if response.status_code == 409:
+            # The row's id is derived from the job: another run inserted it first (unique_violation).
+            raise ChangedError(f"library row {item.id} was inserted by another writer meanwhile; nothing was inserted")
         return LibraryItem.model_validate(self._check("table user_library", response)[0])
 
     def upgrade_library_item(self, item: LibraryItem, *, portrait: dict[str, Any], character_id: UUID) -> LibraryItem:
@@ -238,7 +248,7 @@ class SupabaseRepository:
         if seed is not None:
             values["seed_locked"] = seed
         filters = [("id", "eq", str(character.id)), ("user_id", "eq", str(character.user_id)),
-                   _as_read("image_url", character.image_url),
+                   ("name", "eq", character.name), _as_read("image_url", character.image_url),
                    _as_read("reference_image_url", character.reference_image_url)]
         rows = self._patch("characters", values, filters)
         if not rows:

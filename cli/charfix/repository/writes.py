@@ -9,10 +9,11 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from charfix.errors import ChangedError
+from charfix.errors import BackendError, ChangedError
 from charfix.models import Character, Job, LibraryItem, NewLibraryItem
 
 PORTRAIT_TAGS = ["character", "portrait"]
@@ -20,6 +21,8 @@ PORTRAIT_TAGS = ["character", "portrait"]
 
 class PostgresWrites:
     """Mixed into PostgresRepository; uses its connection, schema and statement helpers."""
+
+    transactional = True  # a job's row writes commit together when its lock is released
 
     @contextmanager
     def locked(self, job_id: UUID) -> Iterator[bool]:
@@ -43,12 +46,14 @@ class PostgresWrites:
             {"message": message, "at": at},
         )
 
-    def link_character(self, job: Job, *, character_id: UUID) -> Job:
+    def link_character(self, job: Job, character: Character) -> Job:
+        # Only while the character is still the user's, under the name it was read with.
         return self._update_job(
             job,
             sql.SQL("metadata = jsonb_set(metadata, '{character_id}', to_jsonb(%(character)s::text))"),
-            {"character": str(character_id)},
-            extra=sql.SQL(" and jsonb_typeof(metadata) = 'object'"),
+            {"character": str(character.id), "name": character.name},
+            extra=sql.SQL(" and jsonb_typeof(metadata) = 'object' and exists (select from characters c "
+                          "where c.id = %(character)s::uuid and c.user_id = jobs.user_id and c.name = %(name)s)"),
         )
 
     def library_items_at(self, user_id: UUID, storage_path: str) -> list[LibraryItem]:
@@ -65,7 +70,13 @@ class PostgresWrites:
             marks=sql.SQL(", ").join(sql.Placeholder(k) for k in values),
             ret=self._columns("user_library"),
         )
-        return self._fetch(LibraryItem, statement, values)[0]
+        try:
+            return self._fetch(LibraryItem, statement, values)[0]
+        except BackendError as exc:  # the job's transaction rolls back with the ChangedError
+            if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
+                raise ChangedError(f"library row {item.id} was inserted by another writer meanwhile; "
+                                   "nothing was inserted") from exc
+            raise
 
     def upgrade_library_item(self, item: LibraryItem, *, portrait: dict[str, Any], character_id: UUID) -> LibraryItem:
         sets = [
@@ -95,11 +106,11 @@ class PostgresWrites:
         if seed is not None:
             sets.append(sql.SQL("seed_locked = %(seed)s"))
         statement = sql.SQL(
-            "update characters set {sets} where id = %(id)s and user_id = %(user)s "
+            "update characters set {sets} where id = %(id)s and user_id = %(user)s and name = %(name)s "
             "and image_url is not distinct from %(current)s "
             "and reference_image_url is not distinct from %(current_reference)s returning {ret}"
         ).format(sets=sql.SQL(", ").join(sets), ret=self._columns("characters"))
-        params = {"url": image_url, "seed": seed, "id": character.id, "user": character.user_id,
+        params = {"url": image_url, "seed": seed, "id": character.id, "user": character.user_id, "name": character.name,
                   "current": character.image_url, "current_reference": character.reference_image_url}
         return self._one(Character, statement, params, what=f"character {character.id}")
 
