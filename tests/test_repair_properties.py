@@ -1,4 +1,5 @@
-"""Properties of repair over generated database states (hypothesis), on the real Postgres:
+"""Properties of repair over generated database states (hypothesis), on the real Postgres, through
+both backends (the Postgres adapter, and the Supabase adapters through the local test server):
 a repair ends in `saved` or changes nothing; a second repair changes nothing; another user's rows and
 an image the user chose are never touched. CHARFIX_HEAVY=1 runs more examples."""
 
@@ -7,22 +8,29 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
 from charfix.diagnosis import Rules
+from charfix.http import RetryPolicy, connect
 from charfix.models import State
 from charfix.repair import Outcome, RepairOptions, repair_job
 from charfix.repository.postgres import PostgresRepository
+from charfix.repository.supabase import SupabaseRepository
 from charfix.scan import Backends, diagnose_ids
 from charfix.storage.local import LocalStorage
+from charfix.storage.supabase import SupabaseStorage
 from conftest import TEMPLATE, _fresh
 from snapshots import snapshot
+from tests.supabase_server import SupabaseTestServer, make_service_key
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 JOB_AT = NOW - timedelta(hours=3)
@@ -101,17 +109,32 @@ def protected(url: str) -> list:
             "where user_id = %s or image_url = 'user-library/chosen/by-user.png' order by id", (OTHER,)).fetchall()
 
 
+@contextmanager
+def opened(backend: str, url: str, root: Path) -> Iterator[Backends]:
+    """The Postgres adapter with a storage folder, or the Supabase adapters through the local test
+    server over the same database and folder."""
+    if backend == "postgres":
+        backends = Backends(repository=PostgresRepository.connect(url), storage=LocalStorage(root))
+        yield backends
+        backends.repository.close()
+        return
+    key = make_service_key()
+    with SupabaseTestServer(dsn=url, storage_root=root, service_key=key) as server:
+        client = connect(server.url, key, retry=RetryPolicy(attempts=2, base_seconds=0.01, cap_seconds=0.02), timeout=5)
+        yield Backends(repository=SupabaseRepository(client), storage=SupabaseStorage(client))
+
+
+@pytest.mark.parametrize("backend", ["postgres", "supabase"])
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(s=scenario)
-def test_repair_ends_saved_or_changes_nothing_and_twice_equals_once(admin_url, templates, s):
+def test_repair_ends_saved_or_changes_nothing_and_twice_equals_once(admin_url, templates, backend, s):
     url = _fresh(admin_url, TEMPLATE)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         root = Path(tmp)
         (root / "workspace-temp").mkdir()
         (root / "user-library").mkdir()
         job = build(url, root, s)
-        repo = PostgresRepository.connect(url)
-        backends = Backends(repository=repo, storage=LocalStorage(root))
+        backends = stack.enter_context(opened(backend, url, root))
         rules = Rules(now=NOW)
         before = snapshot(url, root)
         guarded = protected(url)
@@ -127,4 +150,3 @@ def test_repair_ends_saved_or_changes_nothing_and_twice_equals_once(admin_url, t
         assert second.outcome in (Outcome.ALREADY_FINE, Outcome.SKIPPED), (s, second)
         assert snapshot(url, root) == after_first
         assert protected(url) == guarded, s
-        repo.close()
