@@ -448,6 +448,33 @@ def test_writes_survive_a_dropped_connection_without_duplicates(server, seeded, 
     assert server.faults.pending == 0
 
 
+def test_a_backfill_over_rest_through_a_timeout_and_a_failing_write_loses_nothing(server, seeded, key, tmp_path):
+    """A read that times out is retried; a write answered 500 on every try fails that job only. Its
+    writes that landed before it are in the audit log, and the next run finishes it."""
+    from charfix.audit import AuditLog
+
+    client = connect(server.url, key, retry=FAST, timeout=0.5)
+    backends = Backends(repository=SupabaseRepository(client), storage=SupabaseStorage(client))
+    selection = Selection(query=JobQuery(since=since(seeded)), rules=Rules(now=seeded.now))
+    planned = backfill(backends, selection, dry_run=True).planned
+    duplicates = duplicate_rows(seeded.db_url)  # the demo seeds one on purpose
+    server.faults.delay_next(1.5, "/rest/v1/user_library", method="GET")
+    server.faults.fail_next(n=FAST.attempts, status=500, path_contains="/rest/v1/characters", method="PATCH")
+    log = tmp_path / "audit.jsonl"
+    report = backfill(backends, selection, audit=AuditLog(log, "t", "test").open())
+    assert [kind for kind, *_ in server.faults.triggered].count("delay") == 1
+    assert len(report.failed) == 1 and len(report.repaired) == len(planned) - 1
+    failed = report.failed[0]
+    assert "characters" in failed.message and "HTTP 500" in failed.message
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    landed = [line["step"] for line in lines if line["job_id"] == str(failed.job_id)]
+    assert landed and "update_character_image" not in landed  # what happened before the failure is logged
+    rerun = backfill(backends, selection)
+    assert [r.job_id for r in rerun.repaired] == [failed.job_id] and not rerun.failed
+    assert [r.steps[-1].action.value for r in rerun.repaired] == ["update_character_image"]
+    assert duplicate_rows(seeded.db_url) == duplicates
+
+
 def test_a_persistent_500_is_one_clear_line_naming_the_table(server, seeded, key):
     backends = supabase_backends(server, key)
     server.faults.fail_next(n=10, status=500, path_contains="/rest/v1/workspace_assets",
