@@ -570,7 +570,7 @@ def test_a_job_changed_between_diagnosis_and_write_is_diagnosed_again_not_overwr
 
     monkeypatch.setattr(repair, "apply_step", someone_else_first)
     result = repair.repair_job(backends, read.id, repair.RepairOptions(rules=Rules(now=seeded.now)), None)
-    assert done and result.outcome in (repair.Outcome.SKIPPED, repair.Outcome.ALREADY_FINE), result
+    assert done and result.outcome == repair.Outcome.CHANGED, result
     assert "diagnosed again" in result.message
     image = rows(seeded, "select image_url, name from characters where id = %s", character)
     if change == "character_deleted":

@@ -160,7 +160,7 @@ def test_an_image_changed_between_diagnosis_and_write_is_not_overwritten(seeded,
 
     monkeypatch.setattr(writes.PostgresWrites, "update_character_image", user_changes_it_first)
     result = repair_job(backends, job, RepairOptions(rules=Rules(now=seeded.now)), None)
-    assert result.outcome != Outcome.REPAIRED and "changed since it was read" in result.message
+    assert result.outcome == Outcome.CHANGED and "changed since it was read" in result.message
     assert "diagnosed again" in result.message
     with seeded.connect() as conn:
         assert conn.execute("select image_url from characters where name = 'Orla'").fetchone() == (

@@ -28,6 +28,7 @@ class Outcome(StrEnum):
     ALREADY_FINE = "already_fine"
     PLANNED = "planned"  # --dry-run
     SKIPPED = "skipped"
+    CHANGED = "changed"  # someone else wrote to the job meanwhile: diagnosed again, not overwritten
     FAILED = "failed"
 
 
@@ -100,10 +101,8 @@ def _rediagnosed(backends: Backends, job_id: UUID, options: RepairOptions, chang
         diagnosis = diagnose(_facts(backends, job_id, None, options.rules)[0], options.rules)
     except (BackendError, CharfixError) as exc:
         return JobResult(job_id, Outcome.FAILED, message=f"{changed.message}; re-diagnosing failed: {exc.message}")
-    state = diagnosis.state
-    outcome = Outcome.ALREADY_FINE if state == State.SAVED else Outcome.SKIPPED
-    return JobResult(job_id, outcome, state=state, diagnosis=diagnosis,
-                     message=f"{changed.message}; diagnosed again: {state.value}")
+    return JobResult(job_id, Outcome.CHANGED, state=diagnosis.state, diagnosis=diagnosis,
+                     message=f"{changed.message}; diagnosed again: {diagnosis.state.value}")
 
 
 def _after_rollback(audit: AuditLog | None, job_id: UUID) -> None:

@@ -85,6 +85,7 @@ class BackfillReport:
     planned: list[JobResult] = field(default_factory=list)
     skipped_by_state: Counter = field(default_factory=Counter)
     skipped_other: list[JobResult] = field(default_factory=list)
+    changed: list[JobResult] = field(default_factory=list)  # written by someone else meanwhile
     failed: list[JobResult] = field(default_factory=list)
     capped: int = 0
 
@@ -98,6 +99,8 @@ class BackfillReport:
                 self.already_fine += 1
             case Outcome.FAILED:
                 self.failed.append(result)
+            case Outcome.CHANGED:
+                self.changed.append(result)
             case Outcome.SKIPPED if result.state is not None:
                 self.skipped_by_state[result.state.value] += 1
             case _:
@@ -111,9 +114,11 @@ class BackfillReport:
             "planned": len(self.planned),
             "skipped_by_state": dict(self.skipped_by_state),
             "skipped_locked": len(self.skipped_other),
+            "changed_meanwhile": len(self.changed),
             "not_attempted_over_max": self.capped,
             "failed": len(self.failed),
-            "jobs": [r.to_json() for r in self.repaired + self.planned + self.failed + self.skipped_other],
+            "jobs": [r.to_json() for r in
+                     self.repaired + self.planned + self.failed + self.skipped_other + self.changed],
         }
 
 

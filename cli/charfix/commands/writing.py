@@ -27,7 +27,8 @@ class WriteOptions:
 def preview_then_write(runtime: Runtime, options: WriteOptions, run: Callable[..., JobResult],
                        question: Callable[[JobResult], str]) -> None:
     """The one-job write flow: preview (no lock, no write), confirm, open the audit log, write, show.
-    `run(dry_run=..., audit=...)` does the work; exit 1 when the job failed."""
+    `run(dry_run=..., audit=...)` does the work; exit 1 when the job failed, or changed under the
+    write so that what was asked did not happen."""
     preview = run(dry_run=True, audit=None)
     if options.dry_run or preview.outcome != Outcome.PLANNED:
         show_result(runtime, preview, options.json_output)
@@ -43,7 +44,7 @@ def preview_then_write(runtime: Runtime, options: WriteOptions, run: Callable[..
     finally:
         audit.close()
     show_result(runtime, result, options.json_output)
-    if result.outcome == Outcome.FAILED:
+    if result.outcome in (Outcome.FAILED, Outcome.CHANGED):
         raise typer.Exit(int(ExitStatus.JOBS_FAILED))
 
 

@@ -14,6 +14,7 @@ OUTCOME_STYLE = {
     Outcome.ALREADY_FINE: "green",
     Outcome.PLANNED: "cyan",
     Outcome.SKIPPED: "yellow",
+    Outcome.CHANGED: "yellow",
     Outcome.FAILED: "red",
 }
 
@@ -21,7 +22,7 @@ OUTCOME_STYLE = {
 def render_job_result(console: Console, result: JobResult) -> None:
     head = Text.assemble(("job ", "bold"), str(result.job_id), "  ", (result.outcome.value, OUTCOME_STYLE[result.outcome]))
     if result.state is not None:
-        head.append(f"  (state was {result.state.value})")
+        head.append(f"  (state {'is now' if result.outcome == Outcome.CHANGED else 'was'} {result.state.value})")
     console.print(head)
     verb = "would" if result.outcome == Outcome.PLANNED else "done:"
     for number, step in enumerate(result.steps, 1):
@@ -42,11 +43,15 @@ def render_backfill(console: Console, report: BackfillReport, *, dry_run: bool) 
         table.add_row(f"skipped ({state})", str(count))
     if report.skipped_other:
         table.add_row("skipped (another run holds it)", str(len(report.skipped_other)))
+    if report.changed:
+        table.add_row("changed by someone else meanwhile", str(len(report.changed)))
     if report.capped:
         table.add_row("left for the next run (--max)", str(report.capped))
     table.add_row("failed", Text(str(len(report.failed)), style="red" if report.failed else ""))
     console.print(table)
     for result in report.failed:
         console.print(Text(f"  failed {result.job_id}: {result.message}", style="red"))
+    for result in report.changed:
+        console.print(Text(f"  changed {result.job_id}: {result.message}", style="yellow"))
     if not dry_run and not report.repaired and not report.failed:
         console.print("Nothing to repair: no write was made.")
