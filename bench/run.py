@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     _list_stuck(report, args, spec, small, urls)
     if not args.skip_pages:
         _queries_per_page(report, spec, urls["indexed"])
+        _requests_per_page_over_rest(report, spec, urls["indexed"])
     if not args.skip_backfill:
         _backfill(report, args, spec, admin, indexed)
     _startup(report, args)
@@ -206,6 +207,48 @@ def _queries_per_page(report: Report, spec: Spec, url: str) -> None:
     report.figures["queries_per_page"] = rows
     report.say("    (storage requests: one listing per user folder and bucket, plus one stat per library key "
                "outside the job's prefix; they grow with the users on a page, not with the jobs in the table)")
+
+
+def _requests_per_page_over_rest(report: Report, spec: Spec, url: str, *, pages: int = 5) -> None:
+    """The same count through the Supabase adapters: HTTP requests per page, against the local test
+    server (tests/supabase_server) over the same database and folder. Only the first pages: every
+    request goes through that server's Python, which is far slower than PostgREST."""
+    import itertools
+
+    from charfix.http import connect
+    from charfix.repository.base import JobQuery
+    from charfix.repository.supabase import URL_BUDGET, SupabaseRepository
+    from charfix.scan import Backends, scan
+    from charfix.selection import build_rules
+    from charfix.storage.supabase import SupabaseStorage
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the test server lives in tests/
+    from tests.supabase_server import SupabaseTestServer, make_service_key
+
+    report.say(f"\nHTTP requests per page through the Supabase adapters (the first {pages} pages; local test "
+               "server over the same database)")
+    report.figure("page size", "REST requests per page", "Storage requests per page", "constant?")
+    now, key = datetime.now(timezone.utc), make_service_key()
+    rows = {}
+    with SupabaseTestServer(dsn=url, storage_root=spec.storage, service_key=key) as server:
+        for size in (100, 500):
+            client = connect(server.url, key)
+            repo, storage = SupabaseRepository(client), SupabaseStorage(client)
+            counter = _PageCounter(repo, storage)
+            found = scan(Backends(repository=counter, storage=storage), JobQuery(since=now - timedelta(days=90)),
+                         build_rules(now=now), page_size=size)
+            for _ in itertools.islice(found, pages * size):
+                pass
+            per_page = counter.finish()[:pages]
+            rest = sorted({q for q, _, _ in per_page})
+            requests = [r for _, r, _ in per_page]
+            rows[size] = {"pages": len(per_page), "rest": rest, "storage_min": min(requests), "storage_max": max(requests)}
+            # Not one number: id and name lists are split to keep each URL under the adapter's budget.
+            report.figure(str(size), "/".join(map(str, rest)), f"{min(requests)}..{max(requests)} (<= 2 x users + keys)",
+                          verdict(max(rest) - min(rest) <= 2))
+    report.figures["requests_per_page_rest"] = rows
+    report.say(f"    (REST: the id and name lists of a page are split so that no URL exceeds {URL_BUDGET:,} bytes; "
+               "the count follows the page size and the names on the page, never the size of the table)")
 
 
 def _only_last_differs(per_page) -> bool:
