@@ -135,6 +135,13 @@ def test_an_audit_log_failing_mid_run_stops_before_the_next_write(seeded, tmp_pa
     assert len(rerun.repaired) == repairable_total(seeded) - 2 and repairable_left(seeded) == 0
 
 
+def test_an_unwritable_audit_log_stops_the_cli_with_exit_3_and_nothing_written(cli, seeded, tmp_path):
+    # A log that can be opened but not written: /dev/full answers every write with ENOSPC.
+    result = cli(*args(seeded, "backfill-portraits", "--yes", "--audit-log", "/dev/full"))
+    assert result.code == 3 and "rolled back" in result.stderr, result.stderr
+    assert repairable_left(seeded) == repairable_total(seeded)
+
+
 @pytest.mark.parametrize("trial", range(KILL_TRIALS))
 def test_sigkill_at_a_random_moment_then_a_normal_run_equals_an_uninterrupted_run(
         seeded, request, tmp_path, cli, trial):

@@ -46,6 +46,7 @@ class AuditLog:
     _local: threading.local = field(default_factory=threading.local)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     written: int = 0
+    failed: bool = False  # a write failed: the run stops, and closing must not fail again
 
     @property
     def _pending(self) -> list[dict[str, Any]]:
@@ -109,11 +110,18 @@ class AuditLog:
                 os.fsync(self._file.fileno())
                 self.written += len(lines)
         except OSError as exc:
+            self.failed = True
             raise AuditError(f"cannot write the audit log {self.path}: {exc.strerror}; the job's writes were rolled back") from exc
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        if self._file is None:
+            return
+        try:
+            self._file.close()  # flushes what a failed write left in the buffer, and fails the same way
+        except OSError as exc:
+            if not self.failed:  # already reported: the run stopped on it
+                raise AuditError(f"cannot write the audit log {self.path}: {exc.strerror}") from exc
+        finally:
             self._file = None
 
 
