@@ -99,10 +99,23 @@ def _after_rollback(audit: AuditLog | None, job_id: UUID) -> None:
 
 def _repair_locked(backends: Backends, job_id: UUID, options: RepairOptions, audit: AuditLog | None) -> JobResult:
     facts, real_job = _facts(backends, job_id, options.character_id, options.rules)
-    needs_link = real_job is not None
     diagnosis = diagnose(facts, options.rules)
+    result = planned(diagnosis, options, needs_link=real_job is not None)
+    if result.outcome != Outcome.PLANNED or options.dry_run:
+        return result
+    # Writes are conditional on the job as stored, not on the copy that carried the person's choice.
+    stored = facts if real_job is None else facts.model_copy(update={"job": real_job})
+    context = StepContext(backends=backends, facts=stored, diagnosis=diagnosis, audit=audit)
+    for step in result.steps:
+        apply_step(context, step)
+    result.outcome = Outcome.REPAIRED
+    return result
+
+
+def planned(diagnosis: Diagnosis, options: RepairOptions, *, needs_link: bool = False) -> JobResult:
+    """The steps a repair applies to this diagnosis (outcome PLANNED), or why it applies none."""
     steps = _steps(diagnosis, options, needs_link=needs_link)
-    result = JobResult(job_id, Outcome.ALREADY_FINE, state=diagnosis.state, diagnosis=diagnosis)
+    result = JobResult(diagnosis.job_id, Outcome.ALREADY_FINE, state=diagnosis.state, diagnosis=diagnosis)
     if diagnosis.state not in options.states and steps:
         result.outcome, result.message = Outcome.SKIPPED, f"state is {diagnosis.state.value}"
         return result
@@ -110,16 +123,7 @@ def _repair_locked(backends: Backends, job_id: UUID, options: RepairOptions, aud
         result.message = "nothing to do" if diagnosis.state == State.SAVED else f"state is {diagnosis.state.value}"
         result.outcome = Outcome.ALREADY_FINE if diagnosis.state == State.SAVED else Outcome.SKIPPED
         return result
-    result.steps = steps
-    if options.dry_run:
-        result.outcome = Outcome.PLANNED
-        return result
-    # Writes are conditional on the job as stored, not on the copy that carried the person's choice.
-    stored = facts if real_job is None else facts.model_copy(update={"job": real_job})
-    context = StepContext(backends=backends, facts=stored, diagnosis=diagnosis, audit=audit)
-    for step in steps:
-        apply_step(context, step)
-    result.outcome = Outcome.REPAIRED
+    result.steps, result.outcome = steps, Outcome.PLANNED
     return result
 
 
