@@ -93,7 +93,8 @@ def test_the_database_connection_dropping_mid_run_stops_cleanly(seeded, tmp_path
     repo.insert_library_item = drop_on_second_insert
     audit = AuditLog(tmp_path / "audit.jsonl", "t", "test").open()
     with pytest.raises(ConnectionLostError, match="connection was lost"):
-        backfill(backends, selection(seeded), audit=audit)
+        # Pages of one job, so one job commits before the drop (test_repair_pages.py: a whole page).
+        backfill(backends, selection(seeded), audit=audit, page_size=1)
     lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     inserted = {line["job_id"] for line in lines if line["step"] == "insert_library_row"}
     interrupted = lines[-1]["job_id"]
@@ -117,7 +118,7 @@ def test_an_audit_log_failing_mid_run_stops_before_the_next_write(seeded, tmp_pa
     original = AuditLog._write
 
     def full_disk_on_third_job(self, lines):
-        if any(line["step"] != "copy_object" for line in lines):  # a job's row lines, just before its commit
+        if any(line["step"] != "copy_object" for line in lines):  # a page's row lines, just before its commit
             writes["n"] += 1
             if writes["n"] == 3:
                 raise AuditError("cannot write the audit log: No space left on device")
@@ -125,7 +126,8 @@ def test_an_audit_log_failing_mid_run_stops_before_the_next_write(seeded, tmp_pa
 
     monkeypatch.setattr(AuditLog, "_write", full_disk_on_third_job)
     with pytest.raises(AuditError):
-        backfill(open_backends(seeded), selection(seeded), audit=audit)
+        # Pages of one job: the third job's lines are the third page's (test_repair_pages.py: a whole page).
+        backfill(open_backends(seeded), selection(seeded), audit=audit, page_size=1)
     monkeypatch.setattr(AuditLog, "_write", original)
     lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     committed = {line["job_id"] for line in lines if line["step"] != "copy_object"}

@@ -3,7 +3,7 @@ meantime is never overwritten: the write matches nothing and raises ChangedError
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -29,6 +29,22 @@ class PostgresWrites:
             self.queries += 1
             row = self.conn.execute("select id from jobs where id = %s for update skip locked", (job_id,)).fetchone()
             yield row is not None
+
+    @contextmanager
+    def locked_jobs(self, job_ids: Sequence[UUID]) -> Iterator[list[Job]]:
+        """One transaction for a page of jobs. Yields the jobs as stored whose row locks it took;
+        a job another run holds is left out, without waiting (SKIP LOCKED)."""
+        statement = sql.SQL(
+            "select {cols} from jobs where id = any(%(ids)s) order by created_at, id for update skip locked"
+        ).format(cols=self._columns("jobs"))
+        with self._errors(), self.conn.transaction():
+            yield self._fetch(Job, statement, {"ids": list(job_ids)})
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside `locked_jobs`: an exception rolls back only the writes made in this block."""
+        with self._errors(), self.conn.transaction():
+            yield
 
     def complete_job(self, job: Job, *, completed_at: datetime) -> Job:
         return self._update_job(
