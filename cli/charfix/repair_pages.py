@@ -31,7 +31,7 @@ LOCKED_ELSEWHERE = "another charfix run is repairing this job"
 def pages_supported(backends: Backends) -> bool:
     """Pages need transactions and savepoints: the Postgres adapter has them, the REST one does not."""
     repo = backends.repository
-    return hasattr(repo, "locked_jobs") and hasattr(repo, "savepoint")
+    return all(hasattr(repo, name) for name in ("locked_jobs", "savepoint", "library_items_at_paths"))
 
 
 @dataclass
@@ -79,22 +79,34 @@ def _page_failed(page: PageResult, job_ids: Sequence[UUID], message: str) -> Pag
 
 def _repair_locked(backends: Backends, facts: list[JobFacts], options: RepairOptions, audit: AuditLog | None,
                    page: PageResult) -> None:
+    plans = [(item, planned(diagnose(item, options.rules), options)) for item in facts]
+    rows_at = _rows_at(backends, plans)
     written: set[UUID] = set()  # characters and library rows an earlier job of this page wrote
-    for item in facts:
+    for item, result in plans:
         if written & _read_rows(item):
             page.deferred.append(item.job.id)
             continue
-        result = planned(diagnose(item, options.rules), options)
         if result.outcome == Outcome.PLANNED:
-            _apply(backends, item, result, audit)
+            _apply(backends, item, result, audit, rows_at)
             if result.outcome == Outcome.REPAIRED:
                 written |= _written_rows(result)
         page.results.append(result)
 
 
-def _apply(backends: Backends, facts: JobFacts, result: JobResult, audit: AuditLog | None) -> None:
+def _rows_at(backends: Backends, plans: list[tuple[JobFacts, JobResult]]) -> dict[tuple[UUID, str], list]:
+    """The idempotency look-up of every library row the page may insert, in one statement: inside the
+    page's lock only its own jobs can add a row at their keys, and each key names one job."""
+    paths = sorted({(item.job.user_id, step.params["storage_path"]) for item, result in plans for step in result.steps
+                    if result.outcome == Outcome.PLANNED and step.action == Action.INSERT_LIBRARY_ROW})
+    found: dict[tuple[UUID, str], list] = {path: [] for path in paths}
+    for row in backends.repository.library_items_at_paths(paths):
+        found[(row.user_id, row.storage_path)].append(row)
+    return found
+
+
+def _apply(backends: Backends, facts: JobFacts, result: JobResult, audit: AuditLog | None, rows_at: dict) -> None:
     """The job's steps inside its savepoint: an error rolls back this job's row writes only."""
-    context = StepContext(backends=backends, facts=facts, diagnosis=result.diagnosis, audit=audit)
+    context = StepContext(backends=backends, facts=facts, diagnosis=result.diagnosis, audit=audit, rows_at=rows_at)
     try:
         with backends.repository.savepoint():
             for step in result.steps:

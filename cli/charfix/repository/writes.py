@@ -73,6 +73,17 @@ class PostgresWrites:
         )
         return self._fetch(LibraryItem, statement, {"user": user_id, "path": storage_path})
 
+    def library_items_at_paths(self, paths: Sequence[tuple[UUID, str]]) -> list[LibraryItem]:
+        """`library_items_at` for a page of (user, storage path) pairs, in one statement."""
+        if not paths:
+            return []
+        statement = sql.SQL(
+            "select {cols} from user_library where user_id = any(%(users)s) "
+            "and (user_id, storage_path) in (select * from unnest(%(owners)s::uuid[], %(paths)s::text[]))"
+        ).format(cols=self._columns("user_library"))
+        params = {"users": sorted({u for u, _ in paths}), "owners": [u for u, _ in paths], "paths": [p for _, p in paths]}
+        return self._fetch(LibraryItem, statement, params)
+
     def insert_library_item(self, item: NewLibraryItem) -> LibraryItem:
         values = {k: v for k, v in item.model_dump().items() if self.schema.has("user_library", k)}
         values = {k: _db_value(v) for k, v in values.items() if v is not None}
