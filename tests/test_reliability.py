@@ -95,7 +95,8 @@ def test_the_database_connection_dropping_mid_run_stops_cleanly(seeded, tmp_path
     repo.insert_library_item = drop_on_second_insert
     audit = AuditLog(tmp_path / "audit.jsonl", "t", "test").open()
     with pytest.raises(ConnectionLostError, match="connection was lost"):
-        backfill(backends, selection(seeded), audit=audit)
+        # Pages of one job, so one job commits before the drop (test_repair_pages.py: a whole page).
+        backfill(backends, selection(seeded), audit=audit, page_size=1)
     lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     inserted = {line["job_id"] for line in lines if line["step"] == "insert_library_row"}
     interrupted = lines[-1]["job_id"]
@@ -119,7 +120,7 @@ def test_an_audit_log_failing_mid_run_stops_before_the_next_write(seeded, tmp_pa
     original = AuditLog._write
 
     def full_disk_on_third_job(self, lines):
-        if any(line["step"] != "copy_object" for line in lines):  # a job's row lines, just before its commit
+        if any(line["step"] != "copy_object" for line in lines):  # a page's row lines, just before its commit
             writes["n"] += 1
             if writes["n"] == 3:
                 raise AuditError("cannot write the audit log: No space left on device")
@@ -127,7 +128,8 @@ def test_an_audit_log_failing_mid_run_stops_before_the_next_write(seeded, tmp_pa
 
     monkeypatch.setattr(AuditLog, "_write", full_disk_on_third_job)
     with pytest.raises(AuditError):
-        backfill(open_backends(seeded), selection(seeded), audit=audit)
+        # Pages of one job: the third job's lines are the third page's (test_repair_pages.py: a whole page).
+        backfill(open_backends(seeded), selection(seeded), audit=audit, page_size=1)
     monkeypatch.setattr(AuditLog, "_write", original)
     lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     committed = {line["job_id"] for line in lines if line["step"] != "copy_object"}
@@ -135,6 +137,13 @@ def test_an_audit_log_failing_mid_run_stops_before_the_next_write(seeded, tmp_pa
     assert repairable_left(seeded) == repairable_total(seeded) - 2
     rerun = backfill(open_backends(seeded), selection(seeded))
     assert len(rerun.repaired) == repairable_total(seeded) - 2 and repairable_left(seeded) == 0
+
+
+def test_an_unwritable_audit_log_stops_the_cli_with_exit_3_and_nothing_written(cli, seeded, tmp_path):
+    # A log that can be opened but not written: /dev/full answers every write with ENOSPC.
+    result = cli(*args(seeded, "backfill-portraits", "--yes", "--audit-log", "/dev/full"))
+    assert result.code == 3 and "rolled back" in result.stderr, result.stderr
+    assert repairable_left(seeded) == repairable_total(seeded)
 
 
 @pytest.mark.parametrize("trial", range(KILL_TRIALS))

@@ -46,6 +46,7 @@ class AuditLog:
     _local: threading.local = field(default_factory=threading.local)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     written: int = 0
+    failed: bool = False  # a write failed: the run stops, and closing must not fail again
 
     @property
     def _pending(self) -> list[dict[str, Any]]:
@@ -90,15 +91,23 @@ class AuditLog:
         """The job's transaction committed: its flushed lines stand."""
         self._local.flushed = []
 
-    def rolled_back(self, job_id: Any) -> None:
-        """The job's row writes rolled back. Lines not yet written are dropped; if some were written
-        (the commit itself failed), a `rolled_back` line says which did not happen."""
+    def drop(self, job_id: Any) -> None:
+        """One job's row writes rolled back (its savepoint) before they were written: drop its lines."""
+        self._local.pending = [line for line in self._pending if line["job_id"] != str(job_id)]
+
+    def rolled_back(self, job_id: Any = None) -> None:
+        """The transaction's row writes rolled back. Lines not yet written are dropped; if some were
+        written (the commit itself failed), a `rolled_back` line per job says which did not happen.
+        The lines name their own jobs; `job_id` is accepted for the one-job callers."""
         undone = getattr(self._local, "flushed", [])
         self._pending.clear()
         self._local.flushed = []
-        if undone and self._file is not None:
-            self._write([{**self._base(job_id), "step": "rolled_back", "target": None,
-                          "before": [line["step"] for line in undone], "after": None}])
+        steps: dict[str, list[str]] = {}
+        for line in undone:
+            steps.setdefault(line["job_id"], []).append(line["step"])
+        if steps and self._file is not None:
+            self._write([{**self._base(job), "step": "rolled_back", "target": None, "before": done, "after": None}
+                         for job, done in steps.items()])
 
     def _write(self, lines: list[dict[str, Any]]) -> None:
         try:
@@ -109,11 +118,18 @@ class AuditLog:
                 os.fsync(self._file.fileno())
                 self.written += len(lines)
         except OSError as exc:
+            self.failed = True
             raise AuditError(f"cannot write the audit log {self.path}: {exc.strerror}; the job's writes were rolled back") from exc
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        if self._file is None:
+            return
+        try:
+            self._file.close()  # flushes what a failed write left in the buffer, and fails the same way
+        except OSError as exc:
+            if not self.failed:  # already reported: the run stopped on it
+                raise AuditError(f"cannot write the audit log {self.path}: {exc.strerror}") from exc
+        finally:
             self._file = None
 
 

@@ -84,7 +84,7 @@ def repair_job(backends: Backends, job_id: UUID, options: RepairOptions, audit: 
         raise
     except ChangedError as exc:
         _after_rollback(audit, job_id)
-        return _rediagnosed(backends, job_id, options, exc)
+        return rediagnosed(backends, job_id, options, exc)
     except (BackendError, CharfixError) as exc:
         _after_rollback(audit, job_id)
         return JobResult(job_id, Outcome.FAILED, message=exc.message)
@@ -93,7 +93,7 @@ def repair_job(backends: Backends, job_id: UUID, options: RepairOptions, audit: 
     return result
 
 
-def _rediagnosed(backends: Backends, job_id: UUID, options: RepairOptions, changed: ChangedError) -> JobResult:
+def rediagnosed(backends: Backends, job_id: UUID, options: RepairOptions, changed: ChangedError) -> JobResult:
     """Someone else wrote to the job while this run repaired it (over REST: maybe another run). It is
     diagnosed again and reported as it is now, never overwritten. A run reports a job repaired only
     when its own writes finished the plan, so of two racing runs exactly one does."""
@@ -113,10 +113,23 @@ def _after_rollback(audit: AuditLog | None, job_id: UUID) -> None:
 
 def _repair_locked(backends: Backends, job_id: UUID, options: RepairOptions, audit: AuditLog | None) -> JobResult:
     facts, real_job = _facts(backends, job_id, options.character_id, options.rules)
-    needs_link = real_job is not None
     diagnosis = diagnose(facts, options.rules)
+    result = planned(diagnosis, options, needs_link=real_job is not None)
+    if result.outcome != Outcome.PLANNED or options.dry_run:
+        return result
+    # Writes are conditional on the job as stored, not on the copy that carried the person's choice.
+    stored = facts if real_job is None else facts.model_copy(update={"job": real_job})
+    context = StepContext(backends=backends, facts=stored, diagnosis=diagnosis, audit=audit)
+    for step in result.steps:
+        apply_step(context, step)
+    result.outcome = Outcome.REPAIRED
+    return result
+
+
+def planned(diagnosis: Diagnosis, options: RepairOptions, *, needs_link: bool = False) -> JobResult:
+    """The steps a repair applies to this diagnosis (outcome PLANNED), or why it applies none."""
     steps = _steps(diagnosis, options, needs_link=needs_link)
-    result = JobResult(job_id, Outcome.ALREADY_FINE, state=diagnosis.state, diagnosis=diagnosis)
+    result = JobResult(diagnosis.job_id, Outcome.ALREADY_FINE, state=diagnosis.state, diagnosis=diagnosis)
     if diagnosis.state not in options.states and steps:
         result.outcome, result.message = Outcome.SKIPPED, f"state is {diagnosis.state.value}"
         return result
@@ -124,16 +137,7 @@ def _repair_locked(backends: Backends, job_id: UUID, options: RepairOptions, aud
         result.message = "nothing to do" if diagnosis.state == State.SAVED else f"state is {diagnosis.state.value}"
         result.outcome = Outcome.ALREADY_FINE if diagnosis.state == State.SAVED else Outcome.SKIPPED
         return result
-    result.steps = steps
-    if options.dry_run:
-        result.outcome = Outcome.PLANNED
-        return result
-    # Writes are conditional on the job as stored, not on the copy that carried the person's choice.
-    stored = facts if real_job is None else facts.model_copy(update={"job": real_job})
-    context = StepContext(backends=backends, facts=stored, diagnosis=diagnosis, audit=audit)
-    for step in steps:
-        apply_step(context, step)
-    result.outcome = Outcome.REPAIRED
+    result.steps, result.outcome = steps, Outcome.PLANNED
     return result
 
 

@@ -22,6 +22,7 @@ from charfix.models import (
     Diagnosis,
     Job,
     JobFacts,
+    LibraryItem,
     NewLibraryItem,
     Step,
     library_row_id,
@@ -48,10 +49,18 @@ class StepContext:
     facts: JobFacts
     diagnosis: Diagnosis
     audit: AuditLog | None
+    # The rows already at the library paths this job may insert at, when a page looked them up at once
+    # (inside its lock). None: look them up when the step runs.
+    rows_at: dict[tuple[UUID, str], list[LibraryItem]] | None = None
 
     @property
     def job(self) -> Job:
         return self.facts.job
+
+    def library_items_at(self, key: str) -> list[LibraryItem]:
+        if self.rows_at is not None and (self.job.user_id, key) in self.rows_at:
+            return self.rows_at[(self.job.user_id, key)]
+        return self.backends.repository.library_items_at(self.job.user_id, key)
 
     def character(self, character_id: UUID) -> Character:
         found = f.character_by_id(self.facts, character_id)
@@ -137,7 +146,7 @@ def _insert_library_row(ctx: StepContext, params: dict[str, Any]) -> None:
     repo, job = ctx.backends.repository, ctx.job
     key = params["storage_path"]
     # Idempotency (domain.md section 5): the same path, or a row that names this job.
-    existing = repo.library_items_at(job.user_id, key)
+    existing = ctx.library_items_at(key)
     known = {r.id for r in ctx.facts.library_items}
     if any(r.id not in known for r in existing):
         # Another writer saved it after the facts were read (over REST, another run): re-diagnose.

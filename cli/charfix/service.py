@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
+import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,10 +17,12 @@ from charfix.diagnosis import Rules
 from charfix.errors import NotFoundError, RefusedError
 from charfix.models import Action, Diagnosis, State
 from charfix.repair import SAVE_ACTIONS, JobResult, Outcome, RepairOptions, repair_job
+from charfix.repair_pages import pages_supported, repair_page
 from charfix.scan import Backends, diagnose_ids
 from charfix.selection import Selection, Tally, selected
 
 NO_OUTPUT_STATES = (State.FAILED, State.LOST)
+BACKFILL_PAGE = 100  # jobs locked, read and committed together (Postgres)
 
 
 def complete_job(
@@ -125,21 +128,26 @@ class BackfillReport:
 def backfill(
     backends: Backends, selection: Selection, *, max_jobs: int | None = None, concurrency: int = 1,
     dry_run: bool = False, audit: AuditLog | None = None, open_worker: Callable[[], Backends] | None = None,
-    progress: Callable[[JobResult], None] | None = None,
+    progress: Callable[[JobResult], None] | None = None, page_size: int = BACKFILL_PAGE,
 ) -> BackfillReport:
-    """Repair every repairable job of the selection; other states are counted, never touched."""
+    """Repair every repairable job of the selection; other states are counted, never touched.
+    Over Postgres a page of jobs is repaired in one transaction (repair_pages); over REST, job by job."""
     report = BackfillReport()
     options = RepairOptions(rules=selection.rules, dry_run=dry_run)
     work = list(_repairable(backends, selection, report, max_jobs))
-    if concurrency <= 1 or open_worker is None or len(work) <= 1:
-        for job_id in work:
+    lanes = concurrency if open_worker is not None and len(work) > 1 else 1
+    if pages_supported(backends):
+        _in_pages(backends, work, options, audit, lanes, open_worker, report, progress, page_size)
+    elif lanes <= 1:
+        for job_id, _ in work:
             _add(report, repair_job(backends, job_id, options, audit), progress)
-        return report
-    _parallel(work, options, audit, concurrency, open_worker, report, progress)
+    else:
+        _parallel([job_id for job_id, _ in work], options, audit, concurrency, open_worker, report, progress)
     return report
 
 
-def _repairable(backends: Backends, selection: Selection, report: BackfillReport, max_jobs: int | None) -> Iterator[UUID]:
+def _repairable(backends: Backends, selection: Selection, report: BackfillReport,
+                max_jobs: int | None) -> Iterator[tuple[UUID, UUID]]:
     tally = Tally()
     attempted = 0
     for diagnosis in selected(backends, selection, tally):
@@ -149,7 +157,7 @@ def _repairable(backends: Backends, selection: Selection, report: BackfillReport
             report.capped += 1
             continue
         attempted += 1
-        yield diagnosis.job_id
+        yield diagnosis.job_id, diagnosis.user_id
     report.examined = tally.examined
     for state, count in tally.by_state.items():
         if state == State.SAVED:
@@ -158,9 +166,70 @@ def _repairable(backends: Backends, selection: Selection, report: BackfillReport
             report.skipped_by_state[state.value] += count
 
 
+def _in_pages(backends: Backends, work: list[tuple[UUID, UUID]], options: RepairOptions, audit: AuditLog | None,
+              lanes: int, open_worker: Callable[[], Backends] | None, report: BackfillReport, progress,
+              page_size: int) -> None:
+    """Each lane repairs its pages in turn, on its own connection. A user's jobs all go to one lane:
+    a repair writes only rows of the job's user, so two lanes never wait for each other's row locks."""
+    by_lane: list[list[UUID]] = [[] for _ in range(lanes)]
+    for job_id, user_id in work:
+        by_lane[user_id.int % lanes].append(job_id)
+    if lanes == 1:
+        for result in _lane(backends, by_lane[0], options, audit, page_size, threading.Event()):
+            _add(report, result, progress)
+        return
+    _parallel_lanes([lane for lane in by_lane if lane], options, audit, open_worker, report, progress, page_size)
+
+
+def _lane(backends: Backends, jobs: list[UUID], options: RepairOptions, audit: AuditLog | None, page_size: int,
+          stop: threading.Event) -> Iterator[JobResult]:
+    """Pages of `page_size` jobs, in order; a job handed back by its page leads the next one."""
+    waiting = list(jobs)
+    while waiting and not stop.is_set():
+        page, waiting = waiting[:page_size], waiting[page_size:]
+        done = repair_page(backends, page, options, audit)
+        waiting = done.deferred + waiting
+        yield from done.results
+
+
+def _parallel_lanes(lanes: list[list[UUID]], options: RepairOptions, audit: AuditLog | None,
+                    open_worker: Callable[[], Backends], report: BackfillReport, progress, page_size: int) -> None:
+    """One thread per lane; results come back to this thread as each page finishes. The first error
+    that stops a run (audit log, lost connection) stops the other lanes after their current page."""
+    results: queue.SimpleQueue = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def run(jobs: list[UUID]) -> None:
+        backends = open_worker()
+        try:
+            for result in _lane(backends, jobs, options, audit, page_size, stop):
+                results.put(result)
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            backends.repository.close()
+            results.put(None)
+
+    with ThreadPoolExecutor(max_workers=len(lanes)) as pool:
+        futures = [pool.submit(run, jobs) for jobs in lanes]
+        finished = 0
+        try:
+            while finished < len(lanes):
+                result = results.get()
+                if result is None:
+                    finished += 1
+                else:
+                    _add(report, result, progress)
+        finally:
+            stop.set()  # Ctrl-C here: the lanes stop after their current page
+    for future in futures:
+        future.result()  # re-raise the error that stopped a lane
+
+
 def _parallel(work: list[UUID], options: RepairOptions, audit: AuditLog | None, concurrency: int,
               open_worker: Callable[[], Backends], report: BackfillReport, progress) -> None:
-    """Each worker thread has its own connection (one transaction per job) and storage client."""
+    """Job by job (REST): each worker thread has its own client and storage client."""
     local = threading.local()
     opened: list[Backends] = []
     guard = threading.Lock()

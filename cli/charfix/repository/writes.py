@@ -3,7 +3,7 @@ meantime is never overwritten: the write matches nothing and raises ChangedError
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -33,6 +33,22 @@ class PostgresWrites:
             row = self.conn.execute("select id from jobs where id = %s for update skip locked", (job_id,)).fetchone()
             yield row is not None
 
+    @contextmanager
+    def locked_jobs(self, job_ids: Sequence[UUID]) -> Iterator[list[Job]]:
+        """One transaction for a page of jobs. Yields the jobs as stored whose row locks it took;
+        a job another run holds is left out, without waiting (SKIP LOCKED)."""
+        statement = sql.SQL(
+            "select {cols} from jobs where id = any(%(ids)s) order by created_at, id for update skip locked"
+        ).format(cols=self._columns("jobs"))
+        with self._errors(), self.conn.transaction():
+            yield self._fetch(Job, statement, {"ids": list(job_ids)})
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside `locked_jobs`: an exception rolls back only the writes made in this block."""
+        with self._errors(), self.conn.transaction():
+            yield
+
     def complete_job(self, job: Job, *, completed_at: datetime) -> Job:
         return self._update_job(
             job,
@@ -61,6 +77,17 @@ class PostgresWrites:
             cols=self._columns("user_library")
         )
         return self._fetch(LibraryItem, statement, {"user": user_id, "path": storage_path})
+
+    def library_items_at_paths(self, paths: Sequence[tuple[UUID, str]]) -> list[LibraryItem]:
+        """`library_items_at` for a page of (user, storage path) pairs, in one statement."""
+        if not paths:
+            return []
+        statement = sql.SQL(
+            "select {cols} from user_library where user_id = any(%(users)s) "
+            "and (user_id, storage_path) in (select * from unnest(%(owners)s::uuid[], %(paths)s::text[]))"
+        ).format(cols=self._columns("user_library"))
+        params = {"users": sorted({u for u, _ in paths}), "owners": [u for u, _ in paths], "paths": [p for _, p in paths]}
+        return self._fetch(LibraryItem, statement, params)
 
     def insert_library_item(self, item: NewLibraryItem) -> LibraryItem:
         values = {k: v for k, v in item.model_dump().items() if self.schema.has("user_library", k)}
