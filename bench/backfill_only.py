@@ -10,16 +10,13 @@ The dataset must exist (bench/generate.py); the indexed copy is made here when m
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
 import sys
 
 import psycopg
 
 from dataset import OUT, Spec, clone, database_url, exists, server_uri
-from measure import median, run, shown_command
-from run import INDEX_SQL, _backfill_argv, _repair_phase
+from measure import median, shown_command
+from run import INDEX_SQL, _backfill_argv, backfill_once
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,15 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     for concurrency in args.concurrency:
         runs = []
         for _ in range(args.repeat):
-            clone(admin, indexed, work_db)
-            shutil.rmtree(work_storage, ignore_errors=True)
-            os.system(f"cp -al {spec.storage} {work_storage}")
-            output, audit = OUT / "backfill.json", OUT / "audit.jsonl"
-            offset = audit.stat().st_size if audit.exists() else 0
-            measured = run(_backfill_argv(database_url(admin, work_db), work_storage, concurrency=concurrency),
-                           stdout=output)
-            done = json.loads(output.read_text())
-            repair_seconds = _repair_phase(audit, offset)
+            measured, done = backfill_once(admin, indexed, spec, concurrency=concurrency)
+            repair_seconds = done["repair_seconds"]
             runs.append((measured.seconds, done["repaired"], done["failed"], repair_seconds))
             print(f"  c{concurrency}: {measured.seconds:.1f} s, {done['repaired']} repaired, {done['failed']} failed, "
                   f"skipped_locked {done['skipped_locked']}, repairs alone {repair_seconds:.1f} s", flush=True)

@@ -287,6 +287,22 @@ class _PageCounter:
 # -- backfill ---------------------------------------------------------------------------------------
 
 
+def backfill_once(admin: str, source: str, spec: Spec, *, concurrency: int):
+    """One backfill on a fresh copy of `source` and of the storage folder: the run and its summary,
+    with `repair_seconds` (first to last audit line) added."""
+    work_db, work_storage = f"{spec.database}_work", OUT / "work-storage"
+    clone(admin, source, work_db)
+    shutil.rmtree(work_storage, ignore_errors=True)
+    # Hard links: charfix writes objects to a temporary file and renames it, never in place.
+    os.system(f"cp -al {spec.storage} {work_storage}")
+    output, audit = OUT / "backfill.json", OUT / "audit.jsonl"
+    offset = audit.stat().st_size if audit.exists() else 0
+    measured = run(_backfill_argv(database_url(admin, work_db), work_storage, concurrency=concurrency), stdout=output)
+    done = json.loads(output.read_text())
+    done["repair_seconds"] = _repair_phase(audit, offset)
+    return measured, done
+
+
 def _backfill(report: Report, args, spec: Spec, admin: str, indexed: str) -> None:
     report.say(f"\nbackfill-portraits --since 90d --yes (median of {args.backfill_repeat}; before each run the "
                "database is cloned from the pristine one and the storage folder copied)")
@@ -298,16 +314,7 @@ def _backfill(report: Report, args, spec: Spec, admin: str, indexed: str) -> Non
         for concurrency in ((1, 2, 4) if label == "with index" else (1,)):
             results = []
             for _ in range(args.backfill_repeat):
-                clone(admin, source, work_db)
-                shutil.rmtree(work_storage, ignore_errors=True)
-                # Hard links: charfix writes objects to a temporary file and renames it, never in place.
-                os.system(f"cp -al {spec.storage} {work_storage}")
-                output, audit = OUT / "backfill.json", OUT / "audit.jsonl"
-                offset = audit.stat().st_size if audit.exists() else 0
-                argv = _backfill_argv(database_url(admin, work_db), work_storage, concurrency=concurrency)
-                measured = run(argv, stdout=output)
-                done = json.loads(output.read_text())
-                done["repair_seconds"] = _repair_phase(audit, offset)
+                measured, done = backfill_once(admin, source, spec, concurrency=concurrency)
                 results.append((measured, done))
             seconds = median([m.seconds for m, _ in results])
             repaired = int(median([d["repaired"] for _, d in results]))

@@ -79,7 +79,8 @@ def repairable_total(seeded) -> int:
     return len([c for c in seeded.sample.cases if c.state == "repairable"])
 
 
-def test_the_database_connection_dropping_mid_run_stops_cleanly(seeded, tmp_path):
+def dropping_on_second_insert(seeded) -> Backends:
+    """Backends whose database connection is terminated by the server during the second insert."""
     backends = open_backends(seeded)
     repo = backends.repository
     original = repo.insert_library_item
@@ -93,6 +94,11 @@ def test_the_database_connection_dropping_mid_run_stops_cleanly(seeded, tmp_path
         return original(item)
 
     repo.insert_library_item = drop_on_second_insert
+    return backends
+
+
+def test_the_database_connection_dropping_mid_run_stops_cleanly(seeded, tmp_path):
+    backends = dropping_on_second_insert(seeded)
     audit = AuditLog(tmp_path / "audit.jsonl", "t", "test").open()
     with pytest.raises(ConnectionLostError, match="connection was lost"):
         # Pages of one job, so one job commits before the drop (test_repair_pages.py: a whole page).

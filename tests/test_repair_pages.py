@@ -14,12 +14,11 @@ from psycopg.types.json import Jsonb
 from charfix.audit import AuditError, AuditLog
 from charfix.demo.cases import png
 from charfix.errors import BackendError, ConnectionLostError
-from charfix.repair import Outcome
 from charfix.repair_pages import LOCKED_ELSEWHERE
 from charfix.service import backfill
 from charfix.storage.local import LocalStorage
 from snapshots import duplicate_rows
-from test_reliability import open_backends, repairable_left, repairable_total, selection
+from test_reliability import dropping_on_second_insert, open_backends, repairable_left, repairable_total, selection
 
 
 def log_lines(path) -> list[dict]:
@@ -94,19 +93,7 @@ def test_an_unwritable_audit_log_rolls_back_the_whole_page_and_stops(seeded, tmp
 
 
 def test_a_lost_connection_rolls_back_the_page_and_stops(seeded, tmp_path):
-    backends = open_backends(seeded)
-    repo = backends.repository
-    original = repo.insert_library_item
-    calls = {"n": 0}
-
-    def drop_on_second_insert(item):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            with psycopg.connect(seeded.db_url, autocommit=True) as admin:
-                admin.execute("select pg_terminate_backend(%s)", (repo.conn.info.backend_pid,))
-        return original(item)
-
-    repo.insert_library_item = drop_on_second_insert
+    backends = dropping_on_second_insert(seeded)
     audit = AuditLog(tmp_path / "audit.jsonl", "t", "test").open()
     with pytest.raises(ConnectionLostError, match="connection was lost"):
         backfill(backends, selection(seeded), audit=audit)
@@ -151,7 +138,7 @@ def test_a_job_sharing_a_character_with_an_earlier_one_is_read_again_after_it(se
     with seeded.connect() as conn:
         image, = conn.execute("select image_url from characters where id = %s", (character,)).fetchone()
         statuses = conn.execute("select status from jobs where id = any(%s)", ([first, second],)).fetchall()
-    assert image.startswith(f"user-library/") and str(first) in image
+    assert image.startswith("user-library/") and str(first) in image
     assert statuses == [("completed",), ("completed",)]
     updates = [line for line in log_lines(tmp_path / "audit.jsonl") if line["step"] == "update_character_image"
                and line["target"] == f"characters/{character}"]
