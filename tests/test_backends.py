@@ -26,7 +26,7 @@ from charfix.service import backfill
 from charfix.storage.local import LocalStorage
 from charfix.storage.supabase import SupabaseStorage
 from snapshots import duplicate_rows, snapshot
-from test_cli import _normalized, seeded_twin  # noqa: F401 (fixture)
+from test_cli import _bulk_incidents, _normalized, seeded_twin  # noqa: F401 (fixture)
 from tests.supabase_server import SupabaseTestServer, make_service_key
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -473,6 +473,29 @@ def test_a_backfill_over_rest_through_a_timeout_and_a_failing_write_loses_nothin
     assert [r.job_id for r in rerun.repaired] == [failed.job_id] and not rerun.failed
     assert [r.steps[-1].action.value for r in rerun.repaired] == ["update_character_image"]
     assert duplicate_rows(seeded.db_url) == duplicates
+
+
+def test_an_audit_log_failing_over_rest_with_workers_stops_the_jobs_not_yet_started(server, seeded, key, tmp_path,
+                                                                                       monkeypatch):
+    from charfix.audit import AuditError, AuditLog
+
+    extra = _bulk_incidents(seeded, 30)
+    selection = Selection(query=JobQuery(since=since(seeded)), rules=Rules(now=seeded.now))
+    original, lines = AuditLog._write, {"n": 0}
+
+    def full_disk_after_a_few_writes(self, batch):
+        lines["n"] += len(batch)
+        if lines["n"] > 6:
+            raise AuditError("cannot write the audit log: No space left on device")
+        return original(self, batch)
+
+    monkeypatch.setattr(AuditLog, "_write", full_disk_after_a_few_writes)
+    with pytest.raises(AuditError):
+        backfill(supabase_backends(server, key), selection, concurrency=2,
+                 open_worker=lambda: supabase_backends(server, key),
+                 audit=AuditLog(tmp_path / "audit.jsonl", "t", "test").open())
+    touched = rows(seeded, "select count(*) from jobs where id = any(%s) and status = 'completed'", extra)[0][0]
+    assert touched <= 4  # the jobs in flight when the log failed; the queued ones were never started
 
 
 def test_a_persistent_500_is_one_clear_line_naming_the_table(server, seeded, key):
