@@ -6,6 +6,7 @@ and storage listings (one per user folder and bucket), never one per job.
 
 from __future__ import annotations
 
+import posixpath
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -91,19 +92,20 @@ def _group(jobs, requests, assets, rows, temp, library, generic, characters) -> 
     assets_by_job = _index(assets, lambda a: a.job_id)
     temp_by_prefix = _index(temp, lambda o: o.key[: f.PREFIX_LENGTH])
     library_by_prefix = _index(library, lambda o: o.key[: f.PREFIX_LENGTH])
-    rows_by_user = _index(rows, lambda r: r.user_id)
+    rows_by_job = _Rows(rows)
     generic_by_key = {o.key: o for o in generic}
     known = _Characters(characters)
     result = []
     for job in jobs:
         prefix = f.job_prefix(job)
+        job_assets = tuple(assets_by_job[job.id])
         # Every part below is a model the adapters validated already: no need to check them again.
         gathered = JobFacts.model_construct(
             job=job,
-            assets=tuple(assets_by_job[job.id]),
+            assets=job_assets,
             temp_objects=tuple(temp_by_prefix[prefix]),
             library_objects=tuple(library_by_prefix[prefix]),
-            library_items=tuple(rows_by_user[job.user_id]),
+            library_items=rows_by_job.candidates(job, job_assets),
         )
         own_rows = f.job_rows(gathered)
         update = {
@@ -120,6 +122,24 @@ def _index(items, key) -> defaultdict:
     for item in items:
         grouped[key(item)].append(item)
     return grouped
+
+
+class _Rows:
+    """A page's library rows under each key that can tie a row to a job (facts.job_rows decides):
+    a heavy user's rows are looked up for each of their jobs, not scanned."""
+
+    def __init__(self, rows):
+        self.by_key: defaultdict = defaultdict(list)
+        for row in rows:
+            path = row.storage_path
+            for key in {path[: f.PREFIX_LENGTH], posixpath.splitext(path)[0], f.row_job_id(row)}:
+                self.by_key[(row.user_id, key)].append(row)
+
+    def candidates(self, job: Job, assets) -> tuple:
+        """A superset of the job's rows: by key prefix, by recorded job id, by asset stem."""
+        keys = [f.job_prefix(job), job.id, *(f"{job.user_id}/{a.id}" for a in assets)]
+        found = {id(row): row for key in keys for row in self.by_key.get((job.user_id, key), ())}
+        return tuple(found.values())
 
 
 class _Characters:
