@@ -157,7 +157,7 @@ class _Characters:
         if request.character_name:
             for character in self.by_name[(gathered.job.user_id, f.normalized_name(request.character_name))]:
                 wanted[character.id] = character
-        return sorted(wanted.values(), key=lambda c: (c.created_at, str(c.id)))
+        return sorted(wanted.values(), key=lambda c: (c.created_at, c.id))
 
 
 def scan(backends: Backends, query: JobQuery, rules: Rules, *, page_size: int = PAGE_SIZE) -> Iterator[Diagnosis]:
