@@ -20,7 +20,7 @@ from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Diagnosis, Job, Job
 from charfix.repository.base import JobQuery, Page, Repository
 from charfix.storage import Storage
 
-PAGE_SIZE = 500
+PAGE_SIZE = 2000
 LINK_WINDOW = timedelta(hours=1)
 
 
