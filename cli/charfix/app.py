@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -123,4 +124,8 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
 
 
 def run() -> None:
+    # A scan builds a few hundred thousand short-lived models. At the default threshold (700
+    # allocations) the cycle collector took 1.2 to 1.6 s of list-stuck's 6 s of CPU at 1,000,000 jobs;
+    # at 10,000 it takes 0.5 s. Objects without cycles are freed as before, by reference counting.
+    gc.set_threshold(10_000, 10, 10)
     sys.exit(main())

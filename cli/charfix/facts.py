@@ -9,6 +9,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -80,7 +81,12 @@ def read_request(job: Job) -> Request:
 
 
 def job_prefix(job: Job) -> str:
-    return f"{job.user_id}/{job.id}_"
+    return _prefix(job.user_id, job.id)
+
+
+@lru_cache(maxsize=16_384)  # a few pages of jobs: the scan asks for each job's prefix about ten times
+def _prefix(user_id: UUID, job_id: UUID) -> str:
+    return f"{user_id}/{job_id}_"
 
 
 def is_thumbnail(key: str) -> bool:
@@ -198,7 +204,8 @@ def job_rows(facts: JobFacts) -> list[LibraryItem]:
             or posixpath.splitext(item.storage_path)[0] in asset_stems
         )
     ]
-    return sorted(rows, key=lambda r: (r.created_at, str(r.id)))
+    # A UUID sorts as its canonical string does (fixed-width lower-case hex), without formatting it.
+    return sorted(rows, key=lambda r: (r.created_at, r.id))
 
 
 def library_object(facts: JobFacts, key: str) -> StoredObject | None:

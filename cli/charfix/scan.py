@@ -6,6 +6,7 @@ and storage listings (one per user folder and bucket), never one per job.
 
 from __future__ import annotations
 
+import posixpath
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Diagnosis, Job, Job
 from charfix.repository.base import JobQuery, Page, Repository
 from charfix.storage import Storage
 
-PAGE_SIZE = 500
+PAGE_SIZE = 2000
 LINK_WINDOW = timedelta(hours=1)
 
 
@@ -32,14 +33,16 @@ class Backends:
 def collect_facts(backends: Backends, jobs: Sequence[Job], *, link_window: timedelta = LINK_WINDOW) -> list[JobFacts]:
     if not jobs:
         return []
-    return _with_siblings(backends.repository, _gather(backends, jobs), link_window)
+    requests = {job.id: f.read_request(job) for job in jobs}
+    return _with_siblings(backends.repository, _gather(backends, jobs, requests), requests, link_window)
 
 
-def _with_siblings(repo: Repository, facts: list[JobFacts], window: timedelta) -> list[JobFacts]:
+def _with_siblings(repo: Repository, facts: list[JobFacts], requests: dict[UUID, f.Request],
+                   window: timedelta) -> list[JobFacts]:
     """Name-only jobs learn of the user's other drafts for the same name (one query per page)."""
     named = {}
     for item in facts:
-        request = f.read_request(item.job)
+        request = requests[item.job.id]
         if request.character_id is None and request.character_name:
             named[item.job.id] = (item.job.user_id, request.character_name)
     if not named:
@@ -55,7 +58,7 @@ def _with_siblings(repo: Repository, facts: list[JobFacts], window: timedelta) -
     return result
 
 
-def _gather(backends: Backends, jobs: Sequence[Job]) -> list[JobFacts]:
+def _gather(backends: Backends, jobs: Sequence[Job], requests: dict[UUID, f.Request]) -> list[JobFacts]:
     repo, storage = backends.repository, backends.storage
     ids = [j.id for j in jobs]
     assets = repo.assets_for(ids)
@@ -67,16 +70,17 @@ def _gather(backends: Backends, jobs: Sequence[Job]) -> list[JobFacts]:
     listed = {o.key for o in library}
     named = {r.storage_path for r in rows if f.is_safe_key(r.storage_path)}
     generic = storage.stat(LIBRARY_BUCKET, sorted(named - listed))
-    characters = repo.characters_for(*_character_keys(jobs, rows, library))
-    return _group(jobs, assets, rows, temp, library, generic, characters)
+    characters = repo.characters_for(*_character_keys(jobs, requests, rows, library))
+    return _group(jobs, requests, assets, rows, temp, library, generic, characters)
 
 
-def _character_keys(jobs: Sequence[Job], rows, library) -> tuple[list[UUID], list[tuple[UUID, str]]]:
+def _character_keys(jobs: Sequence[Job], requests: dict[UUID, f.Request], rows,
+                    library) -> tuple[list[UUID], list[tuple[UUID, str]]]:
     ids: set[UUID] = {cid for r in rows if (cid := f.row_character_id(r))}
     ids |= {cid for o in library if (cid := f.keyed_character_id(o.key))}
     names: set[tuple[UUID, str]] = set()
     for job in jobs:
-        request = f.read_request(job)
+        request = requests[job.id]
         if request.character_id:
             ids.add(request.character_id)
         if request.character_name:
@@ -84,30 +88,30 @@ def _character_keys(jobs: Sequence[Job], rows, library) -> tuple[list[UUID], lis
     return sorted(ids), sorted(names)
 
 
-def _group(jobs, assets, rows, temp, library, generic, characters) -> list[JobFacts]:
+def _group(jobs, requests, assets, rows, temp, library, generic, characters) -> list[JobFacts]:
     assets_by_job = _index(assets, lambda a: a.job_id)
     temp_by_prefix = _index(temp, lambda o: o.key[: f.PREFIX_LENGTH])
     library_by_prefix = _index(library, lambda o: o.key[: f.PREFIX_LENGTH])
-    rows_by_user = _index(rows, lambda r: r.user_id)
-    characters_by_user = _index(characters, lambda c: c.user_id)
+    rows_by_job = _Rows(rows)
     generic_by_key = {o.key: o for o in generic}
-    characters_by_id = {c.id: c for c in characters}
+    known = _Characters(characters)
     result = []
     for job in jobs:
         prefix = f.job_prefix(job)
-        gathered = JobFacts(
+        job_assets = tuple(assets_by_job[job.id])
+        # Every part below is a model the adapters validated already: no need to check them again.
+        gathered = JobFacts.model_construct(
             job=job,
-            assets=tuple(assets_by_job[job.id]),
+            assets=job_assets,
             temp_objects=tuple(temp_by_prefix[prefix]),
             library_objects=tuple(library_by_prefix[prefix]),
-            library_items=tuple(rows_by_user[job.user_id]),
+            library_items=rows_by_job.candidates(job, job_assets),
         )
         own_rows = f.job_rows(gathered)
-        wanted = _wanted_characters(gathered, own_rows, characters_by_id, characters_by_user)
         update = {
             "library_items": tuple(own_rows),
             "generic_objects": tuple(generic_by_key[r.storage_path] for r in own_rows if r.storage_path in generic_by_key),
-            "characters": tuple(wanted),
+            "characters": tuple(known.wanted(gathered, requests[job.id], own_rows)),
         }
         result.append(gathered.model_copy(update=update))
     return result
@@ -120,19 +124,40 @@ def _index(items, key) -> defaultdict:
     return grouped
 
 
-def _wanted_characters(gathered: JobFacts, rows, by_id, characters_by_user):
-    job = gathered.job
-    request = f.read_request(job)
-    wanted = {}
-    for cid in [request.character_id, *(f.row_character_id(r) for r in rows), *f.copied_character_ids(gathered)]:
-        if cid in by_id:
-            wanted[cid] = by_id[cid]
-    if request.character_name:
-        target = f.normalized_name(request.character_name)
-        for character in characters_by_user[job.user_id]:
-            if f.normalized_name(character.name) == target:
+class _Rows:
+    """A page's library rows under each key that can tie a row to a job (facts.job_rows decides):
+    a heavy user's rows are looked up for each of their jobs, not scanned."""
+
+    def __init__(self, rows):
+        self.by_key: defaultdict = defaultdict(list)
+        for row in rows:
+            path = row.storage_path
+            for key in {path[: f.PREFIX_LENGTH], posixpath.splitext(path)[0], f.row_job_id(row)}:
+                self.by_key[(row.user_id, key)].append(row)
+
+    def candidates(self, job: Job, assets) -> tuple:
+        """A superset of the job's rows: by key prefix, by recorded job id, by asset stem."""
+        keys = [f.job_prefix(job), job.id, *(f"{job.user_id}/{a.id}" for a in assets)]
+        found = {id(row): row for key in keys for row in self.by_key.get((job.user_id, key), ())}
+        return tuple(found.values())
+
+
+class _Characters:
+    """A page's characters, by id and by (owner, normalized name): each job's pick is a few lookups."""
+
+    def __init__(self, characters):
+        self.by_id = {c.id: c for c in characters}
+        self.by_name = _index(characters, lambda c: (c.user_id, f.normalized_name(c.name)))
+
+    def wanted(self, gathered: JobFacts, request: f.Request, rows) -> list:
+        wanted = {}
+        for cid in [request.character_id, *(f.row_character_id(r) for r in rows), *f.copied_character_ids(gathered)]:
+            if cid in self.by_id:
+                wanted[cid] = self.by_id[cid]
+        if request.character_name:
+            for character in self.by_name[(gathered.job.user_id, f.normalized_name(request.character_name))]:
                 wanted[character.id] = character
-    return sorted(wanted.values(), key=lambda c: (c.created_at, str(c.id)))
+        return sorted(wanted.values(), key=lambda c: (c.created_at, c.id))
 
 
 def scan(backends: Backends, query: JobQuery, rules: Rules, *, page_size: int = PAGE_SIZE) -> Iterator[Diagnosis]:

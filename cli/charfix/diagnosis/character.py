@@ -157,7 +157,7 @@ def _same_name(work: Work, name: str | None) -> tuple[list[Character], list[Char
         return [], []
     own = sorted(
         (c for c in work.facts.characters if c.user_id == work.facts.job.user_id),
-        key=lambda c: (c.created_at, str(c.id)),
+        key=lambda c: (c.created_at, c.id),
     )
     wanted = f.normalized_name(name)
     exact = [c for c in own if c.name == name]

@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 from pydantic import BaseModel
 
 from charfix.errors import BackendError, ConnectionLostError
-from charfix.facts import PREFIX_LENGTH, normalized_name
+from charfix.facts import normalized_name
 from charfix.models import PORTRAIT, Character, Job, LibraryItem, WorkspaceAsset
 from charfix.repository.base import REQUIRED_COLUMNS, JobQuery, Page, Schema
 from charfix.repository.writes import PostgresWrites
@@ -104,9 +104,8 @@ class PostgresRepository(PostgresWrites):
         if not jobs:
             return []
         matches = [
-            _member(sql.SQL("left(storage_path, {n})").format(n=sql.Literal(PREFIX_LENGTH)), "prefixes", "text"),
+            _member(sql.SQL("split_part(split_part(storage_path, '.', 1), '_', 1)"), "heads", "text"),
             _member(sql.SQL("roleplay_metadata->>'job_id'"), "job_ids", "text"),
-            _member(sql.SQL("split_part(storage_path, '.', 1)"), "stems", "text"),
         ]
         if self.schema.has("user_library", "generation_metadata"):
             matches.append(_member(sql.SQL("generation_metadata->>'job_id'"), "job_ids", "text"))
@@ -116,10 +115,11 @@ class PostgresRepository(PostgresWrites):
         )
         params = {
             "users": sorted({j.user_id for j in jobs}),
-            "prefixes": [f"{j.user_id}/{j.id}_" for j in jobs],
+            # A key names its job ({user}/{job}_...) or, after a manual "save to library", its asset
+            # ({user}/{asset}.png). Both are what comes before the key's first '.' and '_' (ids have
+            # neither): one test per row instead of two, for a superset that facts.job_rows narrows.
+            "heads": sorted({f"{j.user_id}/{j.id}" for j in jobs} | {f"{a.user_id}/{a.id}" for a in assets}),
             "job_ids": [str(j.id) for j in jobs],
-            # Manual "save to library" names the object after the asset: {user_id}/{asset_id}.png
-            "stems": [f"{a.user_id}/{a.id}" for a in assets],
         }
         return self._fetch(LibraryItem, statement, params)
 

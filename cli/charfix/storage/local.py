@@ -22,8 +22,10 @@ class LocalStorage:
     def list_prefixes(self, bucket: str, prefixes: Sequence[str]) -> list[StoredObject]:
         found = []
         for folder, starts in by_folder(prefixes).items():
+            wanted = tuple(starts)
             for entry in self._scan(bucket, folder):
-                if entry.is_file() and entry.name.startswith(tuple(starts)):
+                # The name test first: a user's folder holds every job's objects, few of them wanted.
+                if entry.name.startswith(wanted) and entry.is_file():
                     found.append(self._object(bucket, f"{folder}/{entry.name}" if folder else entry.name, entry.stat()))
         return found
 
@@ -72,7 +74,7 @@ class LocalStorage:
     def _scan(self, bucket: str, folder: str) -> list[os.DirEntry]:
         self.requests += 1
         try:
-            with os.scandir(self._path(bucket, folder) if folder else self.root / bucket) as entries:
+            with os.scandir(self._location(bucket, folder) if folder else os.path.join(self.root, bucket)) as entries:
                 return list(entries)
         except FileNotFoundError:
             return []
@@ -80,10 +82,14 @@ class LocalStorage:
             raise BackendError(f"cannot list {bucket}/{folder}: {exc.strerror}") from exc
 
     def _path(self, bucket: str, key: str) -> Path:
+        return Path(self._location(bucket, key))
+
+    def _location(self, bucket: str, key: str) -> str:
+        """The file's path as a string: listings ask for one per user folder, and Path is slow to build."""
         parts = key.split("/")
         if not key or any(p in ("", ".", "..") for p in parts) or "/" in bucket or bucket in ("", ".", ".."):
             raise UsageError(f"refusing storage key '{bucket}/{key}'")
-        return self.root.joinpath(bucket, *parts)
+        return os.path.join(self.root, bucket, *parts)
 
     @staticmethod
     def _object(bucket: str, key: str, st: os.stat_result) -> StoredObject:
