@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from charfix import facts as f
 from charfix.diagnosis.work import Work, duration
-from charfix.models import WORKSPACE_BUCKET, Action, Candidate, Character, LibraryItem, ReasonCode as R
+from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Action, Candidate, Character, LibraryItem, ReasonCode as R
 
 
 def resolve_character(work: Work, request: f.Request, rows: list[LibraryItem]) -> bool:
@@ -129,16 +129,18 @@ def _linked_to_older(work: Work, name: str, bound: Character, newer: Character) 
 
 def _copied_to_older(work: Work) -> Character | None:
     """Auto-save bound the portrait to a character that existed before the job, and a later step
-    failed. Evidence without a row: the object's key (`{user}/{job}_{character}.ext`), or auto-save's
-    first step, which pointed that character's image at this job's workspace-temp key."""
+    failed. Evidence without a row: the object's key (`{user}/{job}_{character}.ext`), or a character
+    whose image is this job's: its workspace-temp key (auto-save's first step) or one of its library
+    keys (auto-save's last step, or charfix's repair; without this a repaired job would lose the
+    evidence that chose its character)."""
     job = work.facts.job
-    temp_prefix = f"{WORKSPACE_BUCKET}/{f.job_prefix(job)}"
+    prefixes = tuple(f"{bucket}/{f.job_prefix(job)}" for bucket in (WORKSPACE_BUCKET, LIBRARY_BUCKET))
     copied = set(f.copied_character_ids(work.facts))
     for character in work.facts.characters:
         if character.user_id != job.user_id or character.created_at >= job.created_at:
             continue
         images = (character.image_url or "", character.reference_image_url or "")
-        if character.id in copied or any(image.startswith(temp_prefix) for image in images):
+        if character.id in copied or any(image.startswith(prefixes) for image in images):
             return character
     return None
 
