@@ -181,12 +181,16 @@ class StorageHandler:
                 "created_at": _iso(st.st_ctime), "updated_at": _iso(st.st_mtime)}
 
     # -- operations -----------------------------------------------------------
-    def _all_keys(self, bucket: str) -> list[str]:
+    def _all_keys(self, bucket: str, needle: str = "") -> list[str]:
+        """Keys of the bucket; with `needle` (lower case), only the folders that can hold keys starting
+        with it are walked, so a listing costs its folder, not the whole bucket."""
         d = self._bucket_dir(bucket)
         keys = []
-        for dirpath, _dirs, files in os.walk(d):
-            for fn in files:
-                keys.append(Path(dirpath, fn).relative_to(d).as_posix())
+        for dirpath, dirs, files in os.walk(d):
+            rel = os.path.relpath(dirpath, d).replace(os.sep, "/")
+            rel = "" if rel == "." else rel + "/"
+            dirs[:] = [c for c in dirs if _may_hold(f"{rel}{c}/".lower(), needle)]
+            keys += [rel + fn for fn in files]
         return keys
 
     def list(self, bucket: str, body: dict) -> Response:
@@ -206,7 +210,7 @@ class StorageHandler:
         level = len(prefix.split("/"))  # 1-based token index of the listed level
         needle = (prefix + search).lower()
         folders, files = set(), []
-        for key in self._all_keys(bucket):
+        for key in self._all_keys(bucket, needle):
             if not key.lower().startswith(needle):
                 continue
             tokens = key.split("/")
@@ -332,3 +336,8 @@ class StorageHandler:
                 self._delete(src_b, body["sourceKey"], src)
             return _json(200, {"message": "Successfully moved", "Id": meta["id"], "Key": body["destinationKey"]})
         return _json(200, {"Id": meta["id"], "Key": f"{dst_b}/{body['destinationKey']}"})
+
+
+def _may_hold(folder: str, needle: str) -> bool:
+    """Whether keys under `folder` (ending in /) can start with `needle`."""
+    return folder.startswith(needle) or needle.startswith(folder)
