@@ -95,10 +95,9 @@ class AuditLog:
         """One job's row writes rolled back (its savepoint) before they were written: drop its lines."""
         self._local.pending = [line for line in self._pending if line["job_id"] != str(job_id)]
 
-    def rolled_back(self, job_id: Any = None) -> None:
+    def rolled_back(self) -> None:
         """The transaction's row writes rolled back. Lines not yet written are dropped; if some were
-        written (the commit itself failed), a `rolled_back` line per job says which did not happen.
-        The lines name their own jobs; `job_id` is accepted for the one-job callers."""
+        written (the commit itself failed), a `rolled_back` line per job says which did not happen."""
         undone = getattr(self._local, "flushed", [])
         self._pending.clear()
         self._local.flushed = []

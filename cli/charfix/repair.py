@@ -80,13 +80,13 @@ def repair_job(backends: Backends, job_id: UUID, options: RepairOptions, audit: 
     except AuditError:
         raise
     except ConnectionLostError:
-        _after_rollback(audit, job_id)
+        after_rollback(audit)
         raise
     except ChangedError as exc:
-        _after_rollback(audit, job_id)
+        after_rollback(audit)
         return rediagnosed(backends, job_id, options, exc)
     except (BackendError, CharfixError) as exc:
-        _after_rollback(audit, job_id)
+        after_rollback(audit)
         return JobResult(job_id, Outcome.FAILED, message=exc.message)
     if audit is not None:
         audit.committed()
@@ -105,10 +105,10 @@ def rediagnosed(backends: Backends, job_id: UUID, options: RepairOptions, change
                      message=f"{changed.message}; diagnosed again: {diagnosis.state.value}")
 
 
-def _after_rollback(audit: AuditLog | None, job_id: UUID) -> None:
-    """The job's row writes rolled back; object copies did happen and keep their lines."""
+def after_rollback(audit: AuditLog | None) -> None:
+    """The transaction's row writes rolled back; object copies did happen and keep their lines."""
     if audit is not None:
-        audit.rolled_back(job_id)
+        audit.rolled_back()
 
 
 def _repair_locked(backends: Backends, job_id: UUID, options: RepairOptions, audit: AuditLog | None) -> JobResult:

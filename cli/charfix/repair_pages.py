@@ -21,7 +21,7 @@ from charfix.audit import AuditError, AuditLog
 from charfix.diagnosis import diagnose
 from charfix.errors import BackendError, ChangedError, CharfixError, ConnectionLostError
 from charfix.models import Action, JobFacts
-from charfix.repair import JobResult, Outcome, RepairOptions, planned, rediagnosed
+from charfix.repair import JobResult, Outcome, RepairOptions, after_rollback, planned, rediagnosed
 from charfix.repair_steps import StepContext, apply_step
 from charfix.scan import Backends, collect_facts
 
@@ -60,10 +60,10 @@ def repair_page(backends: Backends, job_ids: Sequence[UUID], options: RepairOpti
         raise AuditError(f"{reason}; the row writes of this page of {len(job_ids)} job(s) were rolled back",
                          hint=exc.hint) from exc
     except ConnectionLostError:
-        _after_rollback(audit)
+        after_rollback(audit)
         raise
     except (BackendError, CharfixError) as exc:
-        _after_rollback(audit)
+        after_rollback(audit)
         return _page_failed(page, job_ids, exc.message)
     if audit is not None:
         audit.committed()
@@ -115,21 +115,15 @@ def _apply(backends: Backends, facts: JobFacts, result: JobResult, options: Repa
                 apply_step(context, step)
     except (AuditError, ConnectionLostError):
         raise
-    except ChangedError as exc:
-        _dropped(audit, result, exc.message)
-        return rediagnosed(backends, result.job_id, options, exc)
     except (BackendError, CharfixError) as exc:
-        _dropped(audit, result, exc.message)
+        if audit is not None:
+            audit.drop(result.job_id)  # its savepoint rolled back; its object copies keep their lines
+        if isinstance(exc, ChangedError):
+            return rediagnosed(backends, result.job_id, options, exc)
+        result.outcome, result.message = Outcome.FAILED, exc.message
         return result
     result.outcome = Outcome.REPAIRED
     return result
-
-
-def _dropped(audit: AuditLog | None, result: JobResult, message: str) -> None:
-    """The job's savepoint rolled back: its row lines go; its object copies happened and keep theirs."""
-    if audit is not None:
-        audit.drop(result.job_id)
-    result.outcome, result.message = Outcome.FAILED, message
 
 
 def _read_rows(facts: JobFacts) -> set[UUID]:
@@ -145,10 +139,6 @@ def _written_rows(result: JobResult) -> set[UUID]:
             written.add(UUID(step.params["library_row_id"]))
     return written
 
-
-def _after_rollback(audit: AuditLog | None) -> None:
-    if audit is not None:
-        audit.rolled_back()
 
 
 def _preview(backends: Backends, job_ids: Sequence[UUID], options: RepairOptions) -> PageResult:
