@@ -37,8 +37,8 @@ def backfill_cli(
 ) -> None:
     """Repair every [b]repairable[/b] portrait job; never touch needs_review, lost, failed or in_progress ones.
 
-    Safe to run from cron (with [cyan]--yes[/cyan]): each job is locked, re-diagnosed and repaired in one
-    transaction, and a second run finds nothing to do. Exit code 0 when every attempted repair succeeded,
+    Safe to run from cron (with [cyan]--yes[/cyan]): each job is locked, re-diagnosed and repaired in a transaction
+    (over Postgres, a page of jobs per transaction), and a second run finds nothing to do. Exit code 0 when every attempted repair succeeded,
     1 when any failed (the others are still done).
 
     Example: [cyan]charfix --demo backfill-portraits --yes[/cyan]

@@ -38,6 +38,7 @@ UUID_LAYOUT = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
 
 class SupabaseRepository:
     transactional = False  # each request commits on its own
+
     def __init__(self, supabase: Supabase, *, url_budget: int = URL_BUDGET):
         self.supabase = supabase
         self.caller = Caller(supabase, "Supabase REST")
