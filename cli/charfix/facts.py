@@ -29,6 +29,7 @@ THUMB_SUFFIX = ".thumb.webp"
 INT4_MAX = 2_147_483_647
 PREFIX_LENGTH = 74  # len("{user uuid}/{job uuid}_")
 INT4_MIN = -2_147_483_648
+ORIGINAL_FAL_URL = "original_fal_url"
 
 
 def as_dict(value: Any) -> dict[str, Any]:
@@ -125,6 +126,8 @@ class Output:
     thumbnail: StoredObject | None
     external_url: str | None
     empty_path: bool
+    # Where external_url was read: the asset's temp_storage_path, or the job's metadata.original_fal_url.
+    external_from: str | None
     recorded_key: str | None  # temp_storage_path when it is a key
 
     @property
@@ -159,12 +162,19 @@ def find_output(facts: JobFacts) -> Output:
     thumbnail = None
     if source is not None:
         thumbnail = objects.get(posixpath.splitext(source.key)[0] + THUMB_SUFFIX)
+    external, external_from = (path, "temp_storage_path") if is_url(path) else (None, None)
+    fal_url = text_value(as_dict(facts.job.metadata), ORIGINAL_FAL_URL)
+    if external is None and asset is not None and not path and is_url(fal_url):
+        # Since 2026-01 the app records the provider's URL in the job when its upload fails and
+        # temp_storage_path stays '' (docs/diagnosis.md, `output_external_url`).
+        external, external_from = fal_url.strip(), f"metadata.{ORIGINAL_FAL_URL}"
     return Output(
         asset=asset,
         source=source,
         thumbnail=thumbnail,
-        external_url=path if is_url(path) else None,
+        external_url=external,
         empty_path=asset is not None and not path,
+        external_from=external_from,
         recorded_key=recorded,
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID
@@ -13,7 +13,7 @@ from uuid import UUID
 from charfix import facts as f
 from charfix.audit import AuditLog
 from charfix.errors import BackendError, ChangedError, RefusedError
-from charfix.fetch import fetch_image
+from charfix.fetch import EXTENSIONS
 from charfix.models import (
     LIBRARY_BUCKET,
     PORTRAIT,
@@ -52,6 +52,10 @@ class StepContext:
     # The rows already at the library paths this job may insert at, when a page looked them up at once
     # (inside its lock). None: look them up when the step runs.
     rows_at: dict[tuple[UUID, str], list[LibraryItem]] | None = None
+    # A copy from a provider's URL stores at the extension its bytes show, not the plan's guess: the
+    # planned `bucket/key` -> the path written, and that object's content type (docs/repairs.md).
+    stored_as: dict[str, str] = field(default_factory=dict)
+    stored_types: dict[str, str] = field(default_factory=dict)
 
     @property
     def job(self) -> Job:
@@ -68,6 +72,10 @@ class StepContext:
             # The diagnosis never plans this; refusing here keeps the rule whatever called us.
             raise RefusedError(f"character {character_id} is not a character of user {self.job.user_id}")
         return found
+
+    def stored(self, path: str) -> str:
+        """Where a planned `bucket/key` was written: a fetched copy may have changed its extension."""
+        return self.stored_as.get(path, path)
 
     def record(self, step: Action, target: str, before: Any, after: Any) -> None:
         if self.audit is not None:
@@ -113,16 +121,12 @@ def _link_character(ctx: StepContext, params: dict[str, Any]) -> None:
 
 
 def _copy_object(ctx: StepContext, params: dict[str, Any]) -> None:
-    storage = ctx.backends.storage
     bucket, key = _split(params["destination"])
     if "source" in params:
         source_bucket, source_key = _split(params["source"])
         _copy_if_needed(ctx, source_bucket, source_key, bucket, key)
     else:
-        data, content_type = fetch_image(params["source_url"])
-        if not storage.stat(bucket, [key]):
-            written = storage.write(bucket, key, data, content_type=content_type)
-            ctx.record(Action.COPY_OBJECT, f"{bucket}/{key}", None, {"source_url": params["source_url"], "size": written.size})
+        _fetch_if_needed(ctx, params["source_url"], bucket, key)
     if "thumbnail_source" in params:
         source_bucket, source_key = _split(params["thumbnail_source"])
         thumb_bucket, thumb_key = _split(params["thumbnail_destination"])
@@ -142,9 +146,40 @@ def _copy_if_needed(ctx: StepContext, source_bucket: str, source_key: str, bucke
     ctx.record(Action.COPY_OBJECT, f"{bucket}/{key}", before, {"source": f"{source_bucket}/{source_key}", "size": copied.size})
 
 
+def _fetch_if_needed(ctx: StepContext, url: str, bucket: str, key: str) -> None:
+    """The provider's file, fetched through the guarded fetcher. A key this plan chose (its row is
+    still to be inserted) takes the extension of the type the bytes show; an existing row's key is
+    kept as the row names it. Any object already at the key (or, for a chosen key, at its stem with
+    one of the fetchable extensions) counts as the copy: nothing is fetched again."""
+    storage = ctx.backends.storage
+    chosen = _inserts_row_at(ctx, key)
+    stem = key.rsplit(".", 1)[0]
+    present = storage.stat(bucket, [f"{stem}.{ext}" for ext in EXTENSIONS] if chosen else [key])
+    if present:
+        _stored(ctx, bucket, key, present[0].key, None)
+        return
+    fetched = ctx.backends.fetcher(url)
+    final = f"{stem}.{fetched.extension}" if chosen else key
+    written = storage.write(bucket, final, fetched.data, content_type=fetched.content_type)
+    ctx.record(Action.COPY_OBJECT, f"{bucket}/{final}", None,
+               {"source_url": url, "size": written.size, "content_type": fetched.content_type})
+    _stored(ctx, bucket, key, final, fetched.content_type)
+
+
+def _inserts_row_at(ctx: StepContext, key: str) -> bool:
+    return any(step.action == Action.INSERT_LIBRARY_ROW and step.params.get("storage_path") == key
+               for step in ctx.diagnosis.plan)
+
+
+def _stored(ctx: StepContext, bucket: str, planned: str, final: str, content_type: str | None) -> None:
+    ctx.stored_as[f"{bucket}/{planned}"] = f"{bucket}/{final}"
+    if content_type is not None:
+        ctx.stored_types[final] = content_type
+
+
 def _insert_library_row(ctx: StepContext, params: dict[str, Any]) -> None:
     repo, job = ctx.backends.repository, ctx.job
-    key = params["storage_path"]
+    key = _split(ctx.stored(f"{LIBRARY_BUCKET}/{params['storage_path']}"))[1]
     # Idempotency (domain.md section 5): the same path, or a row that names this job.
     existing = ctx.library_items_at(key)
     known = {r.id for r in ctx.facts.library_items}
@@ -166,13 +201,14 @@ def _new_row(ctx: StepContext, key: str, size: int, character: Character) -> New
     meta = f.as_dict(job.metadata)
     assets = f.own_assets(ctx.facts)
     asset = assets[0] if assets else None
-    mime = (asset.mime_type if asset else None) or mimetypes.guess_type(key)[0] or "image/png"
+    fetched = ctx.stored_types.get(key)  # what a fetched file's bytes are, whatever the asset row claimed
+    mime = fetched or (asset.mime_type if asset else None) or mimetypes.guess_type(key)[0] or "image/png"
     thumb = f"{key.rsplit('.', 1)[0]}{f.THUMB_SUFFIX}"
     portrait = _portrait(job, character)
     return NewLibraryItem(
         id=library_row_id(job.id),
         user_id=job.user_id,
-        asset_type=asset.asset_type if asset else ("video" if mime.startswith("video/") else "image"),
+        asset_type=asset.asset_type if asset and not fetched else ("video" if mime.startswith("video/") else "image"),
         storage_path=key,
         file_size_bytes=size,
         mime_type=mime,
@@ -213,11 +249,12 @@ def _upgrade_library_row(ctx: StepContext, params: dict[str, Any]) -> None:
 
 def _update_character_image(ctx: StepContext, params: dict[str, Any]) -> None:
     character = ctx.character(UUID(params["character_id"]))
-    if character.image_url == params["image_url"]:
+    image_url = ctx.stored(params["image_url"])
+    if character.image_url == image_url:
         return
     seed = params.get("seed_locked")
     after = ctx.backends.repository.update_character_image(
-        character, image_url=params["image_url"], seed=seed if f.fits_int4(seed) else None,
+        character, image_url=image_url, seed=seed if f.fits_int4(seed) else None,
         reference="reference_image_url" in params,
     )
     ctx.record(Action.UPDATE_CHARACTER_IMAGE, f"characters/{character.id}", _character_view(character), _character_view(after))

@@ -96,10 +96,13 @@ def _foreign_asset(work: Work) -> bool:
 
 def _no_output(work: Work, output: f.Output) -> None:
     if output.external_url:
+        kept = ("the asset kept the provider's URL" if output.external_from == "temp_storage_path"
+                else f"temp_storage_path is empty, but the job's {output.external_from} holds the provider's URL")
         work.because(
             R.OUTPUT_EXTERNAL_URL,
-            "The upload to workspace-temp failed and the asset kept the provider's URL, which may have expired.",
+            f"The upload to workspace-temp failed and {kept}, which may have expired.",
             url=output.external_url,
+            recorded_in=output.external_from,
             asset_id=output.asset.id if output.asset else None,
         )
         return
