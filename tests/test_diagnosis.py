@@ -776,6 +776,56 @@ def test_external_url_plan_fetches_the_url():
     assert copy["destination"].endswith(".png")
 
 
+def with_fal_url(facts: JobFacts, url: Any) -> JobFacts:
+    """The job's metadata as the application writes it since 2026-01 when its completion update lands."""
+    meta = {**facts.job.metadata, "original_fal_url": url, "fal_response": {"images": [{"url": url}]}}
+    return facts.model_copy(update={"job": facts.job.model_copy(update={"metadata": meta})})
+
+
+FAL_URL_IN_METADATA = FAL_URL.format("recorded")
+FAL_TABLE = [
+    row("empty-path-with-fal-url", with_fal_url(with_(by_id(path="", label="fal"), temp=[]), FAL_URL_IN_METADATA),
+        State.NEEDS_REVIEW, [R.OUTPUT_EXTERNAL_URL], [A.COPY_OBJECT, A.INSERT_LIBRARY_ROW, A.UPDATE_CHARACTER_IMAGE]),
+    row("empty-path-processing-with-fal-url",
+        with_fal_url(with_(by_id(status="processing", path="", label="fal-p"), temp=[]), FAL_URL_IN_METADATA),
+        State.NEEDS_REVIEW, [R.JOB_NOT_COMPLETED, R.OUTPUT_EXTERNAL_URL],
+        [A.COMPLETE_JOB, A.COPY_OBJECT, A.INSERT_LIBRARY_ROW, A.UPDATE_CHARACTER_IMAGE]),
+    row("empty-path-failed-with-fal-url",
+        with_fal_url(with_(by_id(status="failed", path="", label="fal-f"), temp=[]), FAL_URL_IN_METADATA),
+        State.NEEDS_REVIEW, [R.JOB_FAILED, R.OUTPUT_EXTERNAL_URL]),
+    row("empty-path-with-padded-fal-url",
+        with_fal_url(with_(by_id(path="", label="fal-pad"), temp=[]), f"  {FAL_URL_IN_METADATA}\n"),
+        State.NEEDS_REVIEW, [R.OUTPUT_EXTERNAL_URL]),
+    # Only an http(s) URL is a provider's URL: anything else in the metadata is no output.
+    *[row(f"empty-path-with-fal-url-{label}", with_fal_url(with_(by_id(path="", label=f"fal-{label}"), temp=[]), url),
+          State.LOST, [R.OUTPUT_MISSING], [])
+      for label, url in [("file", "file:///etc/passwd"), ("blank", "   "), ("number", 42), ("list", [FAL_URL_IN_METADATA]),
+                         ("relative", "v3.fal.media/files/x.png")]],
+    # The object in workspace-temp is the output: the URL is not needed.
+    row("object-and-fal-url", with_fal_url(by_id(label="fal-obj"), FAL_URL_IN_METADATA), State.REPAIRABLE,
+        [R.LIBRARY_COPY_MISSING, R.CHARACTER_IMAGE_NOT_UPDATED]),
+]
+
+
+@pytest.mark.parametrize(("facts", "expect"), FAL_TABLE)
+def test_a_provider_url_in_the_metadata_is_the_output_of_an_empty_temp_path(facts: JobFacts, expect: Expect):
+    test_table(facts, expect)
+
+
+def test_the_metadata_url_is_fetched_and_named_as_evidence():
+    diagnosis = run(with_fal_url(with_(by_id(path="", label="fal-e"), temp=[]), FAL_URL_IN_METADATA))
+    assert step(diagnosis, A.COPY_OBJECT)["source_url"] == FAL_URL_IN_METADATA
+    evidence = diagnosis.reasons[0].evidence
+    assert (evidence["url"], evidence["recorded_in"]) == (FAL_URL_IN_METADATA, "metadata.original_fal_url")
+
+
+def test_the_assets_own_url_wins_over_the_metadata_url():
+    asset_url = FAL_URL.format("asset")
+    diagnosis = run(with_fal_url(with_(by_id(path=asset_url, label="fal-both"), temp=[]), FAL_URL_IN_METADATA))
+    assert step(diagnosis, A.COPY_OBJECT)["source_url"] == asset_url
+    assert diagnosis.reasons[0].evidence["recorded_in"] == "temp_storage_path"
+
+
 def test_missing_object_with_a_recorded_key_falls_back_to_another_object_of_the_job():
     facts = by_id(label="fallback")
     other = temp_obj(temp_key(facts.job, T0 + 11 * S))

@@ -163,11 +163,12 @@ def find_output(facts: JobFacts) -> Output:
     if source is not None:
         thumbnail = objects.get(posixpath.splitext(source.key)[0] + THUMB_SUFFIX)
     external, external_from = (path, "temp_storage_path") if is_url(path) else (None, None)
-    fal_url = text_value(as_dict(facts.job.metadata), ORIGINAL_FAL_URL)
+    fal_url = (text_value(as_dict(facts.job.metadata), ORIGINAL_FAL_URL) or "").strip()
     if external is None and asset is not None and not path and is_url(fal_url):
-        # Since 2026-01 the app records the provider's URL in the job when its upload fails and
-        # temp_storage_path stays '' (docs/diagnosis.md, `output_external_url`).
-        external, external_from = fal_url.strip(), f"metadata.{ORIGINAL_FAL_URL}"
+        # Since 2026-01 the app records the provider's URL in the job when its completion update
+        # lands, and stores temp_storage_path '' when its upload fails (docs/diagnosis.md,
+        # `output_external_url`).
+        external, external_from = fal_url, f"metadata.{ORIGINAL_FAL_URL}"
     return Output(
         asset=asset,
         source=source,
