@@ -285,6 +285,12 @@ def test_an_expired_url_says_so(site):
         fetcher(["127.0.0.1"])(f"http://{HOST}:{site.port}/gone.png")
 
 
+def test_a_server_error_is_not_called_an_expired_copy(site):
+    site.routes["/busy.png"] = lambda handler: handler.send_error(503)
+    with pytest.raises(BackendError, match=r"answered HTTP 503; nothing was stored \(a later run may try again\)"):
+        fetcher(["127.0.0.1"])(f"http://{HOST}:{site.port}/busy.png")
+
+
 # ---------------------------------------------------------------------------------------------
 # TLS: the certificate and the server name are the URL's host, whatever address was dialled
 # ---------------------------------------------------------------------------------------------

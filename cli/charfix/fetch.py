@@ -34,6 +34,7 @@ DEADLINE_SECONDS = 30.0
 MAX_REDIRECTS = 3
 CHUNK = 64 * 1024
 REDIRECTS = (301, 302, 303, 307, 308)
+GONE = (401, 403, 404, 410)  # how providers answer an expired or revoked signed URL
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -223,7 +224,7 @@ class Fetcher:
         try:
             result = self._talk(target, deadline, holder)
         except (OSError, http.client.HTTPException) as exc:
-            if cut.is_set():
+            if cut.is_set() or time.monotonic() >= deadline:
                 raise self._late(target) from exc
             raise BackendError(f"cannot fetch {target.url}: {exc}") from exc
         finally:
@@ -249,9 +250,11 @@ class Fetcher:
         response = conn.getresponse()
         if response.status in REDIRECTS and response.getheader("Location"):
             return response.getheader("Location"), b"", ""
-        if response.status != 200:
+        if response.status in GONE:
             raise BackendError(
                 f"{target.url} answered HTTP {response.status}: the provider's copy has expired; the portrait is lost")
+        if response.status != 200:
+            raise BackendError(f"{target.url} answered HTTP {response.status}; nothing was stored (a later run may try again)")
         length = response.getheader("Content-Length")
         if length is not None and length.strip().isdigit() and int(length) > self.max_bytes:
             raise self._too_big(target)
