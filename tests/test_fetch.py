@@ -23,13 +23,17 @@ from psycopg.types.json import Jsonb
 from charfix.diagnosis import Rules
 from charfix.errors import BackendError
 from charfix.fetch import Fetcher, fetch_image, refusal, sniff
+from charfix.http import connect
 from charfix.models import State
 from charfix.repair import Outcome
 from charfix.repository.postgres import PostgresRepository
+from charfix.repository.supabase import SupabaseRepository
 from charfix.scan import Backends, diagnose_ids
 from charfix.service import complete_job
 from charfix.storage.local import LocalStorage
+from charfix.storage.supabase import SupabaseStorage
 from snapshots import snapshot
+from tests.supabase_server import SupabaseTestServer, make_service_key
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(17) + b"\x00\x00\x00\x00IEND\xaeB`\x82"
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(32) + b"\xff\xd9"
@@ -438,45 +442,54 @@ def storage_root(tmp_path):
     return root
 
 
+@pytest.fixture(params=["postgres", "supabase"])
+def backend(request, db_url, storage_root):
+    """Either backend over the same database and folder; `backend(fetch)` builds the Backends."""
+    if request.param == "postgres":
+        repo = PostgresRepository.connect(db_url)
+        yield lambda fetch: Backends(repository=repo, storage=LocalStorage(storage_root), fetcher=fetch)
+        repo.close()
+        return
+    key = make_service_key()
+    server = SupabaseTestServer(dsn=db_url, storage_root=storage_root, service_key=key)
+    server.start()
+    client = connect(server.url, key, timeout=5)
+    yield lambda fetch: Backends(repository=SupabaseRepository(client), storage=SupabaseStorage(client), fetcher=fetch)
+    server.stop()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.parametrize("in_metadata", [False, True], ids=["temp-storage-path", "original-fal-url"])
-def test_a_job_only_at_the_provider_url_is_fetched_stored_and_shown(db_url, storage_root, site, in_metadata):
+def test_a_job_only_at_the_provider_url_is_fetched_stored_and_shown(db_url, storage_root, backend, site, in_metadata):
     site.routes["/files/heron.html"] = answer(JPEG, "text/html")
     url = f"http://{HOST}:{site.port}/files/heron.html?sig=1"
     user, job, character = plant(db_url, url=url, in_metadata=in_metadata)
-    repo = PostgresRepository.connect(db_url)
-    backends = Backends(repository=repo, storage=LocalStorage(storage_root), fetcher=fetcher(["127.0.0.1"]))
+    backends = backend(fetcher(["127.0.0.1"]))
     rules = Rules(now=datetime.now(timezone.utc))
-    try:
-        assert diagnose_ids(backends, [job], rules)[0].state == State.NEEDS_REVIEW
-        result = complete_job(backends, job, rules=rules)
-        assert result.outcome == Outcome.REPAIRED, result.message
-        key = f"{user}/{job}_{character}.jpg"
-        assert (storage_root / "user-library" / key).read_bytes() == JPEG
-        assert sorted(p.name for p in (storage_root / "user-library" / str(user)).iterdir()) == [f"{job}_{character}.jpg"]
-        with psycopg.connect(db_url) as conn:
-            rows = conn.execute("select storage_path, mime_type, asset_type, file_size_bytes, character_id "
-                                "from user_library where user_id = %s", (user,)).fetchall()
-            image = conn.execute("select image_url, reference_image_url from characters where id = %s", (character,)).fetchone()
-            status, = conn.execute("select status from jobs where id = %s", (job,)).fetchone()
-        assert rows == [(key, "image/jpeg", "image", len(JPEG), character)]
-        assert image == (f"user-library/{key}", f"user-library/{key}") and status == "completed"
-        assert diagnose_ids(backends, [job], rules)[0].state == State.SAVED
-        again = complete_job(backends, job, rules=rules)
-        assert again.outcome == Outcome.ALREADY_FINE and len(site.requests) == 1
-    finally:
-        repo.close()
+    assert diagnose_ids(backends, [job], rules)[0].state == State.NEEDS_REVIEW
+    result = complete_job(backends, job, rules=rules)
+    assert result.outcome == Outcome.REPAIRED, result.message
+    key = f"{user}/{job}_{character}.jpg"
+    assert (storage_root / "user-library" / key).read_bytes() == JPEG
+    assert sorted(p.name for p in (storage_root / "user-library" / str(user)).iterdir()) == [f"{job}_{character}.jpg"]
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("select storage_path, mime_type, asset_type, file_size_bytes, character_id "
+                            "from user_library where user_id = %s", (user,)).fetchall()
+        image = conn.execute("select image_url, reference_image_url from characters where id = %s", (character,)).fetchone()
+        status, = conn.execute("select status from jobs where id = %s", (job,)).fetchone()
+    assert rows == [(key, "image/jpeg", "image", len(JPEG), character)]
+    assert image == (f"user-library/{key}", f"user-library/{key}") and status == "completed"
+    assert diagnose_ids(backends, [job], rules)[0].state == State.SAVED
+    again = complete_job(backends, job, rules=rules)
+    assert again.outcome == Outcome.ALREADY_FINE and len(site.requests) == 1
 
 
-def test_a_refused_fetch_writes_nothing(db_url, storage_root, site):
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_refused_fetch_writes_nothing(db_url, storage_root, backend, site):
     site.routes["/files/heron.png"] = answer(PNG)
     _, job, _ = plant(db_url, url=f"http://{HOST}:{site.port}/files/heron.png", in_metadata=True)
-    repo = PostgresRepository.connect(db_url)
-    backends = Backends(repository=repo, storage=LocalStorage(storage_root),
-                        fetcher=Fetcher(resolver=Resolver(["127.0.0.1"])))  # the default policy: loopback is inside
+    backends = backend(Fetcher(resolver=Resolver(["127.0.0.1"])))  # the default policy: loopback is inside
     before = snapshot(db_url, storage_root)
-    try:
-        result = complete_job(backends, job, rules=Rules(now=datetime.now(timezone.utc)))
-    finally:
-        repo.close()
+    result = complete_job(backends, job, rules=Rules(now=datetime.now(timezone.utc)))
     assert result.outcome == Outcome.FAILED and "private address" in result.message
     assert snapshot(db_url, storage_root) == before and site.requests == []
