@@ -231,6 +231,12 @@ def test_the_connection_goes_to_the_checked_address_and_keeps_the_host_name(site
     assert fetch.resolver.asked == [(HOST, site.port)]
 
 
+def test_an_odd_path_is_sent_percent_encoded(site):
+    site.routes["/files/h%C3%A9ron%20x.png"] = answer(PNG)
+    assert fetcher(["127.0.0.1"])(f"http://{HOST}:{site.port}/files/h\u00e9ron x.png").data == PNG
+    assert site.requests == [("/files/h%C3%A9ron%20x.png", f"{HOST}:{site.port}")]
+
+
 def test_a_second_dns_answer_is_never_asked_for_nor_used(site):
     """DNS rebinding: the name answers a public address, then an inside one. Only the first is used."""
     inside = Site("127.0.0.2", port=site.port)

@@ -36,6 +36,7 @@ CHUNK = 64 * 1024
 REDIRECTS = (301, 302, 303, 307, 308)
 GONE = (401, 403, 404, 410)  # how providers answer an expired or revoked signed URL
 DEFAULT_PORTS = {"http": 80, "https": 443}
+_PRINTABLE = "".join(chr(c) for c in range(0x21, 0x7F))
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Iterable[str]]  # (host, port) -> addresses, asked once per URL
@@ -182,7 +183,8 @@ class Fetcher:
         except UnicodeError as exc:
             raise BackendError(f"refusing to fetch {url!r}: {parsed.hostname!r} is not a valid host name") from exc
         port = port or DEFAULT_PORTS[scheme]
-        path = urllib.parse.urlunsplit(("", "", parsed.path or "/", parsed.query, ""))
+        # Non-ASCII, spaces and control characters are sent percent-encoded; escapes already there stay.
+        path = urllib.parse.quote(urllib.parse.urlunsplit(("", "", parsed.path or "/", parsed.query, "")), safe=_PRINTABLE)
         return _Target(url, scheme, host, port, path, self._checked_addresses(url, host, port))
 
     def _checked_addresses(self, url: str, host: str, port: int) -> tuple[str, ...]:
