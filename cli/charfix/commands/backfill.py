@@ -13,6 +13,7 @@ from charfix.commands.writing import confirm, open_audit
 from charfix.errors import ExitStatus
 from charfix.metrics import recorded_run
 from charfix.runtime import Runtime
+from charfix.users import user_option
 from charfix.selection import build_selection
 from charfix.service import backfill
 
@@ -49,6 +50,7 @@ def backfill_cli(
     Example: [cyan]charfix --demo backfill-portraits --yes[/cyan]
     """
     runtime: Runtime = ctx.obj
+    user = user_option(runtime, user)  # an email becomes the user's id
     selection = build_selection(
         now=runtime.now(), since=since, user=user, states=state, every_state=every_state,
         stuck_after=stuck_after, link_window=link_window, limit=None,

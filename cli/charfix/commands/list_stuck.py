@@ -9,6 +9,7 @@ import typer
 from charfix.commands import options
 from charfix.models import Diagnosis
 from charfix.runtime import Runtime
+from charfix.users import user_option
 from charfix.scan import Backends
 from charfix.selection import Selection, Tally, build_selection, selected
 
@@ -41,6 +42,7 @@ def list_stuck_cli(
     Example: [cyan]charfix --demo list-stuck --since 3d --state repairable --json[/cyan]
     """
     runtime: Runtime = ctx.obj
+    user = user_option(runtime, user)  # an email becomes the user's id
     selection = build_selection(
         now=runtime.now(), since=since, user=user, states=state, every_state=every_state,
         stuck_after=stuck_after, link_window=link_window, limit=limit,
