@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from charfix.by_character import show_character_hint, with_character
 from charfix.commands import options
 from charfix.models import Diagnosis
 from charfix.runtime import Runtime
@@ -33,6 +34,8 @@ def list_stuck_cli(
     link_window: options.LinkWindow = "1h",
     limit: options.Limit = None,
     json_output: options.Json = False,
+    character: Annotated[str | None, typer.Option("--character", help="Only jobs about this character: its exact "
+                                                  "name, or its id (near names are shown as hints).")] = None,
 ) -> None:
     """List portrait jobs whose portrait did not reach the library, with why and what would fix it.
 
@@ -47,9 +50,11 @@ def list_stuck_cli(
         now=runtime.now(), since=since, user=user, states=state, every_state=every_state,
         stuck_after=stuck_after, link_window=link_window, limit=limit,
     )
+    selection = with_character(selection, character)
     if json_output:
         # Streamed: a year of production jobs never sits in memory at once.
         runtime.env.print_json_lines(d.to_json() for d in selected(runtime.backends(), selection, Tally()))
+        show_character_hint(runtime, selection)
         return
     diagnoses, tally = list_stuck(runtime.backends(), selection)
     from charfix.ui.render import stuck_table, summary
@@ -59,3 +64,4 @@ def list_stuck_cli(
     else:
         runtime.env.out.print("Nothing to do: no portrait job needs attention.")
     runtime.env.out.print(summary(tally.by_state, shown=tally.shown, examined=tally.examined))
+    show_character_hint(runtime, selection)
