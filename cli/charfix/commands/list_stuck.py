@@ -8,6 +8,7 @@ import typer
 
 from charfix.by_character import show_character_hint, with_character
 from charfix.commands import options
+from charfix.commands.summary import show_summary
 from charfix.models import Diagnosis
 from charfix.runtime import Runtime
 from charfix.users import user_option
@@ -36,6 +37,8 @@ def list_stuck_cli(
     json_output: options.Json = False,
     character: Annotated[str | None, typer.Option("--character", help="Only jobs about this character: its exact "
                                                   "name, or its id (near names are shown as hints).")] = None,
+    summary_only: Annotated[bool, typer.Option("--summary", help="Counts by state and reason, and a bar per day of "
+                                               "jobs needing attention, instead of the list.")] = False,
 ) -> None:
     """List portrait jobs whose portrait did not reach the library, with why and what would fix it.
 
@@ -51,6 +54,8 @@ def list_stuck_cli(
         stuck_after=stuck_after, link_window=link_window, limit=limit,
     )
     selection = with_character(selection, character)
+    if summary_only:
+        return show_summary(runtime, selection, json_output=json_output)
     if json_output:
         # Streamed: a year of production jobs never sits in memory at once.
         runtime.env.print_json_lines(d.to_json() for d in selected(runtime.backends(), selection, Tally()))
