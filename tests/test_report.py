@@ -107,3 +107,8 @@ def test_report_needs_one_job_or_a_user(cli, seeded):
     assert cli(*args(seeded, "report", str(INCIDENT_JOB), "--user", "mandy@example.com")).code == 2
     missing = cli(*args(seeded, "report", str(uuid.uuid4())))
     assert missing.code == 4 and missing.stderr.startswith("error:")
+
+
+def test_an_unreadable_audit_log_is_one_line_and_exit_3(cli, seeded, tmp_path):
+    result = cli(*args(seeded, "report", str(INCIDENT_JOB), "--audit-log", str(tmp_path)))  # a directory
+    assert result.code == 3 and result.stderr.startswith("error: cannot read the audit log")

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from charfix.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class AuditEntry:
@@ -37,6 +39,9 @@ def entries_for(path: Path, job_ids: Iterable[UUID]) -> tuple[list[AuditEntry], 
         handle = path.open("r", encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return [], 0
+    except OSError as exc:
+        raise ConfigError(f"cannot read the audit log {path}: {exc.strerror or exc}",
+                          hint="pass --audit-log PATH or set CHARFIX_AUDIT_LOG") from None
     with handle:
         for line in handle:
             if not line.strip():

@@ -178,11 +178,12 @@ def build_report(backends, *, rules, audit_path, job_ids: Sequence[UUID] = (), u
         diagnoses = diagnose_ids(backends, job_ids, rules)
         title = f"Portrait report: job `{diagnoses[0].job_id}`" if len(diagnoses) == 1 else "Portrait report"
     else:
-        everything = list(scan(backends, JobQuery(since=since, user_id=user_id), rules))
-        logged = {e.job_id for e in entries_for(audit_path, [d.job_id for d in everything])[0]}
-        diagnoses = [d for d in everything if needs_attention(d) or d.job_id in logged]
+        diagnoses = list(scan(backends, JobQuery(since=since, user_id=user_id), rules))
         title = f"Portrait report: user `{user_id}`"
     entries, unreadable = entries_for(audit_path, [d.job_id for d in diagnoses])
+    if user_id is not None:
+        logged = {e.job_id for e in entries}
+        diagnoses = [d for d in diagnoses if needs_attention(d) or d.job_id in logged]
     by_job: dict[UUID, list[AuditEntry]] = {}
     for entry in entries:
         by_job.setdefault(entry.job_id, []).append(entry)
