@@ -13,9 +13,9 @@ from charfix.commands.writing import confirm, open_audit
 from charfix.errors import ExitStatus
 from charfix.metrics import recorded_run
 from charfix.runtime import Runtime
-from charfix.users import user_option
 from charfix.selection import build_selection
 from charfix.service import backfill
+from charfix.users import user_option
 
 
 def backfill_cli(

@@ -11,9 +11,9 @@ from charfix.commands import options
 from charfix.commands.summary import show_summary
 from charfix.models import Diagnosis
 from charfix.runtime import Runtime
-from charfix.users import user_option
 from charfix.scan import Backends
 from charfix.selection import Selection, Tally, build_selection, selected
+from charfix.users import user_option
 
 
 def list_stuck(backends: Backends, selection: Selection) -> tuple[list[Diagnosis], Tally]:

@@ -14,10 +14,10 @@ from charfix.models import Diagnosis, State
 from charfix.parsing import parse_job_ref
 from charfix.repair import Outcome, RepairOptions, repair_job
 from charfix.runtime import Runtime
-from charfix.users import user_option
 from charfix.scan import diagnose_ids, resolve_job_ids
 from charfix.selection import Tally, build_selection, selected
 from charfix.service import check_link, complete_job, link_character
+from charfix.users import user_option
 
 
 

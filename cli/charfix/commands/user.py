@@ -10,8 +10,8 @@ from charfix.commands import options
 from charfix.parsing import parse_since
 from charfix.runtime import Runtime
 from charfix.selection import build_rules
-from charfix.users import looks_like_email, resolve_user
 from charfix.user_view import user_view
+from charfix.users import looks_like_email, resolve_user
 
 
 def user_cli(
