@@ -18,6 +18,8 @@ from charfix.commands.doctor import doctor_cli
 from charfix.commands.link_character import link_character_cli
 from charfix.commands.list_stuck import list_stuck_cli
 from charfix.commands.repair import repair_cli
+from charfix.commands.report import report_cli
+from charfix.commands.user import user_cli
 from charfix.errors import CharfixError, ExitStatus
 from charfix.runtime import Runtime
 from charfix.ui.environment import Environment
@@ -87,6 +89,8 @@ app.command("backfill-portraits")(backfill_cli)
 app.command("repair")(repair_cli)
 app.command("doctor")(doctor_cli)
 app.command("demo")(demo_cli)
+app.command("user")(user_cli)
+app.command("report")(report_cli)
 
 
 def main(argv: list[str] | None = None, env: Environment | None = None) -> int:

@@ -14,6 +14,7 @@ from werkzeug.wrappers import Request
 from werkzeug.http import HTTP_STATUS_CODES
 
 from .faults import Faults
+from .gotrue import AuthAdminHandler
 from .openapi import build_openapi
 from .postgrest import PostgrestHandler, Response, error_response
 from .catalog import PgrstError, from_pg_error
@@ -45,6 +46,7 @@ class SupabaseTestServer:
         buckets: tuple[str, ...] = DEFAULT_BUCKETS,
         host: str = "127.0.0.1",
         port: int = 0,
+        jwt_secret: str = "charfix-test-secret",
     ) -> None:
         if not service_key:
             raise ValueError("service_key is required")
@@ -57,6 +59,7 @@ class SupabaseTestServer:
         self.faults = Faults()
         self._postgrest = PostgrestHandler(dsn, schema)
         self._storage = StorageHandler(self.storage_root, buckets)
+        self._auth_admin = AuthAdminHandler(dsn, jwt_secret)
         self._lock = threading.Lock()
         self.request_count = 0
         self.requests: list[tuple[str, str, str]] = []
@@ -189,6 +192,12 @@ class SupabaseTestServer:
             if "/" in rest:
                 return error_response(PgrstError(404, "PGRST125", "Invalid path specified in request URL"))
             return self._postgrest.handle(method, rest, qs, request.headers, request.get_data())
+        if path.startswith("/auth/v1/"):
+            apikey = request.headers.get("apikey")
+            if not self._auth_admin.gateway_accepts(apikey):
+                return _gateway_error("Invalid API key" if apikey else "No API key found in request",
+                                      "Double check your Supabase `anon` or `service_role` API key.")
+            return self._auth_admin.handle(method, path[len("/auth/v1/"):], qs, request.headers)
         if path.startswith("/storage/v1/"):
             denied = self._auth(request, storage=True)
             if denied:

@@ -20,3 +20,16 @@ def make_service_key(role: str = "service_role", secret: str = "charfix-test-sec
                                "exp": 4102444800}, separators=(",", ":")).encode())
     sig = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
     return f"{header}.{payload}.{_b64(sig)}"
+
+
+def read_key(token: str, secret: str = "charfix-test-secret") -> dict | None:
+    """The claims of a key signed with `secret` (HS256), or None when it is not one."""
+    try:
+        header, payload, signature = token.split(".")
+        expected = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+        if not hmac.compare_digest(_b64(expected), signature):
+            return None
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return claims if isinstance(claims, dict) else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,9 +11,11 @@ import typer
 from charfix.commands import options
 from charfix.commands.writing import confirm, open_audit
 from charfix.errors import ExitStatus
+from charfix.metrics import recorded_run
 from charfix.runtime import Runtime
 from charfix.selection import build_selection
 from charfix.service import backfill
+from charfix.users import user_option
 
 
 def backfill_cli(
@@ -34,6 +37,9 @@ def backfill_cli(
     json_output: options.Json = False,
     operator: options.Operator = None,
     audit_log: options.AuditPath = None,
+    metrics_file: Annotated[Path | None, typer.Option("--metrics-file", help="Also write the run's figures to this "
+                                                      "file for node_exporter's textfile collector (not with --dry-run).",
+                                                      show_default=False)] = None,
 ) -> None:
     """Repair every [b]repairable[/b] portrait job; never touch needs_review, lost, failed or in_progress ones.
 
@@ -44,6 +50,7 @@ def backfill_cli(
     Example: [cyan]charfix --demo backfill-portraits --yes[/cyan]
     """
     runtime: Runtime = ctx.obj
+    user = user_option(runtime, user)  # an email becomes the user's id
     selection = build_selection(
         now=runtime.now(), since=since, user=user, states=state, every_state=every_state,
         stuck_after=stuck_after, link_window=link_window, limit=None,
@@ -53,10 +60,11 @@ def backfill_cli(
         runtime.env.err.print("Nothing written.")
         return
     audit = None if dry_run else open_audit(runtime, "backfill-portraits", path=audit_log, operator=operator)
-    with _progress(runtime) as progress:
+    with _progress(runtime) as progress, recorded_run(metrics_file, clock=runtime.now, dry_run=dry_run) as run:
         try:
-            report = backfill(backends, selection, max_jobs=max_jobs, concurrency=concurrency, dry_run=dry_run,
-                              audit=audit, open_worker=runtime.open_worker, progress=progress)
+            report = run.report = backfill(backends, selection, max_jobs=max_jobs, concurrency=concurrency,
+                                           dry_run=dry_run, audit=audit, open_worker=runtime.open_worker,
+                                           progress=progress)
         finally:
             if audit is not None:
                 audit.close()

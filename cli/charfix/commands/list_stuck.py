@@ -6,11 +6,14 @@ from typing import Annotated
 
 import typer
 
+from charfix.by_character import show_character_hint, with_character
 from charfix.commands import options
+from charfix.commands.summary import show_summary
 from charfix.models import Diagnosis
 from charfix.runtime import Runtime
 from charfix.scan import Backends
 from charfix.selection import Selection, Tally, build_selection, selected
+from charfix.users import user_option
 
 
 def list_stuck(backends: Backends, selection: Selection) -> tuple[list[Diagnosis], Tally]:
@@ -32,6 +35,10 @@ def list_stuck_cli(
     link_window: options.LinkWindow = "1h",
     limit: options.Limit = None,
     json_output: options.Json = False,
+    character: Annotated[str | None, typer.Option("--character", help="Only jobs about this character: its exact "
+                                                  "name, or its id (near names are shown as hints).")] = None,
+    summary_only: Annotated[bool, typer.Option("--summary", help="Counts by state and reason, and a bar per day of "
+                                               "jobs needing attention, instead of the list.")] = False,
 ) -> None:
     """List portrait jobs whose portrait did not reach the library, with why and what would fix it.
 
@@ -41,13 +48,18 @@ def list_stuck_cli(
     Example: [cyan]charfix --demo list-stuck --since 3d --state repairable --json[/cyan]
     """
     runtime: Runtime = ctx.obj
+    user = user_option(runtime, user)  # an email becomes the user's id
     selection = build_selection(
         now=runtime.now(), since=since, user=user, states=state, every_state=every_state,
         stuck_after=stuck_after, link_window=link_window, limit=limit,
     )
+    selection = with_character(selection, character)
+    if summary_only:
+        return show_summary(runtime, selection, json_output=json_output)
     if json_output:
         # Streamed: a year of production jobs never sits in memory at once.
         runtime.env.print_json_lines(d.to_json() for d in selected(runtime.backends(), selection, Tally()))
+        show_character_hint(runtime, selection)
         return
     diagnoses, tally = list_stuck(runtime.backends(), selection)
     from charfix.ui.render import stuck_table, summary
@@ -57,3 +69,4 @@ def list_stuck_cli(
     else:
         runtime.env.out.print("Nothing to do: no portrait job needs attention.")
     runtime.env.out.print(summary(tally.by_state, shown=tally.shown, examined=tally.examined))
+    show_character_hint(runtime, selection)

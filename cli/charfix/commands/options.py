@@ -10,7 +10,7 @@ import typer
 Since = Annotated[
     str, typer.Option("--since", help="How far back to look: a duration (7d, 36h, 90m) or a date (2026-11-01).")
 ]
-User = Annotated[str | None, typer.Option("--user", help="Only this user's jobs (a user id).")]
+User = Annotated[str | None, typer.Option("--user", help="Only this user's jobs: a user id or the email they sign in with.")]
 StuckAfter = Annotated[
     str,
     typer.Option("--stuck-after", help="A queued/processing job with no output older than this has failed."),

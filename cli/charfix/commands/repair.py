@@ -17,6 +17,7 @@ from charfix.runtime import Runtime
 from charfix.scan import diagnose_ids, resolve_job_ids
 from charfix.selection import Tally, build_selection, selected
 from charfix.service import check_link, complete_job, link_character
+from charfix.users import user_option
 
 
 
@@ -39,6 +40,7 @@ def repair_cli(
     Example: [cyan]charfix --demo repair[/cyan]   or, in a script, [cyan]charfix repair 4f2c3f1b --yes[/cyan]
     """
     runtime: Runtime = ctx.obj
+    user = user_option(runtime, user)  # an email becomes the user's id
     selection = build_selection(now=runtime.now(), since=since, user=user, states=None, every_state=False,
                                 stuck_after=stuck_after, link_window=link_window, limit=None)
     if not runtime.env.interactive and not (yes and job_id):

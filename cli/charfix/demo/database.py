@@ -66,7 +66,9 @@ def prepare(conn, storage: Path, *, now: datetime | None = None) -> None:
     now = now or datetime.now(timezone.utc)
     if row is None:
         seed(conn, storage, now=now)
-    elif now - row[0] > REFRESH_AFTER:
+        return
+    seed_users(conn)  # a demo seeded before auth.users was part of it
+    if now - row[0] > REFRESH_AFTER:
         _shift(conn, storage, now - row[0])
 
 
@@ -86,12 +88,22 @@ def seed(conn, storage: Path, *, now: datetime) -> None:
                 cols = ", ".join(values)
                 marks = ", ".join(f"%({k})s" for k in values)
                 conn.execute(f"insert into {table} ({cols}) values ({marks})", values)
+        seed_users(conn)
         conn.execute("insert into charfix_demo (seeded_at) values (%s)", (now,))
     for bucket, key, data, written in sample.objects:
         path = storage / bucket / key
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         os.utime(path, (written.timestamp(), written.timestamp()))
+
+
+def seed_users(conn) -> None:
+    from charfix.demo.sample import EMAILS
+
+    if conn.execute("select to_regclass('auth.users')").fetchone()[0] is None:
+        conn.execute(schema_sql())
+    for user_id, email in EMAILS.items():
+        conn.execute("insert into auth.users (id, email) values (%s, %s) on conflict (id) do nothing", (user_id, email))
 
 
 def _columns(conn, table: str) -> set[str]:

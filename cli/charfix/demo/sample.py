@@ -10,6 +10,9 @@ ALICE = stable_id("user:alice")  # the incident's user
 BEN = stable_id("user:ben")
 CHLOE = stable_id("user:chloe")
 MALLORY = stable_id("user:mallory")  # owns a public character others must never be linked to
+# Their sign-in emails (auth.users). The incident's user writes in about "Mandy" from mandy@example.com.
+EMAILS = {ALICE: "mandy@example.com", BEN: "ben@example.com", CHLOE: "chloe@example.com",
+          MALLORY: "mallory@example.com"}
 FAL_URL = "https://v3.fal.media/files/penguin/demo-{}.png"
 S = timedelta(seconds=1)
 

@@ -121,3 +121,12 @@ create table if not exists user_library (
     updated_at timestamptz default now()
 );
 create index if not exists idx_user_library_user on user_library (user_id, created_at desc);
+
+-- Supabase Auth's users, reduced to what charfix reads (emails, for `--user EMAIL`). On a real
+-- project the table exists with many more columns; created here only when it is missing.
+create schema if not exists auth;
+create table if not exists auth.users (
+    id uuid primary key,
+    email text,
+    created_at timestamptz default now()
+);

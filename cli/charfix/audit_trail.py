@@ -1,0 +1,87 @@
+"""Reading the audit log back: what charfix did to given jobs, and when.
+
+The log is JSON lines written by charfix.audit; its format grows (new fields appear, old ones may
+be missing), so every line is read defensively: a line that is not a JSON object with a `job_id`
+is skipped, unknown fields are kept but never required.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from charfix.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    job_id: UUID
+    time: datetime | None
+    operator: str | None
+    command: str | None
+    step: str | None
+    outcome: str | None  # newer logs say how the write ended; older ones do not
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def entries_for(path: Path, job_ids: Iterable[UUID]) -> tuple[list[AuditEntry], int]:
+    """The log's lines about these jobs, in file order, and how many lines were unreadable.
+    A missing log is no line at all (charfix has not written anything with it)."""
+    wanted = {str(job_id) for job_id in job_ids}
+    found: list[AuditEntry] = []
+    unreadable = 0
+    try:
+        handle = path.open("r", encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return [], 0
+    except OSError as exc:
+        raise ConfigError(f"cannot read the audit log {path}: {exc.strerror or exc}",
+                          hint="pass --audit-log PATH or set CHARFIX_AUDIT_LOG") from None
+    with handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except ValueError:
+                unreadable += 1
+                continue
+            if not isinstance(data, dict):
+                unreadable += 1
+                continue
+            job = data.get("job_id")
+            if not isinstance(job, str) or job.lower() not in wanted:
+                continue
+            found.append(_entry(data))
+    return found, unreadable
+
+
+def _entry(data: dict[str, Any]) -> AuditEntry:
+    known = {"job_id", "time", "operator", "command", "step", "outcome"}
+    return AuditEntry(
+        job_id=UUID(data["job_id"]),
+        time=_time(data.get("time")),
+        operator=_text(data.get("operator")),
+        command=_text(data.get("command")),
+        step=_text(data.get("step")),
+        outcome=_text(data.get("outcome")),
+        extra={k: v for k, v in data.items() if k not in known},
+    )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None

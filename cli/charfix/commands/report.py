@@ -1,0 +1,56 @@
+"""`charfix report`: Markdown for a support ticket, about one job or one user's jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from charfix.commands import options
+from charfix.errors import UsageError
+from charfix.parsing import parse_job_ref, parse_since
+from charfix.report import build_report
+from charfix.runtime import Runtime
+from charfix.scan import resolve_job_ids
+from charfix.selection import build_rules
+from charfix.users import resolve_user
+
+
+def report_cli(
+    ctx: typer.Context,
+    job_id: Annotated[str | None, typer.Argument(metavar="[JOB]", help="The job id (or a unique prefix of 8+ "
+                                                 "characters).", show_default=False)] = None,
+    user: Annotated[str | None, typer.Option("--user", help="Instead of one job: this user's jobs (id or email) "
+                                             "that need attention or that charfix changed.", show_default=False)] = None,
+    since: Annotated[str, typer.Option("--since", help="With --user: how far back to look (30d, or a date).")] = "30d",
+    stuck_after: options.StuckAfter = "15m",
+    link_window: options.LinkWindow = "1h",
+    audit_log: options.AuditPath = None,
+) -> None:
+    """Print a Markdown report to paste into a support ticket: what happened, what charfix did and when
+    (from the audit log), and what is left for a person. No keys, no web addresses; every text from
+    the database is escaped. It writes nothing.
+
+    Example: [cyan]charfix --demo report 69e0cd17[/cyan]   or   [cyan]charfix --demo report --user mandy@example.com[/cyan]
+    """
+    runtime: Runtime = ctx.obj
+    if (job_id is None) == (user is None):
+        raise UsageError("give one job id, or --user, but not both", hint="charfix report JOB  or  charfix report --user EMAIL")
+    now = runtime.now()
+    rules = build_rules(now=now, stuck_after=stuck_after, link_window=link_window)
+    path = audit_log or runtime.settings.audit_log or _default_audit_path()
+    backends = runtime.backends()
+    if job_id is not None:
+        ids = resolve_job_ids(backends, [parse_job_ref(job_id)])
+        text = build_report(backends, rules=rules, audit_path=path, job_ids=ids)
+    else:
+        user_id = resolve_user(backends, user)
+        text = build_report(backends, rules=rules, audit_path=path, user_id=user_id, since=parse_since(since, now=now))
+    runtime.env.stdout.write(runtime.env.redact(text))
+    runtime.env.stdout.flush()
+
+
+def _default_audit_path():
+    from charfix.audit import default_audit_path
+
+    return default_audit_path()

@@ -1,0 +1,19 @@
+"""`list-stuck --summary`: the counts and the per-day bars (or their JSON)."""
+
+from __future__ import annotations
+
+from charfix.by_character import show_character_hint
+from charfix.runtime import Runtime
+from charfix.selection import Selection
+from charfix.summary import summarize
+
+
+def show_summary(runtime: Runtime, selection: Selection, *, json_output: bool) -> None:
+    summary = summarize(runtime.backends(), selection)
+    if json_output:
+        runtime.env.print_json(summary.to_json())
+    else:
+        from charfix.ui.summary_render import render_summary
+
+        render_summary(runtime.env.out, summary)
+    show_character_hint(runtime, selection)

@@ -1,0 +1,89 @@
+"""Rendering `charfix user`: the user's jobs by state, characters and library portraits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from charfix import facts as f
+from charfix.models import State
+from charfix.ui.render import STATE_ORDER, age, state_text, stuck_table
+from charfix.user_view import ImageKind, UserView, image_shown
+
+IMAGE_LABEL = {
+    ImageKind.NONE: ("no image", "red"),
+    ImageKind.LIBRARY: ("library portrait", "green"),
+    ImageKind.WORKSPACE: ("temporary workspace copy", "yellow"),
+    ImageKind.PROVIDER_URL: ("provider URL: expires", "red"),
+    ImageKind.SIGNED_URL: ("signed URL: expires", "red"),
+    ImageKind.STORAGE_URL: ("public storage URL", "green"),
+    ImageKind.OTHER_URL: ("external URL: may expire", "yellow"),
+    ImageKind.OTHER: ("unrecognised value", "yellow"),
+}
+SHOWN_LIMIT = 300  # a storage key is about 120 characters; a name longer than this is noise
+
+
+def render_user(console: Console, view: UserView, *, now: datetime) -> None:
+    head = Text.assemble(("user ", "bold"), (str(view.user_id), "bold"))
+    if view.email:
+        head.append(f"  {_shown(view.email)}")
+    console.print(head)
+    console.print(_jobs_line(view, now))
+    if view.attention:
+        console.print(stuck_table(view.attention, now=now))
+    console.print(Text("\nCharacters", style="bold"))
+    console.print(_characters(view, now) if view.characters else Text("  none"))
+    console.print(Text("\nLibrary portraits (the Characters tab)", style="bold"))
+    console.print(_library(view, now) if view.library else Text("  none"))
+
+
+def _jobs_line(view: UserView, now: datetime) -> Text:
+    text = Text(f"{view.examined} portrait job(s) in the last {age(view.since, now)}")
+    parts = []
+    for state in STATE_ORDER:
+        if view.by_state[state]:
+            parts += [", " if parts else ": ", Text(f"{view.by_state[state]} "), state_text(State(state))]
+    if parts:
+        text.append_text(Text.assemble(*parts))
+    if view.attention:
+        text.append(f"; {len(view.attention)} need attention:")
+    return text
+
+
+def _characters(view: UserView, now: datetime) -> Table:
+    table = Table(header_style="bold", pad_edge=False)
+    for column in ("character", "name", "created", "jobs", "image"):
+        table.add_column(column, overflow="fold")
+    for item in view.characters:
+        c = item.character
+        label, style = IMAGE_LABEL[item.image]
+        shown = image_shown(c.image_url)
+        image = Text(label, style=style)
+        if shown:
+            image.append("\n" + _shown(shown), style="dim")
+        table.add_row(str(c.id)[:8], Text(_shown(c.name)), age(c.created_at, now) + " ago", str(item.jobs), image)
+    return table
+
+
+def _library(view: UserView, now: datetime) -> Table:
+    table = Table(header_style="bold", pad_edge=False)
+    for column in ("row", "created", "character", "job", "storage path"):
+        table.add_column(column, overflow="fold")
+    for item in view.library:
+        cid = f.row_character_id(item)
+        name = view.character_names.get(cid) if cid else None
+        character = Text(_shown(name)) if name else Text(str(cid)[:8] + " (not theirs or deleted)" if cid else "-",
+                                                         style="yellow" if cid else "")
+        jid = f.row_job_id(item)
+        table.add_row(str(item.id)[:8], age(item.created_at, now) + " ago", character, str(jid)[:8] if jid else "-",
+                      Text(_shown(item.storage_path)))
+    return table
+
+
+def _shown(text: str) -> str:
+    # TODO(merge): charfix.ui.safe.terminal_text escapes control and bidi characters; use it here.
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return cleaned if len(cleaned) <= SHOWN_LIMIT else cleaned[: SHOWN_LIMIT - 1] + "…"

@@ -1,0 +1,72 @@
+"""`charfix user EMAIL|ID`: one view of a user's jobs, characters and library portraits, the same
+over Postgres and over REST."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+
+from charfix.demo.sample import ALICE
+from charfix.facts import is_visible
+from charfix.models import LibraryItem
+from test_cli import args
+from test_users import key, server  # noqa: F401 (fixtures)
+from tests.supabase_server import make_service_key
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+SIGNED = "https://abcd.supabase.co/storage/v1/object/sign/workspace-temp/x.png?token=eyJSECRETTOKEN"
+
+
+def plant_signed_image(seeded) -> str:
+    """A character whose image is a signed URL, as the app's editor stores one (token in the query)."""
+    character_id = uuid.uuid4()
+    with seeded.connect() as conn:
+        conn.execute("insert into characters (id, user_id, name, description, image_url, created_at) "
+                     "values (%s, %s, %s, %s, %s, %s)",
+                     (character_id, ALICE, "Signed", "d", SIGNED, datetime.now(timezone.utc)))
+    return str(character_id)
+
+
+def test_user_by_email_shows_jobs_by_state_characters_and_portraits(cli, seeded):
+    signed = plant_signed_image(seeded)
+    result = cli(*args(seeded, "user", "mandy@example.com", "--json"))
+    assert result.code == 0, result.stderr
+    view = json.loads(result.stdout)
+    assert view["user_id"] == str(ALICE) and view["email"] == "mandy@example.com"
+    jobs = json.loads(cli(*args(seeded, "list-stuck", "--all", "--json", "--since", "30d", "--user", str(ALICE))).stdout)
+    states: dict[str, int] = {}
+    for job in jobs:
+        states[job["state"]] = states.get(job["state"], 0) + 1
+    assert view["jobs"]["by_state"] == states and view["jobs"]["examined"] == len(jobs)
+    expected_characters = {str(c["id"]) for c in seeded.sample.characters if c["user_id"] == ALICE} | {signed}
+    by_id = {c["id"]: c for c in view["characters"]}
+    assert set(by_id) == expected_characters
+    mandy = next(c for c in view["characters"] if c["name"] == "Mandy")
+    assert mandy["image"] == "provider_url" and mandy["image_expires"] is True
+    assert by_id[signed]["image"] == "signed_url" and "SECRETTOKEN" not in result.stdout
+    visible = {str(row["id"]) for row in seeded.sample.library
+               if row["user_id"] == ALICE and is_visible(LibraryItem.model_validate(row))}
+    assert {row["id"] for row in view["library_portraits"]} == visible and visible
+    table = cli(*args(seeded, "user", str(ALICE)))
+    assert table.code == 0 and "provider URL: expires" in table.stdout and "SECRETTOKEN" not in table.stdout
+
+
+def test_user_is_the_same_over_rest(cli, seeded, server):  # noqa: F811
+    key = make_service_key()
+    postgres = json.loads(cli(*args(seeded, "user", "mandy@example.com", "--json")).stdout)
+    rest = cli("--storage-dir", str(seeded.storage), "user", "mandy@example.com", "--json",
+               env={"SUPABASE_URL": server.url, "SUPABASE_SERVICE_ROLE_KEY": key})
+    assert rest.code == 0, rest.stderr
+    over_rest = json.loads(rest.stdout)
+    assert over_rest.pop("since") and postgres.pop("since")  # each run's own clock
+    assert over_rest == postgres and over_rest["characters"] and over_rest["library_portraits"]
+
+
+def test_an_unknown_user_is_exit_4(cli, seeded):
+    result = cli(*args(seeded, "user", "nobody@example.com"))
+    assert result.code == 4 and result.stderr.startswith("error: no user has the email")
+    bad = cli(*args(seeded, "user", "not-an-id"))
+    assert bad.code == 2 and "neither a user id nor an email" in bad.stderr
