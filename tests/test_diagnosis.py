@@ -710,6 +710,36 @@ def test_an_asset_row_alone_is_enough_to_complete_the_job():
     assert (diagnosis.state, diagnosis.plan) == (State.LOST, [])
 
 
+def _completion(facts: JobFacts) -> datetime:
+    return datetime.fromisoformat(step(run(facts), A.COMPLETE_JOB)["completed_at"])
+
+
+def _asset_at(facts: JobFacts, at: datetime | None) -> JobFacts:
+    return with_(facts, assets=[a.model_copy(update={"created_at": at}) for a in facts.assets])
+
+
+def test_a_null_asset_time_completes_the_job_at_the_objects_time_not_1970():
+    facts = with_status(by_id(label="null-asset-time"), "processing")
+    asset = WorkspaceAsset.model_validate({**facts.assets[0].model_dump(), "created_at": None})
+    assert asset.created_at is None  # NULL is unknown, not the epoch
+    obj = facts.temp_objects[0].model_copy(update={"updated_at": T0 + 11 * S})
+    assert _completion(with_(facts, assets=[asset], temp=[obj])) == T0 + 11 * S
+
+
+def test_without_an_output_time_the_job_completes_at_its_start():
+    # The temp object expired after the image reached the library; the asset row has no time.
+    facts = _asset_at(with_(with_status(saved_facts(), "processing"), temp=[]), None)
+    assert _completion(facts) == facts.job.started_at
+
+
+def test_completed_at_is_never_before_the_job_was_created():
+    facts = with_status(by_id(label="early-asset"), "processing")
+    assert _completion(_asset_at(facts, T0 - timedelta(days=400))) == facts.job.created_at
+    odd_start = facts.job.model_copy(update={"started_at": T0 - timedelta(hours=1)})
+    no_time = _asset_at(with_(facts, temp=[facts.temp_objects[0].model_copy(update={"updated_at": None})]), None)
+    assert _completion(no_time.model_copy(update={"job": odd_start})) == facts.job.created_at
+
+
 # A person must settle these; completing the job (its output exists) is the only step kept.
 @pytest.mark.parametrize("facts", [
     pytest.param(with_status(by_name("Ghost"), "processing"), id="not-found"),
