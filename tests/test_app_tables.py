@@ -5,6 +5,7 @@ user_library shapes, and the repairs on both backends (Postgres, and REST throug
 from __future__ import annotations
 
 import json
+import re
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -167,3 +168,67 @@ def test_an_asset_without_created_at_completes_the_job_at_the_objects_time(shape
         completed_at, = conn.execute("select completed_at from jobs where id = %s", (job,)).fetchone()
     assert completed_at.year > 1970 and completed_at >= created
     assert abs(completed_at - stored[3]) < timedelta(seconds=1)  # the object's time, to the file system's grain
+
+
+# -- what the --since window hides ------------------------------------------------------------------
+
+
+def _plant_old_jobs(seeded, *, days: list[float], status: str = "processing", user=None) -> None:
+    """Portrait jobs left queued/processing weeks ago, as an app user's requests leave them."""
+    from charfix.demo.sample import BEN
+
+    with seeded.connect() as conn:
+        for n, age in enumerate(days):
+            conn.execute("insert into jobs (user_id, job_type, status, metadata, created_at) values "
+                         "(%s, 'image_high', %s, %s, %s)",
+                         (user or BEN, status, json.dumps({"destination": "character_portrait",
+                                                           "characterName": f"Old {n}"}),
+                          seeded.now - timedelta(days=age)))
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_open_before_counts_the_hidden_portrait_jobs_and_finds_the_oldest(kind, seeded):
+    from charfix.demo.sample import ALICE, BEN
+    from charfix.http import connect
+    from charfix.repository.base import JobQuery
+    from charfix.repository.supabase import SupabaseRepository
+
+    _plant_old_jobs(seeded, days=[44.5, 20, 12])
+    _plant_old_jobs(seeded, days=[50], status="completed")  # done: nothing to attend to
+    with seeded.connect() as conn:  # not a portrait: never counted
+        conn.execute("insert into jobs (user_id, job_type, status, metadata, created_at) values (%s, 'image', "
+                     "'queued', '{\"destination\": \"workspace\"}', %s)", (BEN, seeded.now - timedelta(days=60)))
+    since = seeded.now - timedelta(days=7)
+    key = make_service_key()
+    with SupabaseTestServer(dsn=seeded.db_url, storage_root=seeded.storage, service_key=key) as srv:
+        repo = PostgresRepository.connect(seeded.db_url) if kind == "postgres" else SupabaseRepository(connect(srv.url, key))
+        before = repo.queries
+        everyone = repo.open_before(JobQuery(since=since))
+        assert repo.queries - before == 1  # one statement or request, whatever the backlog
+        ben = repo.open_before(JobQuery(since=since, user_id=BEN))
+        alice = repo.open_before(JobQuery(since=since, user_id=ALICE))
+        nothing = repo.open_before(JobQuery(since=seeded.now - timedelta(days=400)))
+        repo.close()
+    assert (everyone.count, everyone.oldest) == (3, seeded.now - timedelta(days=44.5))
+    assert ben == everyone and (alice.count, alice.oldest) == (0, None) and nothing.count == 0
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_list_stuck_says_what_the_window_hides(kind, seeded, cli):
+    _plant_old_jobs(seeded, days=[44.5, 20])
+    with backend_args(kind, seeded) as (args, env):
+        plain = cli(*args, "list-stuck", env=env)
+        as_json = cli(*args, "list-stuck", "--json", env=env)
+        wide = cli(*args, "list-stuck", "--since", "45d", env=env)
+    assert plain.code == as_json.code == wide.code == 0, plain.stderr + as_json.stderr + wide.stderr
+    line = [text for text in plain.stdout.splitlines() if "hides" in text]
+    assert len(line) == 1 and "hides 2 older portrait job(s) still queued/processing" in line[0]
+    assert "--since 45d" in line[0]
+    assert "portrait job(s) examined" in plain.stdout
+    assert "hides 2 older" in " ".join(as_json.stderr.split()) and isinstance(json.loads(as_json.stdout), list)
+    assert "hides" not in wide.stdout  # nothing queued or processing is older than 45 days
+    assert examined(wide.stdout) == examined(plain.stdout) + 2  # the window now reaches them
+
+
+def examined(stdout: str) -> int:
+    return int(re.search(r"(\d+) portrait job\(s\) examined", stdout).group(1))

@@ -10,7 +10,7 @@ from charfix.commands import options
 from charfix.models import Diagnosis
 from charfix.runtime import Runtime
 from charfix.scan import Backends
-from charfix.selection import Selection, Tally, build_selection, selected
+from charfix.selection import Selection, Tally, backlog_line, build_selection, hidden_backlog, selected
 
 
 def list_stuck(backends: Backends, selection: Selection) -> tuple[list[Diagnosis], Tally]:
@@ -45,9 +45,14 @@ def list_stuck_cli(
         now=runtime.now(), since=since, user=user, states=state, every_state=every_state,
         stuck_after=stuck_after, link_window=link_window, limit=limit,
     )
+    # What --since hides (docs/commands.md): said on stderr with --json, so stdout stays the list.
+    hidden = backlog_line(hidden_backlog(runtime.backends(), selection), since=selection.query.since,
+                          now=selection.rules.now)
     if json_output:
         # Streamed: a year of production jobs never sits in memory at once.
         runtime.env.print_json_lines(d.to_json() for d in selected(runtime.backends(), selection, Tally()))
+        if hidden:
+            runtime.env.warn(hidden)
         return
     diagnoses, tally = list_stuck(runtime.backends(), selection)
     from charfix.ui.render import stuck_table, summary
@@ -57,3 +62,5 @@ def list_stuck_cli(
     else:
         runtime.env.out.print("Nothing to do: no portrait job needs attention.")
     runtime.env.out.print(summary(tally.by_state, shown=tally.shown, examined=tally.examined))
+    if hidden:
+        runtime.env.out.print(hidden, highlight=False)
