@@ -869,7 +869,7 @@ def test_character_of_another_user_by_id_allows_at_most_completing_the_job():
 
 
 def test_asset_of_another_user_gets_no_plan_at_all():
-    # domain.md section 4: an asset of another user is never repaired, not even the job's status.
+    # docs/domain.md section 4: an asset of another user is never repaired, not even the job's status.
     diagnosis = run(foreign_asset())
     assert diagnosis.state == State.NEEDS_REVIEW and diagnosis.plan == []
     evidence = diagnosis.reasons[-1].evidence

@@ -145,7 +145,7 @@ def _copy_if_needed(ctx: StepContext, source_bucket: str, source_key: str, bucke
 def _insert_library_row(ctx: StepContext, params: dict[str, Any]) -> None:
     repo, job = ctx.backends.repository, ctx.job
     key = params["storage_path"]
-    # Idempotency (domain.md section 5): the same path, or a row that names this job.
+    # Idempotency (docs/domain.md section 5): the same path, or a row that names this job.
     existing = ctx.library_items_at(key)
     known = {r.id for r in ctx.facts.library_items}
     if any(r.id not in known for r in existing):

@@ -51,7 +51,7 @@ def diagnose(facts: JobFacts, rules: Rules) -> Diagnosis:
             source="character_portrait",
         )
     if _foreign_asset(work):
-        work.plan = []  # never repair across users, not even the job's status (domain.md section 4)
+        work.plan = []  # never repair across users, not even the job's status (docs/domain.md section 4)
         return _finish(work, State.NEEDS_REVIEW)
     autosave_had_inputs = resolve_character(work, request, rows) and not request.source_only
     if not has_output:
