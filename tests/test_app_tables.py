@@ -16,6 +16,8 @@ from charfix.models import State
 from charfix.repository.postgres import PostgresRepository
 from charfix.scan import Backends, diagnose_ids
 from charfix.storage.local import LocalStorage
+from snapshots import duplicate_rows, snapshot
+from test_cli import _normalized, seeded_twin  # noqa: F401 (fixture)
 from tests.supabase_server import SupabaseTestServer, make_service_key
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -232,3 +234,24 @@ def test_list_stuck_says_what_the_window_hides(kind, seeded, cli):
 
 def examined(stdout: str) -> int:
     return int(re.search(r"(\d+) portrait job\(s\) examined", stdout).group(1))
+
+
+# The demo's backfill writes 26 times over REST; these stop it right after a row write of a by-id job
+# (3) and of each creation-flow job (12: Rook's row upgraded, 20: the odd name's row, 25: Mandy's row),
+# when the portrait trigger has moved the character's updated_at and its image is still the provider's.
+@pytest.mark.parametrize("crash_after", [3, 12, 20, 25])
+def test_a_backfill_over_rest_killed_mid_way_ends_as_an_uninterrupted_one(crash_after, seeded, cli, request, tmp_path):
+    """No transaction over REST: every write lands on its own, the portrait trigger included. The
+    next run finishes the jobs, and the end state is the one an uninterrupted run leaves."""
+    with backend_args("rest", seeded) as (args, env):
+        killed = cli(*args, "backfill-portraits", "--yes", "--audit-log", str(tmp_path / "a.jsonl"),
+                     env={**env, "CHARFIX_TEST_CRASH_AFTER": str(crash_after)})
+        assert killed.code == 70, killed.stderr
+        finished = cli(*args, "backfill-portraits", "--yes", "--audit-log", str(tmp_path / "a.jsonl"), env=env)
+        assert finished.code == 0, finished.stderr
+    twin = request.getfixturevalue("seeded_twin")  # the same sample, repaired in one go
+    assert cli("--db-url", twin.db_url, "--storage-dir", str(twin.storage), "backfill-portraits", "--yes",
+               "--audit-log", str(tmp_path / "b.jsonl")).code == 0
+    assert _normalized(snapshot(seeded.db_url, seeded.storage), seeded) == _normalized(
+        snapshot(twin.db_url, twin.storage), twin)
+    assert len(duplicate_rows(seeded.db_url)) == 1  # only the demo's own duplicates case
