@@ -152,6 +152,28 @@ def test_a_half_done_job_whose_row_moved_updated_at_is_finished(kind, seeded, cl
     incident_saved(seeded)
 
 
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_linked_job_still_yields_the_image_to_a_later_draft(shape, request):
+    """A run linked the incident to Mandy and stopped. The user had made a second draft before pressing
+    Create: Mandy shows that draft's provider URL, which the linked job must not overwrite."""
+    from charfix.demo.sample import ALICE
+
+    seeded = request.getfixturevalue(shape)
+    job = seeded.case("incident").job_id
+    with seeded.connect() as conn:
+        mandy, = conn.execute("select id from characters where name = 'Mandy'").fetchone()
+        created, = conn.execute("select created_at from jobs where id = %s", (job,)).fetchone()
+        conn.execute("update jobs set metadata = jsonb_set(metadata, '{character_id}', to_jsonb(%s::text)) "
+                     "where id = %s", (str(mandy), job))
+        conn.execute("insert into jobs (user_id, job_type, status, metadata, created_at) values "
+                     "(%s, 'image_high', 'completed', %s, %s)",
+                     (ALICE, json.dumps({"destination": "character_portrait", "characterName": "Mandy"}),
+                      created + timedelta(seconds=12)))
+    diagnosis = diagnosis_of(seeded, job)
+    assert "update_character_image" not in [s.action.value for s in diagnosis.plan]
+    assert any("keeps it" in note for note in diagnosis.notes)
+
+
 # -- completed_at from the output's own time ---------------------------------------------------------
 
 
