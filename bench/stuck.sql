@@ -154,7 +154,7 @@ saved as (
            not v.foreign_asset and v.has_output and v.resolved_id is not null
            and v.visible_rows = 1 and v.visible_has_object
            and (v.image_url = 'user-library/' || v.visible_key
-                or not (  -- may charfix replace the character's image? (domain.md section 5)
+                or not (  -- may charfix replace the character's image? (docs/domain.md section 5)
                     v.current in ('', 'workspace-temp/', 'workspace-temp')
                     or left(v.current, 15 + 74) = 'workspace-temp/' || v.prefix
                     or (v.recorded is not null and v.current = 'workspace-temp/' || v.recorded)

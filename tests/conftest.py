@@ -22,7 +22,10 @@ from charfix.demo.sample import build_sample
 
 TEMPLATE = "charfix_template"
 OLD_SHAPE_TEMPLATE = "charfix_template_old"
-NEWER_LIBRARY_COLUMNS = ("character_id", "output_type", "generation_metadata", "is_primary")
+# user_library before 2026-03: none of these columns, and no portrait-count trigger (docs/domain.md section 6).
+NEWER_LIBRARY_COLUMNS = (
+    "character_id", "output_type", "label", "generation_metadata", "is_primary", "is_pinned", "sort_order",
+)
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +55,9 @@ def templates(admin_url) -> None:
         conn.execute(schema_sql())
     with psycopg.connect(_url_for(admin_url, OLD_SHAPE_TEMPLATE), autocommit=True) as conn:
         conn.execute(schema_sql())
+        conn.execute("drop trigger user_library_portrait_count on user_library")
+        conn.execute("drop function sync_portrait_count()")
+        conn.execute("alter table characters drop column portrait_count")
         for column in NEWER_LIBRARY_COLUMNS:
             conn.execute(f"alter table user_library drop column {column}")
 
@@ -95,7 +101,7 @@ def _seeded(url: str, tmp_path: Path) -> Seeded:
     storage.mkdir()
     with psycopg.connect(url, autocommit=True) as conn:
         seed(conn, storage, now=now)
-        # seed() creates the schema itself; the template already had it, which `if not exists` tolerates.
+        # seed() creates the schema only where there is none: the template's shape is kept.
     return Seeded(db_url=url, storage=storage, now=now, sample=build_sample(now))
 
 

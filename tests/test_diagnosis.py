@@ -710,6 +710,36 @@ def test_an_asset_row_alone_is_enough_to_complete_the_job():
     assert (diagnosis.state, diagnosis.plan) == (State.LOST, [])
 
 
+def _completion(facts: JobFacts) -> datetime:
+    return datetime.fromisoformat(step(run(facts), A.COMPLETE_JOB)["completed_at"])
+
+
+def _asset_at(facts: JobFacts, at: datetime | None) -> JobFacts:
+    return with_(facts, assets=[a.model_copy(update={"created_at": at}) for a in facts.assets])
+
+
+def test_a_null_asset_time_completes_the_job_at_the_objects_time_not_1970():
+    facts = with_status(by_id(label="null-asset-time"), "processing")
+    asset = WorkspaceAsset.model_validate({**facts.assets[0].model_dump(), "created_at": None})
+    assert asset.created_at is None  # NULL is unknown, not the epoch
+    obj = facts.temp_objects[0].model_copy(update={"updated_at": T0 + 11 * S})
+    assert _completion(with_(facts, assets=[asset], temp=[obj])) == T0 + 11 * S
+
+
+def test_without_an_output_time_the_job_completes_at_its_start():
+    # The temp object expired after the image reached the library; the asset row has no time.
+    facts = _asset_at(with_(with_status(saved_facts(), "processing"), temp=[]), None)
+    assert _completion(facts) == facts.job.started_at
+
+
+def test_completed_at_is_never_before_the_job_was_created():
+    facts = with_status(by_id(label="early-asset"), "processing")
+    assert _completion(_asset_at(facts, T0 - timedelta(days=400))) == facts.job.created_at
+    odd_start = facts.job.model_copy(update={"started_at": T0 - timedelta(hours=1)})
+    no_time = _asset_at(with_(facts, temp=[facts.temp_objects[0].model_copy(update={"updated_at": None})]), None)
+    assert _completion(no_time.model_copy(update={"job": odd_start})) == facts.job.created_at
+
+
 # A person must settle these; completing the job (its output exists) is the only step kept.
 @pytest.mark.parametrize("facts", [
     pytest.param(with_status(by_name("Ghost"), "processing"), id="not-found"),
@@ -889,7 +919,7 @@ def test_character_of_another_user_by_id_allows_at_most_completing_the_job():
 
 
 def test_asset_of_another_user_gets_no_plan_at_all():
-    # domain.md section 4: an asset of another user is never repaired, not even the job's status.
+    # docs/domain.md section 4: an asset of another user is never repaired, not even the job's status.
     diagnosis = run(foreign_asset())
     assert diagnosis.state == State.NEEDS_REVIEW and diagnosis.plan == []
     evidence = diagnosis.reasons[-1].evidence
@@ -1015,13 +1045,85 @@ def test_two_drafts_before_the_character_only_the_last_one_sets_its_image():
     assert "update_character_image" in actions(run(first))
 
 
-def test_an_external_image_changed_after_creation_is_kept():
+def _incident_with(**changes: Any) -> tuple[JobFacts, Character]:
     facts = INCIDENT
-    mandy = facts.characters[0]
-    changed = mandy.model_copy(update={"updated_at": mandy.created_at + timedelta(hours=2),
-                                       "image_url": "https://cdn.example.com/uploaded-by-user.png"})
-    diagnosis = run(facts.model_copy(update={"characters": (changed,)}))
+    mandy = facts.characters[0].model_copy(update=changes)
+    return facts.model_copy(update={"characters": (mandy,)}), mandy
+
+
+def _with_metadata(facts: JobFacts, **extra: Any) -> JobFacts:
+    return facts.model_copy(update={"job": facts.job.model_copy(update={"metadata": {**facts.job.metadata, **extra}})})
+
+
+@pytest.mark.parametrize("moved", [timedelta(seconds=61), timedelta(hours=2), timedelta(days=30)])
+def test_updated_at_is_no_evidence_a_person_changed_the_character(moved):
+    # The app's triggers move updated_at on every update, and a portrait row moves it too
+    # (docs/domain.md section 6): the creation-flow character still shows this job's provider URL.
+    facts, mandy = _incident_with(updated_at=MANDY.created_at + moved)
+    update = step(run(facts), A.UPDATE_CHARACTER_IMAGE)
+    assert update["previous_image_url"] == mandy.image_url
+
+
+@pytest.mark.parametrize("image_url", [
+    "https://abcd.supabase.co/storage/v1/object/public/avatars/mandy-by-hand.png",
+    "https://abcd.supabase.co/storage/v1/object/sign/user-library/u/chosen.png?token=t",
+    "user-library/someone/chosen.png",
+    "avatars/mandy.png",
+], ids=["public-storage-url", "signed-library-url", "library-path", "other-bucket-path"])
+def test_an_image_the_user_stored_after_creation_is_kept(image_url):
+    facts, _ = _incident_with(image_url=image_url, reference_image_url=image_url)
+    diagnosis = run(facts)
     assert "update_character_image" not in actions(diagnosis)
+    assert any(image_url in note and "keeps it" in note for note in diagnosis.notes)
+
+
+def test_the_recorded_provider_url_is_this_jobs_even_on_an_older_character():
+    url = FAL_URL.format("recorded")
+    facts = _with_metadata(by_id(image_url=url, label="recorded"), original_fal_url=url)
+    update = step(run(facts), A.UPDATE_CHARACTER_IMAGE)
+    assert update["previous_image_url"] == url
+
+
+def test_a_provider_url_other_than_the_recorded_one_is_kept_even_in_the_creation_window():
+    facts = _with_metadata(INCIDENT, original_fal_url=FAL_URL.format("the-jobs-own"))
+    diagnosis = run(facts)
+    assert "update_character_image" not in actions(diagnosis)
+    assert any(MANDY.image_url in note and "keeps it" in note for note in diagnosis.notes)
+
+
+@pytest.mark.parametrize("recorded", [42, "", "not a url", ["https://x"], {"url": "https://x"}], ids=repr)
+def test_a_recorded_provider_url_that_is_not_a_url_is_ignored(recorded):
+    update = step(run(_with_metadata(INCIDENT, original_fal_url=recorded)), A.UPDATE_CHARACTER_IMAGE)
+    assert update["previous_image_url"] == MANDY.image_url
+
+
+def _hostile_urls() -> list:
+    facts = by_id(label="hostile")
+    job, key = facts.job, facts.temp_objects[0].key
+    return [
+        pytest.param(f"https://evil.example/?x={job.id}", id="job-id-in-query"),
+        pytest.param(f"https://evil.example/{job.user_id}/{job.id}_1.png", id="job-prefix-elsewhere"),
+        pytest.param(f"https://evil.example/mirror/{key}", id="temp-key-elsewhere"),
+        pytest.param(f"https://p.supabase.co/storage/v1/object/sign/user-library/{key}?token=t", id="other-bucket"),
+        pytest.param(f"https://p.supabase.co/storage/v1/object/sign/workspace-temp/{key}/../../x.png", id="dot-dot"),
+        pytest.param(f"https://p.supabase.co/storage/v1/object/sign/workspace-temp/{job.user_id}/{job.id}_x/y.png",
+                     id="job-prefix-then-folder"),
+        pytest.param(f"https://me:pw@p.supabase.co/storage/v1/object/sign/workspace-temp/{key}", id="userinfo"),
+    ]
+
+
+@pytest.mark.parametrize("image_url", _hostile_urls())
+def test_a_url_that_only_mentions_this_job_is_kept(image_url):
+    diagnosis = run(by_id(image_url=image_url, label="hostile"))
+    assert "update_character_image" not in actions(diagnosis)
+    assert actions(diagnosis) == ["copy_object", "insert_library_row"]
+
+
+def test_a_storage_url_of_another_temp_object_of_this_job_is_replaced():
+    facts = by_id(label="other-temp")
+    other = f"{facts.job.user_id}/{facts.job.id}_1700000000123.webp"
+    url = f"https://p.supabase.co/storage/v1/render/image/public/workspace-temp/{other}?width=256"
+    assert step(run(by_id(image_url=url, label="other-temp")), A.UPDATE_CHARACTER_IMAGE)["previous_image_url"] == url
 
 
 # ---------------------------------------------------------------------------------------------

@@ -104,3 +104,44 @@ def test_each_state_section_quotes_a_demo_job_in_that_state(doc, sample, state):
             assert not read_request(Job(**job)).is_portrait
         else:
             assert cases[job["id"]].state == state.value
+
+
+# -- the facts the code cites live in the project ----------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+CITED_DOC = re.compile(r"(?<![\w/.])(docs/[\w-]+(?:/[\w-]+)*\.md)(?:,?\s+(?:section|§)\s*(\d+))?")
+BARE_DOMAIN = re.compile(r"(?<![\w/])domain\.md")
+
+
+def cited_docs() -> list[tuple[str, str, str | None]]:
+    """(source file, cited doc path, cited section number) for every `docs/...md` a source cites."""
+    found = []
+    for source in sorted([*(ROOT / "cli").rglob("*.py"), *(ROOT / "cli").rglob("*.sql"), *(ROOT / "tests").rglob("*.py"),
+                          *(ROOT / "bench").rglob("*.py"), *(ROOT / "bench").rglob("*.sql")]):
+        text = source.read_text(encoding="utf-8")
+        found += [(str(source.relative_to(ROOT)), m.group(1), m.group(2)) for m in CITED_DOC.finditer(text)]
+    return found
+
+
+def test_the_sources_cite_docs():
+    assert {doc for _, doc, _ in cited_docs()} >= {"docs/domain.md", "docs/diagnosis.md"}
+
+
+@pytest.mark.parametrize(("source", "cited", "number"), cited_docs(), ids=lambda v: str(v))
+def test_every_cited_doc_and_section_exists(source, cited, number):
+    path = ROOT / cited
+    assert path.is_file(), f"{source} cites {cited}, which is not in the project"
+    if number is not None:
+        numbered = [h for h in headings(path.read_text(encoding="utf-8")) if re.match(rf"#+ {number}\.\s", h)]
+        assert numbered, f"{source} cites {cited} section {number}, which has no heading '## {number}. ...'"
+
+
+def test_no_source_cites_domain_md_outside_docs():
+    for source in [*(ROOT / "cli").rglob("*.py"), *(ROOT / "cli").rglob("*.sql"), *(ROOT / "tests").rglob("*.py"),
+                   *(ROOT / "bench").rglob("*.py"), *(ROOT / "bench").rglob("*.sql")]:
+        for line in source.read_text(encoding="utf-8").splitlines():
+            assert not (BARE_DOMAIN.search(line) and "docs/domain.md" not in line), f"{source}: {line.strip()}"
+
+
+def test_the_readme_lists_the_domain_doc():
+    assert "(docs/domain.md)" in (ROOT / "README.md").read_text(encoding="utf-8")

@@ -102,11 +102,14 @@ def _write(root: Path, bucket: str, key: str) -> None:
 
 
 def protected(url: str) -> list:
-    """What must never change: other users' characters, and any image a user chose."""
+    """What must never change: other users' characters, and any image a user chose. A portrait row
+    for the user's own character moves its updated_at through the app's trigger (docs/domain.md
+    section 6): only other users' characters keep theirs."""
     with psycopg.connect(url) as conn:
         return conn.execute(
-            "select id, image_url, reference_image_url, seed_locked, updated_at from characters "
-            "where user_id = %s or image_url = 'user-library/chosen/by-user.png' order by id", (OTHER,)).fetchall()
+            "select id, image_url, reference_image_url, seed_locked, case when user_id = %s then updated_at end "
+            "from characters where user_id = %s or image_url = 'user-library/chosen/by-user.png' order by id",
+            (OTHER, OTHER)).fetchall()
 
 
 @contextmanager

@@ -132,7 +132,8 @@ class Output:
 
     @property
     def created_at(self) -> datetime | None:
-        if self.asset is not None:
+        """When the output was stored: the asset row's time, else the object's (either may be unknown)."""
+        if self.asset is not None and self.asset.created_at is not None:
             return self.asset.created_at
         return self.source.updated_at if self.source is not None else None
 
@@ -140,7 +141,7 @@ class Output:
 def own_assets(facts: JobFacts) -> list[WorkspaceAsset]:
     job = facts.job
     mine = [a for a in facts.assets if a.job_id == job.id and a.user_id == job.user_id]
-    return sorted(mine, key=lambda a: (a.asset_index, a.created_at))
+    return sorted(mine, key=lambda a: (a.asset_index, a.created_at or job.created_at))
 
 
 def foreign_assets(facts: JobFacts) -> list[WorkspaceAsset]:

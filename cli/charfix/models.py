@@ -59,7 +59,14 @@ class WorkspaceAsset(Record):
     width: int | None = None
     height: int | None = None
     thumbnail_path: str | None = None
-    created_at: datetime
+    # Nullable in the app's schema (docs/domain.md section 6). NULL stays None here: it is no moment
+    # a job could be completed at.
+    created_at: datetime | None = None
+
+    @field_validator("created_at", mode="before")
+    @classmethod
+    def _missing_is_old(cls, value: Any) -> Any:  # overrides Record's: NULL is unknown, not 1970
+        return value
 
 
 class Character(Record):

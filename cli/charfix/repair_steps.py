@@ -180,7 +180,7 @@ def _stored(ctx: StepContext, bucket: str, planned: str, final: str, content_typ
 def _insert_library_row(ctx: StepContext, params: dict[str, Any]) -> None:
     repo, job = ctx.backends.repository, ctx.job
     key = _split(ctx.stored(f"{LIBRARY_BUCKET}/{params['storage_path']}"))[1]
-    # Idempotency (domain.md section 5): the same path, or a row that names this job.
+    # Idempotency (docs/domain.md section 5): the same path, or a row that names this job.
     existing = ctx.library_items_at(key)
     known = {r.id for r in ctx.facts.library_items}
     if any(r.id not in known for r in existing):

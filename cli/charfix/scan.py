@@ -42,11 +42,13 @@ def collect_facts(backends: Backends, jobs: Sequence[Job], *, link_window: timed
 
 def _with_siblings(repo: Repository, facts: list[JobFacts], requests: dict[UUID, f.Request],
                    window: timedelta) -> list[JobFacts]:
-    """Name-only jobs learn of the user's other drafts for the same name (one query per page)."""
+    """Jobs that name a character learn of the user's other drafts for the same name (one query per
+    page). A job charfix already linked keeps its name, and its drafts still decide whose provider
+    URL the character shows (diagnosis/library.py)."""
     named = {}
     for item in facts:
         request = requests[item.job.id]
-        if request.character_id is None and request.character_name:
+        if request.character_name:
             named[item.job.id] = (item.job.user_id, request.character_name)
     if not named:
         return facts

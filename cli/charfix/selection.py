@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from uuid import UUID
 
 from charfix.diagnosis import Rules
 from charfix.models import Diagnosis, State
 from charfix.parsing import parse_duration, parse_since, parse_uuid
-from charfix.repository.base import JobQuery
+from charfix.repository.base import Backlog, JobQuery
 from charfix.scan import Backends, scan
 from charfix.errors import UsageError
 
@@ -86,3 +87,25 @@ def selected(backends: Backends, selection: Selection, tally: Tally) -> Iterator
         if selection.wants(diagnosis) and (selection.limit is None or tally.shown < selection.limit):
             tally.shown += 1
             yield diagnosis
+
+
+def hidden_backlog(backends: Backends, selection: Selection) -> Backlog:
+    """What the window hides: older portrait jobs that still say queued or processing (one query)."""
+    return backends.repository.open_before(selection.query)
+
+
+def since_to_show(backlog: Backlog, now: datetime) -> str | None:
+    """The smallest `--since` in whole days that reaches the oldest hidden job."""
+    if backlog.oldest is None:
+        return None
+    return f"{max(1, math.ceil((now - backlog.oldest) / timedelta(days=1)))}d"
+
+
+def backlog_line(backlog: Backlog, *, since: datetime, now: datetime) -> str | None:
+    """The sentence `list-stuck` adds when its window hides jobs that may need attention."""
+    if not backlog.count or backlog.oldest is None:
+        return None
+    start, oldest = (moment.astimezone(timezone.utc) for moment in (since, backlog.oldest))
+    return (f"The window (jobs created since {start:%Y-%m-%d %H:%M} UTC) hides {backlog.count} older portrait "
+            f"job(s) still queued/processing, the oldest from {oldest:%Y-%m-%d}; run with "
+            f"--since {since_to_show(backlog, now)} to see them.")

@@ -12,7 +12,7 @@ from charfix.commands.summary import show_summary
 from charfix.models import Diagnosis
 from charfix.runtime import Runtime
 from charfix.scan import Backends
-from charfix.selection import Selection, Tally, build_selection, selected
+from charfix.selection import Selection, Tally, backlog_line, build_selection, hidden_backlog, selected
 from charfix.users import user_option
 
 
@@ -56,10 +56,15 @@ def list_stuck_cli(
     selection = with_character(selection, character)
     if summary_only:
         return show_summary(runtime, selection, json_output=json_output)
+    # What --since hides (docs/commands.md): said on stderr with --json, so stdout stays the list.
+    hidden = backlog_line(hidden_backlog(runtime.backends(), selection), since=selection.query.since,
+                          now=selection.rules.now)
     if json_output:
         # Streamed: a year of production jobs never sits in memory at once.
         runtime.env.print_json_lines(d.to_json() for d in selected(runtime.backends(), selection, Tally()))
         show_character_hint(runtime, selection)
+        if hidden:
+            runtime.env.warn(hidden)
         return
     diagnoses, tally = list_stuck(runtime.backends(), selection)
     from charfix.ui.render import stuck_table, summary
@@ -70,3 +75,5 @@ def list_stuck_cli(
         runtime.env.out.print("Nothing to do: no portrait job needs attention.")
     runtime.env.out.print(summary(tally.by_state, shown=tally.shown, examined=tally.examined))
     show_character_hint(runtime, selection)
+    if hidden:
+        runtime.env.out.print(hidden, highlight=False)

@@ -1,4 +1,4 @@
-"""The demo's cases, one function per story (domain.md section 4, row by row)."""
+"""The demo's cases, one function per story (docs/domain.md section 4, row by row)."""
 
 from __future__ import annotations
 

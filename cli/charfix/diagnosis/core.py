@@ -51,7 +51,7 @@ def diagnose(facts: JobFacts, rules: Rules) -> Diagnosis:
             source="character_portrait",
         )
     if _foreign_asset(work):
-        work.plan = []  # never repair across users, not even the job's status (domain.md section 4)
+        work.plan = []  # never repair across users, not even the job's status (docs/domain.md section 4)
         return _finish(work, State.NEEDS_REVIEW)
     autosave_had_inputs = resolve_character(work, request, rows) and not request.source_only
     if not has_output:
@@ -166,7 +166,8 @@ def _timeline(work: Work) -> list[Event]:
         events.append(Event(at=job.started_at, what="job started"))
     for asset in f.own_assets(facts):
         path = asset.temp_storage_path or "empty temp_storage_path"
-        events.append(Event(at=asset.created_at, what=f"output stored: workspace asset {asset.id} ({path})"))
+        if asset.created_at is not None:  # NULL in the app's schema: no moment to place it at
+            events.append(Event(at=asset.created_at, what=f"output stored: workspace asset {asset.id} ({path})"))
     for obj in facts.temp_objects:
         if obj.updated_at and not f.is_thumbnail(obj.key):
             events.append(Event(at=obj.updated_at, what=f"object written: {obj.path}"))

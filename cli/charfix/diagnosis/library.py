@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from charfix import facts as f
 from charfix.diagnosis.work import Work
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Action, LibraryItem, ReasonCode as R
-
-
-UNCHANGED = timedelta(seconds=60)  # the create flow may touch a new character once right after creating it
 
 
 def plan_library(work: Work, output: f.Output, rows: list[LibraryItem], *, report: bool) -> None:
@@ -158,8 +156,9 @@ def _character_image(work: Work, output: f.Output, key: str, *, report: bool) ->
 
 
 def _replaceable(work: Work, output: f.Output, current: str | None) -> bool:
-    """Replace only an image this job produced or an empty one (domain.md section 5)."""
-    job, character = work.facts.job, work.character
+    """Replace only an image this job produced or an empty one (docs/domain.md section 5). Nothing
+    here reads characters.updated_at: the app's own triggers move it (docs/domain.md section 6)."""
+    job = work.facts.job
     current = (current or "").strip()
     if current in ("", f"{WORKSPACE_BUCKET}/", WORKSPACE_BUCKET):
         return True
@@ -168,21 +167,55 @@ def _replaceable(work: Work, output: f.Output, current: str | None) -> bool:
     if output.recorded_key and current == f"{WORKSPACE_BUCKET}/{output.recorded_key}":
         return True
     if not f.is_url(current):
+        return False  # a storage path: the library copy of another job, or one the user chose
+    if current == output.external_url or _storage_url_of_this_job(job, output, current):
+        return True
+    recorded = provider_url(job)
+    if recorded is not None:
+        return current == recorded  # the job says which URL is its own: any other one was chosen
+    return _made_by_the_creation_flow(work, work.character, current)
+
+
+def provider_url(job) -> str | None:
+    """The provider's URL of the image, which the app records when the job's completion lands."""
+    value = f.as_dict(job.metadata).get("original_fal_url")
+    return value.strip() if isinstance(value, str) and f.is_url(value.strip()) else None
+
+
+# The Storage API's URLs of an object: signed, public or authenticated, plain or rendered.
+STORAGE_OBJECT_URL = re.compile(
+    r"/storage/v1/(?:object|render/image)/(?:sign|public|authenticated)/" + re.escape(WORKSPACE_BUCKET) + r"/(.+)")
+
+
+def _storage_url_of_this_job(job, output: f.Output, url: str) -> bool:
+    """A Storage URL of this job's own object in workspace-temp: its path names exactly the key
+    `{user}/{job}_{epoch_ms}.{ext}` (or the key the asset row records). A URL that merely contains
+    the job id somewhere (`https://elsewhere/?x={job}`) is not this job's. The diagnosis does not
+    know the project's host; only the job's owner can write this character's image."""
+    parts = urlsplit(url)
+    found = STORAGE_OBJECT_URL.fullmatch(unquote(parts.path))
+    if found is None or parts.username or parts.password:
         return False
-    if str(job.id) in current or current == output.external_url:
+    key = found.group(1)
+    own = {k for k in (output.recorded_key, output.source.key if output.source else None) if k}
+    if key in own:
         return True
-    if output.source is not None and output.source.key in current:
-        return True
-    return _made_by_the_creation_flow(work, character)
+    rest = key.removeprefix(f.job_prefix(job))
+    return rest != key and TEMP_KEY_REST.fullmatch(rest) is not None
 
 
-def _made_by_the_creation_flow(work: Work, character) -> bool:
-    """The create-character dialog stores the provider's URL of the last portrait it showed. So an
-    external URL is this job's only when the character was created within the link window after
-    it, was not changed since, and no later draft for the same name came in between."""
+TEMP_KEY_REST = re.compile(r"\d{10,16}\.[A-Za-z0-9]{1,5}")  # {epoch_ms}.{ext}, as the app names it
+
+
+def _made_by_the_creation_flow(work: Work, character, current: str) -> bool:
+    """The create-character dialog stores the provider's URL of the last portrait it showed. So a
+    provider URL is this job's when the character was created within the link window after the job
+    and no later draft for the same name came in between. A URL into the project's Storage is not a
+    provider's: the user put it there. (The character's updated_at says nothing: writing a portrait
+    row moves it, docs/domain.md section 6.)"""
     job = work.facts.job
     if not job.created_at <= character.created_at <= job.created_at + work.rules.link_window:
         return False
-    if character.updated_at is not None and character.updated_at - character.created_at > UNCHANGED:
+    if "/storage/v1/" in urlsplit(current).path:
         return False
     return not any(job.created_at < other.created_at <= character.created_at for other in work.facts.siblings)

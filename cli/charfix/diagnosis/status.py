@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from charfix import facts as f
 from charfix.diagnosis.work import Work, duration
-from charfix.models import WORKSPACE_BUCKET, Action, ReasonCode as R, State
+from charfix.models import WORKSPACE_BUCKET, Action, Job, ReasonCode as R, State
 
 OPEN_STATUSES = ("queued", "processing")
 ENDED_STATUSES = ("failed", "cancelled")
@@ -42,7 +44,7 @@ def _open(work: Work, output: f.Output, *, has_output: bool) -> State | None:
         work.then(
             Action.COMPLETE_JOB,
             "Mark the job completed at the time its output was stored.",
-            completed_at=output.created_at or job.created_at,
+            completed_at=completed_at(job, output),
         )
         return None
     age = work.rules.now - job.created_at
@@ -86,6 +88,13 @@ def _ended(work: Work, output: f.Output, *, has_output: bool) -> State | None:
     work.then(
         Action.COMPLETE_JOB,
         "Mark the job completed: its output exists, so the failure was a clean-up, not the generation.",
-        completed_at=output.created_at or job.created_at,
+        completed_at=completed_at(job, output),
     )
     return None
+
+
+def completed_at(job: Job, output: f.Output) -> datetime:
+    """The output's own time (asset row, else object), else when the job started or was created;
+    never before the job was created (a clock that disagrees, or a row's odd time, loses to it)."""
+    moment = output.created_at or job.started_at or job.created_at
+    return max(moment, job.created_at)

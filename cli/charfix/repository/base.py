@@ -25,6 +25,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
         "model_used", "generation_seed", "tags", "content_category", "roleplay_metadata", "created_at",
     ),
 }
+OPEN_STATUSES = ("queued", "processing")  # the statuses the app's partial index on jobs covers
 # Read when present: older schemas lack them.
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
     "jobs": ("started_at",),
@@ -70,6 +71,15 @@ class JobQuery:
 
 
 @dataclass(frozen=True)
+class Backlog:
+    """Portrait jobs created before a window that still say queued or processing: what `--since`
+    hides that may need attention."""
+
+    count: int
+    oldest: datetime | None
+
+
+@dataclass(frozen=True)
 class Page:
     """Keyset position: the last job of the previous page."""
 
@@ -84,6 +94,11 @@ class Repository(Protocol):
     def portrait_jobs(self, query: JobQuery, *, after: Page | None, limit: int) -> list[Job]: ...
 
     def jobs_by_id(self, ids: Sequence[UUID]) -> list[Job]: ...
+
+    def open_before(self, query: JobQuery) -> Backlog:
+        """How many portrait jobs of the query's user (if any) created before `query.since` still say
+        queued or processing, and the oldest one's time: one cheap query."""
+        ...
 
     def job_ids_starting(self, prefix: str, *, limit: int) -> list[UUID]:
         """Ids of jobs whose id starts with `prefix` (lower-case hex and dashes), at most `limit`."""

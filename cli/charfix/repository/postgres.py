@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from charfix.errors import BackendError, ConnectionLostError
 from charfix.facts import normalized_name
 from charfix.models import PORTRAIT, Character, Job, LibraryItem, WorkspaceAsset
-from charfix.repository.base import REQUIRED_COLUMNS, JobQuery, Page, Schema
+from charfix.repository.base import OPEN_STATUSES, REQUIRED_COLUMNS, Backlog, JobQuery, Page, Schema
 from charfix.repository.writes import PostgresWrites
 
 M = TypeVar("M", bound=BaseModel)
@@ -69,6 +69,18 @@ class PostgresRepository(PostgresWrites):
             cols=self._columns("jobs"), where=sql.SQL(" and ").join(where)
         )
         return self._fetch(Job, statement, params)
+
+    def open_before(self, query: JobQuery) -> Backlog:
+        # The app's partial index on (status, created_at) for queued/processing serves this.
+        statement = sql.SQL(
+            "select count(*) as count, min(created_at) as oldest from jobs where status = any(%(open)s) "
+            "and created_at < %(since)s "
+            "and (metadata->>'destination' = %(portrait)s or metadata->>'source' = %(portrait)s)"
+            "{user}"
+        ).format(user=sql.SQL(" and user_id = %(user_id)s") if query.user_id is not None else sql.SQL(""))
+        params = {"open": list(OPEN_STATUSES), "since": query.since, "portrait": PORTRAIT, "user_id": query.user_id}
+        row = self._rows(statement, params)[0]
+        return Backlog(count=row["count"], oldest=row["oldest"])
 
     def jobs_by_id(self, ids: Sequence[UUID]) -> list[Job]:
         statement = sql.SQL("select {cols} from jobs where id = any(%(ids)s) order by created_at, id").format(

@@ -28,7 +28,7 @@ from charfix.errors import ChangedError
 from charfix.facts import PREFIX_LENGTH, normalized_name
 from charfix.http import Caller, OutcomeUnknown, Supabase, array_literal, in_list, quoted
 from charfix.models import PORTRAIT, Character, Job, LibraryItem, NewLibraryItem, WorkspaceAsset
-from charfix.repository.base import REQUIRED_COLUMNS, JobQuery, Page, Schema
+from charfix.repository.base import OPEN_STATUSES, REQUIRED_COLUMNS, Backlog, JobQuery, Page, Schema
 
 URL_BUDGET = 12_000  # encoded characters of filter values per request; gateways refuse URLs of ~16 KB
 ROW_LIMIT = 1000  # rows asked per response (Supabase's default max_rows)
@@ -78,6 +78,19 @@ class SupabaseRepository:
                 "and", f"(or(created_at.gt.{at},and(created_at.eq.{at},id.gt.{quoted(after.id)})))")
         builder.order("created_at").order("id").limit(limit)
         return [Job.model_validate(row) for row in self._json("jobs", builder)]
+
+    def open_before(self, query: JobQuery) -> Backlog:
+        # One request: PostgREST counts the matches (Prefer: count=exact) and returns the oldest.
+        builder = self._select("jobs", "created_at", count=True)
+        builder.filter("status", "in", in_list(OPEN_STATUSES)).filter("created_at", "lt", _stamp(query.since))
+        builder.or_(f"metadata->>destination.eq.{quoted(PORTRAIT)},metadata->>source.eq.{quoted(PORTRAIT)}")
+        if query.user_id is not None:
+            builder.filter("user_id", "eq", str(query.user_id))
+        builder.order("created_at").limit(1)
+        response = self._get("jobs", builder)
+        rows = response.json()
+        oldest = datetime.fromisoformat(rows[0]["created_at"]) if rows else None
+        return Backlog(count=_total(response) or len(rows), oldest=oldest)
 
     def jobs_by_id(self, ids: Sequence[UUID]) -> list[Job]:
         rows = self._read_chunked("jobs", [("id", i) for i in dict.fromkeys(ids)], _in_filter)
