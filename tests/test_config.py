@@ -63,7 +63,7 @@ def test_world_readable_key_warns_and_unknown_keys_warn(cli, seeded, tmp_path):
 
 def test_unreachable_database_is_exit_5_without_the_password(cli, tmp_path):
     url = "postgresql://postgres:hunter2-secret@127.0.0.1:1/postgres?connect_timeout=2"
-    result = cli("--db-url", url, "--storage-dir", str(tmp_path), "list-stuck")
+    result = cli("--storage-dir", str(tmp_path), "list-stuck", env={"SUPABASE_DB_URL": url})
     assert result.code == 5 and "cannot connect to the database" in result.stderr
     assert "hunter2-secret" not in result.stderr and result.stderr.count("\n") == 1
 
