@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from charfix.config import load_settings
 from charfix.demo.cases import INCIDENT_JOB
 
@@ -83,3 +85,29 @@ def test_unwritable_audit_log_stops_before_any_write(cli, seeded, tmp_path):
                  "--audit-log", str(blocker / "audit.jsonl"))
     assert result.code == 3 and "audit log" in result.stderr
     assert snapshot(seeded.db_url, seeded.storage) == before
+
+
+def test_world_readable_database_password_warns(cli, seeded, tmp_path):
+    path = write_config(tmp_path, 'db_url = "postgresql://u:pw-in-file-77@127.0.0.1:1/db?connect_timeout=2"\n'
+                                  f'storage_dir = "{seeded.storage}"\n', mode=0o644)
+    result = cli("--config", str(path), "list-stuck")
+    assert result.code == 5
+    assert "holds the database password and is readable by others" in result.stderr
+    assert "pw-in-file-77" not in result.stderr
+    path.chmod(0o600)
+    assert "readable by others" not in cli("--config", str(path), "list-stuck").stderr
+
+
+def test_a_config_file_anyone_can_write_is_refused(cli, seeded, tmp_path):
+    path = write_config(tmp_path, f'db_url = "{seeded.db_url}"\nstorage_dir = "{seeded.storage}"\n', mode=0o666)
+    result = cli("--config", str(path), "list-stuck")
+    assert result.code == 3 and "writable by every user" in result.stderr and result.stdout == ""
+
+
+def test_a_config_file_of_another_user_is_refused(cli, seeded, tmp_path):
+    if os.getuid() != 0:
+        pytest.skip("giving a file to another user needs root")
+    path = write_config(tmp_path, f'db_url = "{seeded.db_url}"\nstorage_dir = "{seeded.storage}"\n')
+    os.chown(path, 4242, -1)
+    result = cli("--config", str(path), "list-stuck")
+    assert result.code == 3 and "belongs to another user" in result.stderr and result.stdout == ""
