@@ -111,3 +111,8 @@ def test_a_config_file_of_another_user_is_refused(cli, seeded, tmp_path):
     os.chown(path, 4242, -1)
     result = cli("--config", str(path), "list-stuck")
     assert result.code == 3 and "belongs to another user" in result.stderr and result.stdout == ""
+
+
+def test_an_empty_config_file_anyone_can_write_configures_nothing_and_is_accepted():
+    settings = load_settings(flags={}, env={"CHARFIX_CONFIG": os.devnull})  # mode 0666, owned by root
+    assert settings.db_url is None and settings.warnings == ()

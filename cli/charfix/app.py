@@ -60,7 +60,7 @@ def root(
     ] = None,
     storage_dir: Annotated[
         str | None,
-        typer.Option("--storage-dir", help="Local storage root with one folder per bucket \\[env: CHARFIX_STORAGE_DIR].",
+        typer.Option("--storage-dir", metavar="PATH", help="Local storage root with one folder per bucket \\[env: CHARFIX_STORAGE_DIR].",
                      show_default=False),
     ] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Use the embedded demo database and storage.")] = False,
@@ -69,7 +69,7 @@ def root(
         typer.Option("--config", help="Config file \\[default: ~/.config/charfix/config.toml; env: CHARFIX_CONFIG].",
                      show_default=False),
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors (passwords and keys masked).")] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.TyperException as exc:  # usage errors: Typer prints them as it would standalone
-        exc.show(file=env.stderr)
+        exc.show(file=env.err.file)  # through the redactor: it may quote an option's value
         return int(getattr(exc, "exit_code", ExitStatus.USAGE))
     except KeyboardInterrupt:
         env.error("interrupted")

@@ -126,7 +126,8 @@ def _read_config(path: Path, *, required: bool) -> tuple[dict[str, Any], list[st
         return {}, []
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-    _refuse_foreign(path, status)
+    if raw.strip():  # an empty file (CHARFIX_CONFIG=/dev/null, say) configures nothing
+        _refuse_foreign(path, status)
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
