@@ -18,8 +18,8 @@ MAX_DURATION = timedelta(days=3650)
 # application's own auto-save (docs/diagnosis.md, "State: in_progress"): a minute at least.
 STUCK_AFTER_LIMITS = (timedelta(minutes=1), MAX_DURATION)
 # A wider --link-window links a name-only job to a same-name character made days later, which is
-# rarely the one the portrait was made for; a narrower one than a minute links nothing a person
-# made by pressing Create after the portrait (the incident's gap was 25 s). docs/commands.md.
+# rarely the one the portrait was made for; one under a minute misses a person who presses Create
+# a little after the portrait arrives (the incident's gap was 25 s). docs/commands.md.
 LINK_WINDOW_LIMITS = (timedelta(minutes=1), timedelta(days=7))
 
 

@@ -56,7 +56,7 @@ def stuck_table(diagnoses: Sequence[Diagnosis], *, now: datetime) -> Table:
             str(d.job_id)[:SHORT_ID],
             str(d.user_id)[:SHORT_ID],
             age(d.created_at, now),
-            terminal_text(d.status),
+            Text(terminal_text(d.status)),  # Text: a str cell would be read as markup
             state_text(d.state),
             "\n".join(d.codes) or "-",
             next_step(d),
