@@ -178,6 +178,19 @@ def test_every_terminal_control_is_made_visible(char):
     assert raw_controls(json_text({"v": f"a{char}b"}).replace("\n", "")) == []
 
 
+def test_the_escaped_characters_are_exactly_the_controls_separators_and_format_characters():
+    import sys
+
+    from charfix.ui.safe import UNSAFE
+
+    wanted = {chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) in ("Cc", "Cf", "Cs")}
+    wanted = (wanted | {"\u2028", "\u2029"}) - {"\u200c", "\u200d"}
+    matched = set(UNSAFE.findall("".join(map(chr, range(sys.maxunicode + 1)))))
+    assert wanted <= matched, sorted(map(hex, map(ord, wanted - matched)))
+    # Beyond: only characters this Python's Unicode does not know yet (format characters of newer ones).
+    assert {unicodedata.category(c) for c in matched - wanted} <= {"Cn"}
+
+
 def test_ordinary_text_is_shown_as_written():
     for text in ("Zoë “Z” O'Brien", "名前 🌸", "👩\u200d💻 coder", "a\\x1b literally", "שלום", ""):
         assert terminal_text(text) == text
