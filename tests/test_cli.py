@@ -96,6 +96,16 @@ def test_diagnose_tells_the_incident_story(cli, seeded):
     (["list-stuck", "--user", "'; drop table jobs; --"], 2, "not a valid user id"),
     (["list-stuck", "--limit", "0"], 2, "--limit"),
     (["backfill-portraits", "--concurrency", "99", "--yes"], 2, "--concurrency"),
+    # Empty or extreme values are mistakes, never a default (docs/commands.md, "Global options").
+    (["--storage-dir", "", "list-stuck"], 2, "--storage-dir: the path is empty"),
+    (["--storage-dir", "  ", "list-stuck"], 2, "--storage-dir: the path is empty"),
+    (["link-character", str(INCIDENT_JOB), "--character", "", "--yes"], 2, "not a valid character id"),
+    (["list-stuck", "--stuck-after", "0s"], 2, "--stuck-after: '0s' is out of range"),
+    (["list-stuck", "--stuck-after", "59s"], 2, "--stuck-after"),
+    (["diagnose", str(INCIDENT_JOB), "--link-window", "3650d"], 2, "--link-window: '3650d' is out of range"),
+    (["backfill-portraits", "--link-window", "8d", "--yes"], 2, "1 minute to 7 days"),
+    (["backfill-portraits", "--link-window", "0m", "--yes"], 2, "--link-window"),
+    (["backfill-portraits", "--operator", "", "--yes"], 2, "--operator: the name is empty"),
 ])
 def test_bad_input_is_one_line_and_a_documented_exit(cli, seeded, argv, code, message):
     result = cli(*args(seeded, *argv))

@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from charfix.config import load_settings
 from charfix.demo.cases import INCIDENT_JOB
 
@@ -63,7 +65,7 @@ def test_world_readable_key_warns_and_unknown_keys_warn(cli, seeded, tmp_path):
 
 def test_unreachable_database_is_exit_5_without_the_password(cli, tmp_path):
     url = "postgresql://postgres:hunter2-secret@127.0.0.1:1/postgres?connect_timeout=2"
-    result = cli("--db-url", url, "--storage-dir", str(tmp_path), "list-stuck")
+    result = cli("--storage-dir", str(tmp_path), "list-stuck", env={"SUPABASE_DB_URL": url})
     assert result.code == 5 and "cannot connect to the database" in result.stderr
     assert "hunter2-secret" not in result.stderr and result.stderr.count("\n") == 1
 
@@ -83,3 +85,34 @@ def test_unwritable_audit_log_stops_before_any_write(cli, seeded, tmp_path):
                  "--audit-log", str(blocker / "audit.jsonl"))
     assert result.code == 3 and "audit log" in result.stderr
     assert snapshot(seeded.db_url, seeded.storage) == before
+
+
+def test_world_readable_database_password_warns(cli, seeded, tmp_path):
+    path = write_config(tmp_path, 'db_url = "postgresql://u:pw-in-file-77@127.0.0.1:1/db?connect_timeout=2"\n'
+                                  f'storage_dir = "{seeded.storage}"\n', mode=0o644)
+    result = cli("--config", str(path), "list-stuck")
+    assert result.code == 5
+    assert "holds the database password and is readable by others" in result.stderr
+    assert "pw-in-file-77" not in result.stderr
+    path.chmod(0o600)
+    assert "readable by others" not in cli("--config", str(path), "list-stuck").stderr
+
+
+def test_a_config_file_anyone_can_write_is_refused(cli, seeded, tmp_path):
+    path = write_config(tmp_path, f'db_url = "{seeded.db_url}"\nstorage_dir = "{seeded.storage}"\n', mode=0o666)
+    result = cli("--config", str(path), "list-stuck")
+    assert result.code == 3 and "writable by every user" in result.stderr and result.stdout == ""
+
+
+def test_a_config_file_of_another_user_is_refused(cli, seeded, tmp_path):
+    if os.getuid() != 0:
+        pytest.skip("giving a file to another user needs root")
+    path = write_config(tmp_path, f'db_url = "{seeded.db_url}"\nstorage_dir = "{seeded.storage}"\n')
+    os.chown(path, 4242, -1)
+    result = cli("--config", str(path), "list-stuck")
+    assert result.code == 3 and "belongs to another user" in result.stderr and result.stdout == ""
+
+
+def test_an_empty_config_file_anyone_can_write_configures_nothing_and_is_accepted():
+    settings = load_settings(flags={}, env={"CHARFIX_CONFIG": os.devnull})  # mode 0666, owned by root
+    assert settings.db_url is None and settings.warnings == ()

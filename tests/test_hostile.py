@@ -37,6 +37,10 @@ HOSTILE_NAMES = [
     (["list-stuck", "--limit", "-3"], 2),
     (["backfill-portraits", "--max", "0", "--yes"], 2),
     (["list-stuck", "--user", "名前"], 2),
+    (["--storage-dir", "", "backfill-portraits", "--yes"], 2),
+    (["backfill-portraits", "--stuck-after", "0s", "--yes"], 2),
+    (["backfill-portraits", "--link-window", "3650d", "--yes"], 2),
+    (["link-character", str(INCIDENT_JOB), "--character", "", "--yes"], 2),
 ])
 def test_malformed_arguments_give_one_line_and_write_nothing(cli, seeded, argv, code):
     before = snapshot(seeded.db_url, seeded.storage)
@@ -97,3 +101,52 @@ def test_no_secret_appears_in_any_output_or_log(cli, seeded, tmp_path):
     assert any(INCIDENT_JOB.hex[:8] in o.replace("-", "") for o in outputs)  # the commands did run
     for text in outputs:
         assert password not in text and key not in text
+
+
+@pytest.mark.parametrize("url, secret", [
+    ("postgres:s3cret-unparsed@db.example", "s3cret-unparsed"),  # libpq quotes the whole string
+    ("postgresql://u:pw9@[db.example/postgres", ":pw9@"),  # a password too short to be masked by value
+    ("postgresql://u:s3cret-bogus@127.0.0.1:1/db?sslmode=bogus", "s3cret-bogus"),
+])
+def test_debug_tracebacks_never_show_the_password_and_keep_the_exit_code(cli, tmp_path, url, secret):
+    plain = cli("--storage-dir", str(tmp_path), "list-stuck", env={"SUPABASE_DB_URL": url})
+    debug = cli("--debug", "--storage-dir", str(tmp_path), "list-stuck", env={"SUPABASE_DB_URL": url})
+    assert plain.code == debug.code == 5, (plain.stderr, debug.stderr)
+    assert "Traceback" in debug.stderr and "Traceback" not in plain.stderr
+    for text in (plain.stdout, plain.stderr, debug.stdout, debug.stderr):
+        assert secret not in text
+
+
+def test_an_internal_error_under_debug_is_redacted_and_exits_70(monkeypatch, tmp_path):
+    import io
+
+    import charfix.bootstrap
+    from charfix.app import main
+    from charfix.ui.environment import Environment
+
+    url = "postgresql://u:s3cret-in-a-bug@db.example/postgres"
+
+    def broken(settings):
+        raise RuntimeError(f"a bug that quotes {settings.db_url} and key eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZSJ9.c2ln")
+
+    monkeypatch.setattr(charfix.bootstrap, "build_backends", broken)
+    monkeypatch.setenv("SUPABASE_DB_URL", url)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))  # no config file of the developer's
+    for name in ("CHARFIX_CONFIG", "SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["--debug", "--storage-dir", str(tmp_path), "list-stuck"], env=Environment(stdout=out, stderr=err))
+    assert code == 70
+    assert "Traceback" in err.getvalue() and "RuntimeError" in err.getvalue()
+    assert "s3cret-in-a-bug" not in err.getvalue() + out.getvalue()
+    assert "eyJyb2xlIjoic2VydmljZSJ9" not in err.getvalue()
+
+
+def test_a_password_on_the_command_line_warns_and_the_help_steers_away_from_it(cli, tmp_path):
+    url = "postgresql://u:hunter2-flag@127.0.0.1:1/db?connect_timeout=2"
+    flagged = cli("--db-url", url, "--storage-dir", str(tmp_path), "list-stuck")
+    assert flagged.code == 5 and "process list" in flagged.stderr and "SUPABASE_DB_URL" in flagged.stderr
+    assert "hunter2-flag" not in flagged.stderr
+    quiet = cli("--storage-dir", str(tmp_path), "list-stuck", env={"SUPABASE_DB_URL": url})
+    assert quiet.code == 5 and "process list" not in quiet.stderr
+    assert "process list" in " ".join(cli("--help").stdout.split())

@@ -21,12 +21,13 @@ from charfix.commands.repair import repair_cli
 from charfix.commands.report import report_cli
 from charfix.commands.user import user_cli
 from charfix.errors import CharfixError, ExitStatus
+from charfix.parsing import parse_path
 from charfix.runtime import Runtime
 from charfix.ui.environment import Environment
 
 HELP = """Find character-portrait jobs whose image never reached the user's library, explain why, and repair them.
 
-Point it at the database with [cyan]--db-url[/cyan] (or SUPABASE_DB_URL) and at storage with [cyan]--storage-dir[/cyan], or try it on the embedded demo with [cyan]--demo[/cyan].
+Point it at the database with SUPABASE_DB_URL or the config file (or [cyan]--db-url[/cyan], but a password there shows in the process list) and at storage with [cyan]--storage-dir[/cyan], or try it on the embedded demo with [cyan]--demo[/cyan].
 
 Exit codes: 0 ok, 1 some repairs failed, 2 bad input, 3 configuration, 4 job not found, 5 database or storage error, 6 refused by a safety rule, 70 internal error, 130 interrupted.
 
@@ -55,11 +56,13 @@ def root(
     ctx: typer.Context,
     db_url: Annotated[
         str | None,
-        typer.Option("--db-url", help="Postgres connection string \\[env: SUPABASE_DB_URL].", show_default=False),
+        typer.Option("--db-url", help="Postgres connection string \\[env: SUPABASE_DB_URL]. Prefer the variable or "
+                     "the config file: other users can read a password given here in the process list.",
+                     show_default=False),
     ] = None,
     storage_dir: Annotated[
-        Path | None,
-        typer.Option("--storage-dir", help="Local storage root with one folder per bucket \\[env: CHARFIX_STORAGE_DIR].",
+        str | None,
+        typer.Option("--storage-dir", metavar="PATH", help="Local storage root with one folder per bucket \\[env: CHARFIX_STORAGE_DIR].",
                      show_default=False),
     ] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Use the embedded demo database and storage.")] = False,
@@ -68,13 +71,13 @@ def root(
         typer.Option("--config", help="Config file \\[default: ~/.config/charfix/config.toml; env: CHARFIX_CONFIG].",
                      show_default=False),
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors (passwords and keys masked).")] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     runtime: Runtime = ctx.obj
-    runtime.flags = {"db_url": db_url, "storage_dir": storage_dir}
+    runtime.flags = {"db_url": db_url, "storage_dir": parse_path(storage_dir, option="--storage-dir")}
     runtime.config_path = config
     runtime.demo = demo
     runtime.debug = debug
@@ -103,7 +106,7 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
         return int(result or 0)
     except CharfixError as exc:
         if runtime.debug:
-            raise
+            env.traceback(exc)
         env.error(exc.message, hint=exc.hint)
         return int(exc.exit_status)
     except typer.Abort:
@@ -112,16 +115,17 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.TyperException as exc:  # usage errors: Typer prints them as it would standalone
-        exc.show(file=env.stderr)
+        exc.show(file=env.err.file)  # through the redactor: it may quote an option's value
         return int(getattr(exc, "exit_code", ExitStatus.USAGE))
     except KeyboardInterrupt:
         env.error("interrupted")
         return int(ExitStatus.INTERRUPTED)
-    except Exception as exc:  # a bug: still one line, and its own exit code, unless --debug
+    except Exception as exc:  # a bug: still one line and its own exit code; --debug adds the traceback
         if runtime.debug:
-            raise
-        env.error(f"internal error: {type(exc).__name__}: {exc}", hint="run again with --debug for the traceback, "
-                  "and report it")
+            env.traceback(exc)
+        hint = ("report it with the traceback above" if runtime.debug
+                else "run again with --debug for the traceback, and report it")
+        env.error(f"internal error: {type(exc).__name__}: {exc}", hint=hint)
         return int(ExitStatus.INTERNAL)
     finally:
         runtime.close()

@@ -10,8 +10,8 @@ from charfix.errors import ConfigError
 from charfix.scan import Backends
 
 MISSING = (
-    "no database configured: pass --db-url or set SUPABASE_DB_URL (or supabase_url + service_role_key "
-    "in the config file); try the embedded demo with --demo"
+    "no database configured: set SUPABASE_DB_URL or db_url in the config file (or supabase_url + "
+    "service_role_key there); try the embedded demo with --demo"
 )
 
 

@@ -6,6 +6,7 @@ Each setting remembers where it came from, so errors and `doctor` can say so.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from dataclasses import dataclass, field
@@ -48,18 +49,38 @@ class Settings:
 
 
 def _passwords(url: str) -> list[str]:
-    """The password of a connection string, parsed as libpq parses it; when it does not parse,
-    everything between the scheme's `user:` and the last `@` (a password may hold `@`)."""
+    """The password of a connection string as libpq parses it (percent-decoded) and as it is
+    written; when libpq cannot parse it, everything between the scheme's `user:` and the last `@`
+    (a password may hold `@`). Both forms, because libpq's errors quote the string as written."""
     from psycopg.conninfo import conninfo_to_dict
 
+    found = []
     try:
-        password = conninfo_to_dict(url).get("password")
-        if password:
-            return [str(password)]
-    except Exception:  # libpq refuses it; fall back to reading the URL by hand
+        found.append(str(conninfo_to_dict(url).get("password") or ""))
+    except Exception:  # libpq refuses it; the hand reading below still finds it
         pass
     head = url.split("//", 1)[-1].rsplit("@", 1)[0] if "@" in url else ""
-    return [head.split(":", 1)[1]] if ":" in head else []
+    if ":" in head:
+        found.append(head.split(":", 1)[1])
+    return [p for p in dict.fromkeys(found) if p]
+
+
+# Credentials recognised by their shape, for messages that quote a string charfix was never told is
+# secret (a libpq error quoting a URL typed elsewhere, a traceback): a URL's `user:password@`, a
+# conninfo `password=`, a JWT (Supabase's legacy keys) and a new-style `sb_secret_` key.
+CREDENTIALS = (
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/?#@\s\"']*:)[^\s\"']*(?=@)"), r"\1***"),
+    (re.compile(r"(?i)\b(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"&]+)"), r"\1***"),
+    (re.compile(r"\beyJ[\w-]{6,}\.[\w-]{6,}\.[\w-]+"), "***"),
+    (re.compile(r"\bsb_secret_[\w-]+"), "***"),
+)
+
+
+def mask_credentials(text: str) -> str:
+    """`text` with every credential-shaped part replaced by `***` (see CREDENTIALS)."""
+    for pattern, replacement in CREDENTIALS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def default_config_path() -> Path:
@@ -87,18 +108,26 @@ def load_settings(
     for name in ("storage_dir", "audit_log"):
         if name in values:
             values[name] = Path(str(values[name])).expanduser()
+    if origins.get("db_url") == "flag" and _passwords(str(values["db_url"])):
+        warnings.append("--db-url holds a password, which every user of this machine can read in the process "
+                        "list; set SUPABASE_DB_URL or db_url in the config file instead")
     return Settings(**values, demo=demo, config_path=path, origins=origins, warnings=tuple(warnings))
 
 
 def _read_config(path: Path, *, required: bool) -> tuple[dict[str, Any], list[str]]:
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as file:
+            # The mode and owner of the file that was read, not of whatever is at the path afterwards.
+            status = os.fstat(file.fileno())
+            raw = file.read()
     except FileNotFoundError:
         if required:
             raise ConfigError(f"config file {path} does not exist") from None
         return {}, []
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    if raw.strip():  # an empty file (CHARFIX_CONFIG=/dev/null, say) configures nothing
+        _refuse_foreign(path, status)
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -107,9 +136,32 @@ def _read_config(path: Path, *, required: bool) -> tuple[dict[str, Any], list[st
     unknown = sorted(set(data) - KNOWN_KEYS)
     if unknown:
         warnings.append(f"config file {path}: unknown key(s) {', '.join(unknown)} ignored")
-    if "service_role_key" in data and path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):
-        warnings.append(f"config file {path} holds the service role key and is readable by others; run: chmod 600 {path}")
     bad = [k for k in KNOWN_KEYS & set(data) if not isinstance(data[k], str)]
     if bad:
         raise ConfigError(f"config file {path}: {', '.join(sorted(bad))} must be a string")
+    held = _secrets_held(data)
+    if held and status.st_mode & (stat.S_IRGRP | stat.S_IROTH):
+        warnings.append(f"config file {path} holds {held} and is readable by others; run: chmod 600 {path}")
     return data, warnings
+
+
+def _refuse_foreign(path: Path, status: os.stat_result) -> None:
+    """A config file someone else can write chooses the database and storage charfix writes to
+    with the service role (docs/reliability.md, "Secrets"): refuse it, as ssh refuses such a file.
+    Root's files are trusted: root could change charfix itself."""
+    if status.st_mode & stat.S_IWOTH:
+        raise ConfigError(f"config file {path} is writable by every user; refusing it",
+                          hint=f"run: chmod 600 {path}")
+    owner = getattr(os, "getuid", lambda: status.st_uid)()
+    if status.st_uid not in (owner, 0):
+        raise ConfigError(f"config file {path} belongs to another user (uid {status.st_uid}); refusing it",
+                          hint="use a config file of your own (--config or CHARFIX_CONFIG)")
+
+
+def _secrets_held(data: dict[str, Any]) -> str:
+    held = []
+    if isinstance(data.get("db_url"), str) and _passwords(data["db_url"]):
+        held.append("the database password")
+    if data.get("service_role_key"):
+        held.append("the service role key")
+    return " and ".join(held)

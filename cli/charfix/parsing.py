@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from uuid import UUID
 
 from charfix.errors import UsageError
@@ -13,8 +14,18 @@ DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 MAX_DURATION = timedelta(days=3650)
 
 
-def parse_duration(text: str, *, option: str) -> timedelta:
-    """`90s`, `15m`, `36h`, `7d`, `2w`."""
+# A shorter --stuck-after calls generations that are still running failed, and lets a repair race the
+# application's own auto-save (docs/diagnosis.md, "State: in_progress"): a minute at least.
+STUCK_AFTER_LIMITS = (timedelta(minutes=1), MAX_DURATION)
+# A wider --link-window links a name-only job to a same-name character made days later, which is
+# rarely the one the portrait was made for; one under a minute misses a person who presses Create
+# a little after the portrait arrives (the incident's gap was 25 s). docs/commands.md.
+LINK_WINDOW_LIMITS = (timedelta(minutes=1), timedelta(days=7))
+
+
+def parse_duration(text: str, *, option: str, limits: tuple[timedelta, timedelta] = (timedelta(0), MAX_DURATION)
+                   ) -> timedelta:
+    """`90s`, `15m`, `36h`, `7d`, `2w`, within `limits` (inclusive)."""
     match = DURATION.match(text or "")
     if not match:
         raise UsageError(f"{option}: '{text}' is not a duration; use a number and a unit, like 15m, 36h, 7d or 2w")
@@ -22,9 +33,28 @@ def parse_duration(text: str, *, option: str) -> timedelta:
         delta = timedelta(**{UNITS[match.group(2).lower()]: float(match.group(1))})
     except OverflowError:
         delta = MAX_DURATION + MAX_DURATION
+    least, most = limits
     if delta > MAX_DURATION:
         raise UsageError(f"{option}: '{text}' is longer than ten years")
+    if not least <= delta <= most:
+        raise UsageError(f"{option}: '{text}' is out of range; use {_spoken(least)} to {_spoken(most)}")
     return delta
+
+
+def _spoken(delta: timedelta) -> str:
+    if delta.days >= 3650:
+        return "ten years"
+    count, unit = (delta.days, "day") if delta.days else (delta.seconds // 60, "minute")
+    return f"{count} {unit}{'' if count == 1 else 's'}"
+
+
+def parse_path(text: str | None, *, option: str) -> Path | None:
+    """A path typed by a person; an empty one is an error, never the current directory."""
+    if text is None:
+        return None
+    if not text.strip():
+        raise UsageError(f"{option}: the path is empty; give a directory, or leave the option out")
+    return Path(text)
 
 
 def parse_since(text: str, *, now: datetime) -> datetime:

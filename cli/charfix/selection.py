@@ -11,7 +11,7 @@ from uuid import UUID
 
 from charfix.diagnosis import Rules
 from charfix.models import Diagnosis, State
-from charfix.parsing import parse_duration, parse_since, parse_uuid
+from charfix.parsing import LINK_WINDOW_LIMITS, STUCK_AFTER_LIMITS, parse_duration, parse_since, parse_uuid
 from charfix.repository.base import Backlog, JobQuery
 from charfix.scan import Backends, scan
 from charfix.errors import UsageError
@@ -65,8 +65,8 @@ def build_selection(
 def build_rules(*, now: datetime, stuck_after: str = "15m", link_window: str = "1h") -> Rules:
     return Rules(
         now=now,
-        stuck_after=parse_duration(stuck_after, option="--stuck-after"),
-        link_window=parse_duration(link_window, option="--link-window"),
+        stuck_after=parse_duration(stuck_after, option="--stuck-after", limits=STUCK_AFTER_LIMITS),
+        link_window=parse_duration(link_window, option="--link-window", limits=LINK_WINDOW_LIMITS),
     )
 
 

@@ -35,11 +35,12 @@ def doctor_cli(ctx: typer.Context, json_output: options.Json = False) -> None:
     if json_output:
         runtime.env.print_json([c.to_json() for c in checks.items])
     else:
-        from rich.markup import escape
+        from charfix.ui.safe import terminal_markup
 
+        # Details quote servers' answers (error messages, bucket names): terminal-safe, markup escaped.
         for check in checks.items:
-            runtime.env.out.print(f"{MARKS[check.status]} {escape(check.name)}: {escape(check.detail)}")
+            runtime.env.out.print(f"{MARKS[check.status]} {terminal_markup(check.name)}: {terminal_markup(check.detail)}")
             if check.fix:
-                runtime.env.out.print(f"    [dim]fix:[/] {escape(check.fix)}")
+                runtime.env.out.print(f"    [dim]fix:[/] {terminal_markup(check.fix)}")
     if checks.failed:
         raise typer.Exit(int(ExitStatus.BACKEND))

@@ -42,11 +42,13 @@ def link_character_cli(
     """
     runtime: Runtime = ctx.obj
     ref = parse_job_ref(job_id)
+    # `--character ""` is a mistake, not "no character": only leaving the option out offers the candidates.
+    given = parse_uuid(character, what="character id") if character is not None else None
     rules = build_rules(now=runtime.now(), link_window=link_window)
     backends = runtime.backends()
     job = resolve_job_ids(backends, [ref])[0]
     diagnosis = diagnose_ids(backends, [job], rules)[0]
-    chosen = parse_uuid(character, what="character id") if character else _choose(runtime, diagnosis)
+    chosen = given or _choose(runtime, diagnosis)
     if chosen is None:
         runtime.env.err.print("No character chosen; nothing written.")
         return

@@ -7,19 +7,30 @@ from typing import Annotated
 
 import typer
 
+from charfix.errors import UsageError
+
+
+def _named(value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise UsageError("--operator: the name is empty; leave the option out to record your OS user")
+    return value
+
+
 Since = Annotated[
     str, typer.Option("--since", help="How far back to look: a duration (7d, 36h, 90m) or a date (2026-11-01).")
 ]
 User = Annotated[str | None, typer.Option("--user", help="Only this user's jobs: a user id or the email they sign in with.")]
 StuckAfter = Annotated[
     str,
-    typer.Option("--stuck-after", help="A queued/processing job with no output older than this has failed."),
+    typer.Option("--stuck-after", help="A queued/processing job with no output older than this has failed "
+                 "(1 minute to ten years)."),
 ]
 LinkWindow = Annotated[
     str,
     typer.Option(
         "--link-window",
-        help="A name-only job links automatically only to a character created this soon after the job.",
+        help="A name-only job links automatically only to a character created this soon after the job "
+             "(1 minute to 7 days).",
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON to stdout for scripts instead of tables.")]
@@ -27,7 +38,8 @@ Limit = Annotated[int | None, typer.Option("--limit", min=1, help="Show at most 
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Write without asking (required when not on a terminal).")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan and write nothing.")]
 Operator = Annotated[
-    str | None, typer.Option("--operator", help="Name recorded in the audit log \\[default: your OS user].", show_default=False)
+    str | None, typer.Option("--operator", help="Name recorded in the audit log \\[default: your OS user].", show_default=False,
+                             callback=_named)
 ]
 AuditPath = Annotated[
     Path | None,

@@ -4,14 +4,17 @@ Tests swap it to capture output; commands never print except through it."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from rich.console import Console
-from rich.markup import escape
+
+from charfix.config import mask_credentials
+from charfix.ui.safe import json_text, terminal_markup, terminal_text
 
 
 @dataclass
@@ -25,9 +28,9 @@ class Environment:
         no_color = bool(os.environ.get("NO_COLOR"))
         # Piped output is for grep and logs: wide enough that table rows do not fold.
         width = None if _isatty(self.stdout) else 200
-        self.out = Console(file=_Redacting(self.stdout, self), no_color=no_color, highlight=False, width=width)
+        self.out = Console(file=_Redacting(self.stdout, self.redact), no_color=no_color, highlight=False, width=width)
         # Errors are one line each, however narrow the terminal: they are read by people and by cron mail.
-        self.err = Console(file=_Redacting(self.stderr, self), no_color=no_color, highlight=False, stderr=True,
+        self.err = Console(file=_Redacting(self.stderr, self.redact_message), no_color=no_color, highlight=False, stderr=True,
                            soft_wrap=True)
 
     @property
@@ -40,7 +43,7 @@ class Environment:
         return _isatty(self.stderr)
 
     def print_json(self, data: Any) -> None:
-        self.stdout.write(self.redact(json.dumps(data, indent=2, ensure_ascii=False, default=str)) + "\n")
+        self.stdout.write(self.redact(json_text(data)) + "\n")
         self.stdout.flush()
 
     def print_json_lines(self, items) -> int:
@@ -48,7 +51,7 @@ class Environment:
         count = 0
         self.stdout.write("[")
         for item in items:
-            text = json.dumps(item, indent=2, ensure_ascii=False, default=str).replace("\n", "\n  ")
+            text = json_text(item).replace("\n", "\n  ")
             self.stdout.write(("," if count else "") + "\n  " + self.redact(text))
             count += 1
         self.stdout.write("\n]\n" if count else "]\n")
@@ -56,28 +59,45 @@ class Environment:
         return count
 
     def error(self, message: str, *, hint: str | None = None) -> None:
-        self.err.print(f"[bold red]error:[/] {escape(self.redact(message))}", markup=True, highlight=False)
+        # Messages quote names, keys and servers' answers: terminal-safe, and one line whatever they hold.
+        self.err.print(f"[bold red]error:[/] {terminal_markup(self.redact_message(message))}", markup=True,
+                       highlight=False)
         if hint:
-            self.err.print(f"[dim]hint:[/] {escape(self.redact(hint))}", markup=True, highlight=False)
+            self.err.print(f"[dim]hint:[/] {terminal_markup(self.redact_message(hint))}", markup=True, highlight=False)
 
     def warn(self, message: str) -> None:
-        self.err.print(f"[yellow]warning:[/] {escape(self.redact(message))}", markup=True, highlight=False)
+        self.err.print(f"[yellow]warning:[/] {terminal_markup(self.redact_message(message))}", markup=True,
+                       highlight=False)
+
+    def traceback(self, exc: BaseException) -> None:
+        """`--debug`: the traceback, through the same redaction as every message (a libpq error
+        quotes the whole connection string) and terminal-safe line by line."""
+        text = "".join(traceback.format_exception(exc))
+        lines = (terminal_text(line) for line in self.redact_message(text).splitlines())
+        self.stderr.write("\n".join(lines) + "\n")
+        self.stderr.flush()
 
     def redact(self, text: str) -> str:
+        """Every secret charfix was given, masked (stdout: values stay exact otherwise)."""
         for secret in self.secrets:
             if secret and len(secret) >= 4:
                 text = text.replace(secret, "***")
         return text
 
+    def redact_message(self, text: str) -> str:
+        """Messages and tracebacks on stderr: also whatever looks like a credential (a URL's password,
+        a key), since they may quote strings charfix was never told are secret."""
+        return mask_credentials(self.redact(text))
+
 
 class _Redacting:
     """A stream that masks every secret the environment knows of, whatever prints through it."""
 
-    def __init__(self, stream: TextIO, env: Environment):
-        self.stream, self.env = stream, env
+    def __init__(self, stream: TextIO, redact: Callable[[str], str]):
+        self.stream, self.redact = stream, redact
 
     def write(self, text: str) -> int:
-        return self.stream.write(self.env.redact(text))
+        return self.stream.write(self.redact(text))
 
     def flush(self) -> None:
         self.stream.flush()

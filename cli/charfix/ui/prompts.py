@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from charfix.models import Candidate
+from charfix.ui.safe import terminal_text
 
 
 def ask_confirm(question: str, *, default: bool = False) -> bool:
     import questionary
 
-    answer = questionary.confirm(question, default=default).ask()
+    answer = questionary.confirm(terminal_text(question), default=default).ask()
     if answer is None:  # Ctrl-C
         raise KeyboardInterrupt
     return bool(answer)
@@ -20,7 +21,9 @@ def ask_choice(question: str, choices: Sequence[tuple[str, str]]) -> str:
     """`choices` are (value, label); returns the value."""
     import questionary
 
-    answer = questionary.select(question, choices=[questionary.Choice(label, value=value) for value, label in choices]).ask()
+    # Labels quote names and URLs; questionary shows them as typed, so they are made terminal-safe here.
+    answer = questionary.select(terminal_text(question), choices=[questionary.Choice(terminal_text(label), value=value)
+                                                         for value, label in choices]).ask()
     if answer is None:
         raise KeyboardInterrupt
     return answer

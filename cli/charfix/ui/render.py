@@ -13,6 +13,7 @@ from rich.text import Text
 
 from charfix.advice import command_for, next_step
 from charfix.models import Diagnosis, State
+from charfix.ui.safe import terminal_text
 
 STATE_STYLE = {
     State.SAVED: "green",
@@ -55,7 +56,7 @@ def stuck_table(diagnoses: Sequence[Diagnosis], *, now: datetime) -> Table:
             str(d.job_id)[:SHORT_ID],
             str(d.user_id)[:SHORT_ID],
             age(d.created_at, now),
-            d.status,
+            Text(terminal_text(d.status)),  # Text: a str cell would be read as markup
             state_text(d.state),
             "\n".join(d.codes) or "-",
             next_step(d),
@@ -74,19 +75,19 @@ def summary(counts: Counter, *, shown: int, examined: int) -> Text:
 def render_story(console: Console, d: Diagnosis) -> None:
     head = Text.assemble(
         ("job ", "bold"), (str(d.job_id), "bold"), "\n",
-        f"user {d.user_id} · status '{d.status}' · created {d.created_at.isoformat(timespec='seconds')}\n",
+        f"user {d.user_id} · status '{terminal_text(d.status)}' · created {d.created_at.isoformat(timespec='seconds')}\n",
         "state ", state_text(d.state),
     )
     if d.character_name:
-        head.append(f" · character '{d.character_name}'" + (f" ({d.character_id})" if d.character_id else ""))
+        head.append(f" · character '{terminal_text(d.character_name)}'" + (f" ({d.character_id})" if d.character_id else ""))
     parts: list = [head]
     parts += _timeline(d) + _reasons(d) + _candidates(d) + _plan(d)
     if d.notes:
         parts.append(Text("notes", style="bold"))
-        parts += [Text(f"  {n}") for n in d.notes]
+        parts += [Text(f"  {terminal_text(n)}") for n in d.notes]
     command = command_for(d)
     if command:
-        parts.append(Text.assemble(("run  ", "bold"), (command, "cyan")))
+        parts.append(Text.assemble(("run  ", "bold"), (terminal_text(command), "cyan")))
     console.print(Panel(Group(*parts), expand=False))
 
 
@@ -96,7 +97,8 @@ def _timeline(d: Diagnosis) -> list:
     for event in d.timeline:
         offset = (event.at - start).total_seconds()
         sign = "+" if offset >= 0 else "-"
-        rows.append(Text(f"  {event.at.isoformat(timespec='seconds')}  ({sign}{short_duration(abs(offset))})  {event.what}"))
+        when = f"{event.at.isoformat(timespec='seconds')}  ({sign}{short_duration(abs(offset))})"
+        rows.append(Text(f"  {when}  {terminal_text(event.what)}"))
     return rows
 
 
@@ -105,9 +107,9 @@ def _reasons(d: Diagnosis) -> list:
         return [Text("reasons  none: the portrait is where it belongs" if d.state == State.SAVED else "reasons  none")]
     rows = [Text("reasons", style="bold")]
     for reason in d.reasons:
-        rows.append(Text.assemble("  ", (reason.code.value, "yellow"), f"  {reason.message}"))
+        rows.append(Text.assemble("  ", (reason.code.value, "yellow"), f"  {terminal_text(reason.message)}"))
         for key, value in reason.evidence.items():
-            rows.append(Text(f"      {key}: {value}", style="dim"))
+            rows.append(Text(f"      {terminal_text(key)}: {terminal_text(value)}", style="dim"))
     return rows
 
 
@@ -117,8 +119,8 @@ def _candidates(d: Diagnosis) -> list:
     table = Table("character", "name", "created", "after job", "match", "image", box=None, pad_edge=False)
     for c in d.candidates:
         # Text, not markup: names and URLs are user data and may hold [brackets].
-        table.add_row(str(c.id), Text(c.name), c.created_at.isoformat(timespec="seconds"),
-                      f"{c.seconds_after_job:+.0f}s", "exact" if c.exact else "near", Text(c.image_url or "-"))
+        table.add_row(str(c.id), Text(terminal_text(c.name)), c.created_at.isoformat(timespec="seconds"),
+                      f"{c.seconds_after_job:+.0f}s", "exact" if c.exact else "near", Text(terminal_text(c.image_url or "-")))
     return [Text("candidates", style="bold"), table]
 
 
@@ -127,5 +129,5 @@ def _plan(d: Diagnosis) -> list:
         return []
     rows = [Text("plan", style="bold")]
     for number, step in enumerate(d.plan, 1):
-        rows.append(Text.assemble(f"  {number}. ", (step.action.value, "green"), f"  {step.description}"))
+        rows.append(Text.assemble(f"  {number}. ", (step.action.value, "green"), f"  {terminal_text(step.description)}"))
     return rows

@@ -8,6 +8,7 @@ from rich.text import Text
 
 from charfix.repair import JobResult, Outcome
 from charfix.service import BackfillReport
+from charfix.ui.safe import terminal_text
 
 OUTCOME_STYLE = {
     Outcome.REPAIRED: "green",
@@ -26,12 +27,12 @@ def render_job_result(console: Console, result: JobResult) -> None:
     console.print(head)
     verb = "would" if result.outcome == Outcome.PLANNED else "done:"
     for number, step in enumerate(result.steps, 1):
-        console.print(Text.assemble(f"  {number}. {verb} ", (step.action.value, "green"), f"  {step.description}"),
+        console.print(Text.assemble(f"  {number}. {verb} ", (step.action.value, "green"), f"  {terminal_text(step.description)}"),
                       soft_wrap=True)  # keys and paths stay whole for grep
     if result.outcome == Outcome.ALREADY_FINE:
         console.print("  nothing to do: the portrait is already where it belongs")
     elif result.message:
-        console.print(Text(f"  {result.message}"))
+        console.print(Text(f"  {terminal_text(result.message)}"))
 
 
 def render_backfill(console: Console, report: BackfillReport, *, dry_run: bool) -> None:
@@ -50,8 +51,8 @@ def render_backfill(console: Console, report: BackfillReport, *, dry_run: bool) 
     table.add_row("failed", Text(str(len(report.failed)), style="red" if report.failed else ""))
     console.print(table)
     for result in report.failed:
-        console.print(Text(f"  failed {result.job_id}: {result.message}", style="red"))
+        console.print(Text(f"  failed {result.job_id}: {terminal_text(result.message)}", style="red"))
     for result in report.changed:
-        console.print(Text(f"  changed {result.job_id}: {result.message}", style="yellow"))
+        console.print(Text(f"  changed {result.job_id}: {terminal_text(result.message)}", style="yellow"))
     if not dry_run and not report.repaired and not report.failed:
         console.print("Nothing to repair: no write was made.")

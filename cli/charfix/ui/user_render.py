@@ -84,6 +84,8 @@ def _library(view: UserView, now: datetime) -> Table:
 
 
 def _shown(text: str) -> str:
-    # TODO(merge): charfix.ui.safe.terminal_text escapes control and bidi characters; use it here.
-    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text)
+    # Control and bidi characters made visible (docs/reliability.md, "What reaches the terminal").
+    from charfix.ui.safe import terminal_text
+
+    cleaned = terminal_text(text)
     return cleaned if len(cleaned) <= SHOWN_LIMIT else cleaned[: SHOWN_LIMIT - 1] + "…"
