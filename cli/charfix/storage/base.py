@@ -12,6 +12,11 @@ from charfix.models import StoredObject
 class Storage(Protocol):
     requests: int
 
+    def check_access(self) -> None:
+        """Raise ConfigError unless both buckets exist and can be seen. Called once, before the
+        first read: an empty listing is evidence only after this (docs/backends.md)."""
+        ...
+
     def list_prefixes(self, bucket: str, prefixes: Sequence[str]) -> list[StoredObject]:
         """Every object whose key starts with one of `prefixes` (each `folder/name-start`)."""
         ...

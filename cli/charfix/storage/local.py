@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from charfix.errors import BackendError, UsageError
-from charfix.models import StoredObject
+from charfix.errors import BackendError, ConfigError, UsageError
+from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, StoredObject
 from charfix.storage.base import by_folder
 
 
@@ -18,6 +18,13 @@ class LocalStorage:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.requests = 0
+
+    def check_access(self) -> None:
+        """A folder without a bucket's folder would list as empty, and read as lost portraits."""
+        for bucket in (WORKSPACE_BUCKET, LIBRARY_BUCKET):
+            if not (self.root / bucket).is_dir():
+                raise ConfigError(f"storage folder {self.root} has no {bucket}/ folder: is it a copy of the "
+                                  f"project's storage? (it needs {WORKSPACE_BUCKET}/ and {LIBRARY_BUCKET}/)")
 
     def list_prefixes(self, bucket: str, prefixes: Sequence[str]) -> list[StoredObject]:
         found = []

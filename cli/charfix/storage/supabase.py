@@ -16,12 +16,13 @@ from urllib.parse import quote
 
 import httpx
 
-from charfix.errors import BackendError, UsageError
-from charfix.http import Caller, Supabase, storage_code
-from charfix.models import StoredObject
+from charfix.errors import BackendError, ConfigError, UsageError
+from charfix.http import Caller, Supabase, error_fields, storage_code
+from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, StoredObject
 from charfix.storage.base import by_folder
 
-LIST_LIMIT = 1000
+LIST_LIMIT = 1000  # Storage takes 1..1500 per listing
+CACHE_CONTROL = "max-age=3600"  # what the app's uploads (storage-js, cacheControl 3600) are stored with
 # Storage answers these for a missing source: no fallback can help, the copy fails.
 MISSING = {"NoSuchKey", "not_found", "NoSuchBucket"}
 # A key the server will not take: falling back to download + upload would not help either.
@@ -37,6 +38,22 @@ class SupabaseStorage:
     @property
     def requests(self) -> int:
         return self.caller.count
+
+    def check_access(self) -> None:
+        """Storage answers a listing of a missing bucket, and any listing by a key that row-level
+        security leaves blind, with `200 []`: so look the two buckets up first (GET /bucket/{id}),
+        which a service key sees and which names the refusal (docs/backends.md)."""
+        for bucket in (WORKSPACE_BUCKET, LIBRARY_BUCKET):
+            url = f"{self.base}/bucket/{quote(bucket, safe='')}"
+            response = self.caller.send(f"bucket {bucket}", lambda: self._http.get(url, headers=self._headers()))
+            if response.is_success:
+                continue
+            code, message = error_fields(response)
+            if code in ("NoSuchBucket", "Bucket not found"):
+                raise ConfigError(f"Supabase Storage: bucket {bucket} does not exist in this project "
+                                  f"(HTTP {response.status_code} {code}: {message}); charfix needs "
+                                  f"{WORKSPACE_BUCKET} and {LIBRARY_BUCKET}: is SUPABASE_URL the app's project?")
+            raise self.caller.fail(f"bucket {bucket}", response)
 
     def list_prefixes(self, bucket: str, prefixes: Sequence[str]) -> list[StoredObject]:
         found = []
@@ -120,7 +137,9 @@ class SupabaseStorage:
 
     def _upload(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         url = f"{self.base}/object/{bucket}/{_path(bucket, key)}"
-        headers = {**self._headers(), "Content-Type": content_type, "x-upsert": "true"}
+        # Cache-Control as the app's own uploads carry it: a raw upload without it is stored no-cache.
+        headers = {**self._headers(), "Content-Type": content_type, "Cache-Control": CACHE_CONTROL,
+                   "x-upsert": "true"}
         # An upsert to a deterministic key: repeating it after a broken connection is harmless.
         response = self.caller.send(f"bucket {bucket}", lambda: self._http.post(url, content=data, headers=headers))
         if not response.is_success:
