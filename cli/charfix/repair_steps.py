@@ -3,8 +3,10 @@ nothing; every write it makes is recorded in the audit log with the before and a
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -25,6 +27,7 @@ from charfix.models import (
     LibraryItem,
     NewLibraryItem,
     Step,
+    StoredObject,
     library_row_id,
 )
 from charfix.scan import Backends
@@ -120,9 +123,11 @@ def _copy_object(ctx: StepContext, params: dict[str, Any]) -> None:
         _copy_if_needed(ctx, source_bucket, source_key, bucket, key)
     else:
         data, content_type = fetch_image(params["source_url"])
-        if not storage.stat(bucket, [key]):
+        existing = storage.stat(bucket, [key])
+        if not (existing and _whole_copy(storage, existing[0], len(data), hashlib.md5(data).hexdigest())):
             written = storage.write(bucket, key, data, content_type=content_type)
-            ctx.record(Action.COPY_OBJECT, f"{bucket}/{key}", None, {"source_url": params["source_url"], "size": written.size})
+            before = existing[0].model_dump(mode="json") if existing else None
+            ctx.record(Action.COPY_OBJECT, f"{bucket}/{key}", before, {"source_url": params["source_url"], "size": written.size})
     if "thumbnail_source" in params:
         source_bucket, source_key = _split(params["thumbnail_source"])
         thumb_bucket, thumb_key = _split(params["thumbnail_destination"])
@@ -135,11 +140,24 @@ def _copy_if_needed(ctx: StepContext, source_bucket: str, source_key: str, bucke
     if not source:
         raise BackendError(f"{source_bucket}/{source_key} is gone; nothing was copied")
     existing = storage.stat(bucket, [key])
-    if existing and existing[0].size == source[0].size:
+    if existing and _whole_copy(storage, existing[0], source[0].size, lambda: storage.content_md5(source[0])):
         return
     copied = storage.copy(source_bucket, source_key, bucket, key)
     before = existing[0].model_dump(mode="json") if existing else None
     ctx.record(Action.COPY_OBJECT, f"{bucket}/{key}", before, {"source": f"{source_bucket}/{source_key}", "size": copied.size})
+
+
+def _whole_copy(storage, copy: StoredObject, size: int, md5: str | Callable[[], str | None] | None) -> bool:
+    """An object already at the key is the copy only when it holds the whole source: the same size,
+    and the same MD5 where the backend can tell both (docs/repairs.md). A truncated or stale object
+    is copied over again. `md5` may be a function, so a source is hashed only when the sizes agree."""
+    if copy.size != size:
+        return False
+    wanted = md5() if callable(md5) else md5
+    if wanted is None:
+        return True
+    found = storage.content_md5(copy)
+    return found is None or found == wanted
 
 
 def _insert_library_row(ctx: StepContext, params: dict[str, Any]) -> None:

@@ -27,6 +27,10 @@ class Storage(Protocol):
 
     def read(self, bucket: str, key: str) -> bytes: ...
 
+    def content_md5(self, obj: StoredObject) -> str | None:
+        """The MD5 of an object's bytes where the backend can tell it, else None (size alone then)."""
+        ...
+
     def write(self, bucket: str, key: str, data: bytes, *, content_type: str) -> StoredObject: ...
 
     def copy(self, source_bucket: str, source_key: str, bucket: str, key: str) -> StoredObject:

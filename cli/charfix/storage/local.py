@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -51,6 +52,18 @@ class LocalStorage:
             return self._path(bucket, key).read_bytes()
         except OSError as exc:
             raise BackendError(f"cannot read {bucket}/{key}: {exc.strerror}") from exc
+
+    def content_md5(self, obj: StoredObject) -> str | None:
+        """The file's MD5 (read whole: only the few objects a repair compares are hashed)."""
+        self.requests += 1
+        digest = hashlib.md5()
+        try:
+            with self._path(obj.bucket, obj.key).open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+        except OSError as exc:
+            raise BackendError(f"cannot read {obj.path}: {exc.strerror}") from exc
+        return digest.hexdigest()
 
     def write(self, bucket: str, key: str, data: bytes, *, content_type: str) -> StoredObject:
         path = self._path(bucket, key)

@@ -9,6 +9,7 @@ upload replace them only where the server refuses the copy.
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,7 @@ from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, StoredObject
 from charfix.storage.base import by_folder
 
 LIST_LIMIT = 1000  # Storage takes 1..1500 per listing
+MD5_ETAG = re.compile(r'"?([0-9a-fA-F]{32})"?')
 CACHE_CONTROL = "max-age=3600"  # what the app's uploads (storage-js, cacheControl 3600) are stored with
 # Storage answers these for a missing source: no fallback can help, the copy fails.
 MISSING = {"NoSuchKey", "not_found", "NoSuchBucket"}
@@ -72,6 +74,10 @@ class SupabaseStorage:
 
     def read(self, bucket: str, key: str) -> bytes:
         return self._download(bucket, key)[0]
+
+    def content_md5(self, obj: StoredObject) -> str | None:
+        """From the listing's eTag, without a download; None when the eTag is no MD5."""
+        return obj.content_md5
 
     def _download(self, bucket: str, key: str) -> tuple[bytes, str]:
         url = f"{self.base}/object/authenticated/{bucket}/{_path(bucket, key)}"
@@ -161,7 +167,19 @@ def _object(bucket: str, key: str, entry: dict[str, Any]) -> StoredObject:
     metadata = entry.get("metadata") or {}
     size = metadata.get("size", metadata.get("contentLength", 0)) or 0
     stamp = entry.get("updated_at") or metadata.get("lastModified")
-    return StoredObject(bucket=bucket, key=key, size=int(size), updated_at=_time(stamp))
+    return StoredObject(bucket=bucket, key=key, size=int(size), updated_at=_time(stamp),
+                        content_md5=_md5(metadata.get("eTag")))
+
+
+def _md5(etag: Any) -> str | None:
+    """The content's MD5 from an eTag, when the eTag is one: a quoted 32-digit hex string (the file
+    backend's default, S3's for a single-part upload). A weak, mtime-based or multipart eTag
+    (`"...-N"`) says nothing about the bytes."""
+    if isinstance(etag, str):
+        match = MD5_ETAG.fullmatch(etag)
+        if match:
+            return match.group(1).lower()
+    return None
 
 
 def _time(value: Any) -> datetime | None:
