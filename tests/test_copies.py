@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from charfix.diagnosis import Rules, diagnose
+from charfix.errors import BackendError
 from charfix.http import RetryPolicy, connect
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Action
 from charfix.repair_steps import StepContext, apply_step
@@ -129,4 +130,16 @@ def test_listings_carry_the_md5_of_an_md5_etag_only(seeded, server):
 
     assert _md5('"1b2cf535f27731c974343645a3985328-2"') is None  # S3 multipart: no content hash
     assert _md5('"18f3c2a1b-1f4"') is None  # the file backend's mtime eTag
+    client.close()
+
+
+def test_a_copy_into_a_missing_bucket_fails_without_downloading_the_source(seeded, server):
+    srv, key = server
+    client = connect(srv.url, key, retry=FAST, timeout=5)
+    storage = SupabaseStorage(client)
+    client.client.storage.from_(WORKSPACE_BUCKET).upload("u/source.png", b"PNG", {"content-type": "image/png"})
+    srv.reset_counters()
+    with pytest.raises(BackendError, match="InvalidRequest: The related resource does not exist"):
+        storage.copy(WORKSPACE_BUCKET, "u/source.png", "no-such-bucket", "u/copy.png")
+    assert [r[:2] for r in srv.requests] == [("POST", "/storage/v1/object/copy")]
     client.close()

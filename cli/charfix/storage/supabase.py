@@ -25,8 +25,9 @@ from charfix.storage.base import by_folder
 LIST_LIMIT = 1000  # Storage takes 1..1500 per listing
 MD5_ETAG = re.compile(r'"?([0-9a-fA-F]{32})"?')
 CACHE_CONTROL = "max-age=3600"  # what the app's uploads (storage-js, cacheControl 3600) are stored with
-# Storage answers these for a missing source: no fallback can help, the copy fails.
-MISSING = {"NoSuchKey", "not_found", "NoSuchBucket"}
+# Storage answers these for a missing source, or (InvalidRequest, "The related resource does not
+# exist") a missing destination bucket: no fallback can help, the copy fails without a download.
+MISSING = {"NoSuchKey", "not_found", "NoSuchBucket", "InvalidRequest"}
 # A key the server will not take: falling back to download + upload would not help either.
 DENIED = {"AccessDenied", "InvalidJWT", "Unauthorized", "InvalidSignature"}
 
