@@ -25,9 +25,10 @@ from charfix.storage.base import by_folder
 LIST_LIMIT = 1000  # Storage takes 1..1500 per listing
 MD5_ETAG = re.compile(r'"?([0-9a-fA-F]{32})"?')
 CACHE_CONTROL = "max-age=3600"  # what the app's uploads (storage-js, cacheControl 3600) are stored with
-# Storage answers these for a missing source, or (InvalidRequest, "The related resource does not
-# exist") a missing destination bucket: no fallback can help, the copy fails without a download.
-MISSING = {"NoSuchKey", "not_found", "NoSuchBucket", "InvalidRequest"}
+# Storage answers these for a missing source: no fallback can help, the copy fails. So does any
+# refusal whose body says 404, such as a missing destination bucket (InvalidRequest, "The related
+# resource does not exist"): charfix then fails without downloading the source.
+MISSING = {"NoSuchKey", "not_found", "NoSuchBucket"}
 # A key the server will not take: falling back to download + upload would not help either.
 DENIED = {"AccessDenied", "InvalidJWT", "Unauthorized", "InvalidSignature"}
 
@@ -103,7 +104,7 @@ class SupabaseStorage:
         response = self.caller.send(f"bucket {bucket}", lambda: self._http.post(url, json=body, headers=headers))
         if not response.is_success:
             code = storage_code(response)
-            if response.status_code >= 500 or code in MISSING or code in DENIED:
+            if response.status_code >= 500 or code in MISSING or code in DENIED or _body_status(response) == "404":
                 raise self.caller.fail(f"bucket {bucket}, copying {source_bucket}/{source_key} to {key}", response)
             # Refused (an older Storage without cross-bucket copy or upsert on copy): do it here.
             data, content_type = self._download(source_bucket, source_key)
@@ -151,6 +152,15 @@ class SupabaseStorage:
         response = self.caller.send(f"bucket {bucket}", lambda: self._http.post(url, content=data, headers=headers))
         if not response.is_success:
             raise self.caller.fail(f"bucket {bucket}, writing {key}", response)
+
+
+def _body_status(response: httpx.Response) -> str | None:
+    """The real status Storage puts in a refusal's body (`statusCode`, a string)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return str(body.get("statusCode")) if isinstance(body, dict) and body.get("statusCode") is not None else None
 
 
 def _path(bucket: str, key: str) -> str:
