@@ -579,6 +579,8 @@ def test_storage_object_listed_while_its_bytes_are_gone(sb, http, srv):
                                                    "destinationBucket": "user-library", "destinationKey": "u/gone.png"})
     assert r.status_code == 500 and r.json()["statusCode"] == "500"
     assert not (srv.storage_root / "user-library" / "u" / "gone.png").exists()
+    assert [o["name"] for o in tmp.remove(["job/gone.png"])] == ["job/gone.png"]  # the row can be deleted
+    assert tmp.list("job") == [] and tmp.list() == []
 
 
 # -- Faults and request log -------------------------------------------------
