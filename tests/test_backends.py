@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 
 from charfix.diagnosis import Rules
-from charfix.errors import BackendError, ChangedError
+from charfix.errors import BackendError, ChangedError, ConfigError
 from charfix.facts import normalized_name
 from charfix.http import RetryPolicy, connect, in_list, quoted
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, NewLibraryItem
@@ -522,7 +522,7 @@ def test_other_4xx_are_not_retried(server, seeded, key):
 
 def test_the_key_never_appears_in_errors(server, seeded, key):
     wrong = make_service_key(secret="another-secret")
-    with pytest.raises(BackendError) as caught:
+    with pytest.raises(ConfigError) as caught:  # the key itself is refused: a configuration error
         SupabaseRepository(connect(server.url, wrong, retry=FAST))
     assert "401" in caught.value.message and wrong not in caught.value.message
     storage = supabase_backends(server, key).storage

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from urllib.parse import quote
 
 import pytest
 
@@ -15,7 +16,7 @@ supabase = pytest.importorskip("supabase")
 from postgrest.exceptions import APIError  # noqa: E402
 from storage3.exceptions import StorageApiError  # noqa: E402
 
-from tests.supabase_server import SupabaseTestServer, make_service_key  # noqa: E402
+from tests.supabase_server import SupabaseTestServer, make_opaque_key, make_service_key  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -333,24 +334,36 @@ def test_openapi_definitions_are_live(http, pg_dsn):
     assert lib["cover_url"] == {"format": "text", "type": "string"}
 
 
-def test_auth_is_enforced(srv, key):
+def test_keys_and_roles_as_the_servers_verify_them(srv, key, seeded):
+    """No gateway: PostgREST serves a request without a token as anon (RLS: zero rows), refuses a
+    token signed with another secret with 401 PGRST301; the newer opaque keys map to their roles."""
     with httpx.Client(base_url=srv.url) as c:
         r = c.get("/rest/v1/jobs")
-        assert r.status_code == 401 and r.json()["message"] == "No API key found in request"
-        r = c.get("/rest/v1/jobs", headers={"apikey": "wrong"})
-        assert r.status_code == 401 and r.json()["message"] == "Invalid API key"
+        assert (r.status_code, r.json()) == (200, [])
         r = c.get("/rest/v1/jobs", headers={"apikey": key, "Authorization": "Bearer wrong"})
         assert (r.status_code, r.json()["code"]) == (401, "PGRST301")
-        r = c.post("/storage/v1/object/list/workspace-temp", json={"prefix": ""})
-        assert r.status_code == 401
         r = c.get("/rest/v1/jobs", headers={"apikey": key})
-        assert r.status_code == 200
+        assert r.status_code == 200 and len(r.json()) == 5
+        r = c.post("/storage/v1/object/list/workspace-temp", json={"prefix": ""})
+        assert (r.status_code, r.json()["code"]) == (400, "AccessDenied")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bad = supabase.create_client(srv.url, make_service_key(secret="other"))
+        anon = supabase.create_client(srv.url, make_service_key(role="anon"))
+        publishable = supabase.create_client(srv.url, make_opaque_key("publishable"))
+        secret = supabase.create_client(srv.url, make_opaque_key("secret"))
     with pytest.raises(APIError) as exc:
         bad.table("jobs").select("*").execute()
-    assert exc.value.message == "Invalid API key"
+    assert (exc.value.code, exc.value.message) == ("PGRST301", "JWSError JWSInvalidSignature")
+    assert anon.table("jobs").select("*").execute().data == []
+    assert publishable.table("jobs").select("*").execute().data == []
+    assert len(secret.table("jobs").select("*").execute().data) == 5
+    assert anon.table("jobs").update({"priority": 7}).neq("name", "").execute().data == []
+    with pytest.raises(APIError) as exc:
+        anon.table("jobs").insert({"name": "from anon"}).execute()
+    assert exc.value.code == "42501"
+    with psycopg.connect(srv.dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM jobs WHERE priority = 7 OR name = 'from anon'").fetchone() == (0,)
 
 
 # -- Storage ----------------------------------------------------------------
@@ -361,8 +374,8 @@ def test_storage_upload_list_download(sb, srv, http):
     st.upload("run1/manifest.json", b"{}", {"content-type": "application/json"})
     assert (srv.storage_root / "workspace-temp" / "run1" / "pages" / "p2.txt").read_bytes() == b"two!"
     top = st.list("run1")
-    assert [(e["name"], e["id"] is None) for e in top] == [("pages", True), ("manifest.json", False)]
-    assert top[1]["metadata"]["size"] == 2 and top[1]["metadata"]["mimetype"] == "application/json"
+    assert [(e["name"], e["id"] is None) for e in top] == [("manifest.json", False), ("pages", True)]
+    assert top[0]["metadata"]["size"] == 2 and top[0]["metadata"]["mimetype"] == "application/json"
     pages = st.list("run1/pages", {"limit": 1, "offset": 1})
     assert [e["name"] for e in pages] == ["p2.txt"]
     assert [e["name"] for e in st.list("run1/pages", {"search": "p1"})] == ["p1.txt"]
@@ -402,18 +415,172 @@ def test_storage_copy_across_buckets_move_and_delete(sb, http, srv):
     assert not (srv.storage_root / "workspace-temp" / "job").exists()
 
 
-def test_storage_rejects_traversal_and_unknown_bucket(http, sb, srv):
-    r = http.post("/storage/v1/object/copy", json={"bucketId": "workspace-temp", "sourceKey": "../x",
-                                                   "destinationKey": "y"})
+def test_storage_rejects_traversal_and_an_unknown_bucket_lists_empty(http, sb, srv):
+    r = http.post("/storage/v1/object/copy", json={"bucketId": "workspace-temp", "sourceKey": "x",
+                                                   "destinationKey": "../x"})
     assert r.status_code == 400 and r.json()["code"] == "InvalidKey"
     r = http.post("/storage/v1/object/workspace-temp/a%2F..%2F..%2Fescape.txt", content=b"x")
     assert r.status_code == 400 and r.json()["code"] == "InvalidKey"
     assert not (srv.storage_root / "escape.txt").exists()
+    # storage.search is a query: a bucket that does not exist lists as empty, it is no error.
+    assert sb.storage.from_("no-such-bucket").list() == []
+    assert sb.storage.from_("no-such-bucket").list("some/folder") == []
     with pytest.raises(StorageApiError) as exc:
-        sb.storage.from_("no-such-bucket").list()
-    assert str(exc.value.status) == "404"
+        sb.storage.get_bucket("no-such-bucket")
+    assert (str(exc.value.status), exc.value.code) == ("404", "Bucket not found")
     assert {b.id for b in sb.storage.list_buckets()} == {"workspace-temp", "user-library"}
     assert sb.storage.get_bucket("user-library").public is False
+
+
+def refusal(response) -> dict:
+    """A refusal as the real Storage sends it: HTTP 400, the real status in the body."""
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert set(body) == {"statusCode", "code", "error", "message"} and isinstance(body["statusCode"], str)
+    return body
+
+
+def test_storage_refusals_are_400_with_the_status_in_the_body(sb, http, srv):
+    tmp = sb.storage.from_("workspace-temp")
+    tmp.upload("job/out.png", b"PNG", {"content-type": "image/png"})
+    assert refusal(http.get("/storage/v1/object/authenticated/no-bucket/a.png")) == {
+        "statusCode": "404", "code": "NoSuchBucket", "error": "Bucket not found", "message": "Bucket not found"}
+    assert refusal(http.get("/storage/v1/object/authenticated/workspace-temp/job/none.png")) == {
+        "statusCode": "404", "code": "NoSuchKey", "error": "not_found", "message": "Object not found"}
+    with pytest.raises(StorageApiError) as missing:
+        tmp.download("job/none.png")
+    assert (str(missing.value.status), missing.value.code) == ("404", "not_found")
+    # Keys: non-ASCII, %, #, [ and ] are refused; space + , ? ( ) are taken.
+    for bad in ("job/é.png", "job/100%.png", "job/a#b.png", "job/[x].png", "job/x].png"):
+        with pytest.raises(StorageApiError) as exc:
+            tmp.upload(bad, b"x")
+        assert (str(exc.value.status), exc.value.code) == ("400", "InvalidKey"), bad
+        assert refusal(http.get(f"/storage/v1/object/workspace-temp/{quote(bad)}"))["code"] == "InvalidKey"
+    for good in ("job/a b.png", "job/a+b.png", "job/a,b.png", "job/a?b.png", "job/(a).png"):
+        tmp.upload(good, b"ok")
+        assert tmp.download(good) == b"ok"
+    # Onto an existing key without x-upsert: KeyAlreadyExists, for an upload and for a copy.
+    dup = refusal(http.post("/storage/v1/object/workspace-temp/job/out.png", content=b"again",
+                            headers={"Content-Type": "image/png"}))
+    assert dup == {"statusCode": "409", "code": "KeyAlreadyExists", "error": "Duplicate",
+                   "message": "The resource already exists"}
+    tmp.upload("job/copy.png", b"OLD")
+    body = {"bucketId": "workspace-temp", "sourceKey": "job/out.png", "destinationKey": "job/copy.png"}
+    assert refusal(http.post("/storage/v1/object/copy", json=body))["code"] == "KeyAlreadyExists"
+    assert http.post("/storage/v1/object/copy", json=body, headers={"x-upsert": "true"}).status_code == 200
+    assert tmp.download("job/copy.png") == b"PNG"
+    # A copy into a bucket that does not exist is a foreign key violation, and nothing is written.
+    r = http.post("/storage/v1/object/copy", json={**body, "destinationBucket": "no-bucket"})
+    assert refusal(r) == {"statusCode": "404", "code": "InvalidRequest", "error": "InvalidRequest",
+                          "message": "The related resource does not exist"}
+    assert not (srv.storage_root / "no-bucket").exists()
+    r = http.post("/storage/v1/object/copy", json={**body, "sourceKey": "job/none.png", "destinationKey": "job/n.png"})
+    assert refusal(r)["code"] == "NoSuchKey"
+
+
+def test_storage_refuses_a_key_signed_with_another_secret(srv, sb):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wrong = supabase.create_client(srv.url, make_service_key(secret="another-project"))
+    with pytest.raises(StorageApiError) as exc:
+        wrong.storage.from_("workspace-temp").list()
+    assert (str(exc.value.status), exc.value.code, exc.value.message) == (
+        "403", "Unauthorized", "signature verification failed")
+    with httpx.Client(base_url=srv.url) as c:
+        wrong_key = make_service_key(secret="another-project")
+        r = c.get("/storage/v1/bucket/user-library", headers={"apikey": wrong_key, "Authorization": f"Bearer {wrong_key}"})
+    assert refusal(r) == {"statusCode": "403", "code": "AccessDenied", "error": "Unauthorized",
+                          "message": "signature verification failed"}
+
+
+@pytest.mark.parametrize("blind", ["anon", "authenticated", "publishable"])
+def test_storage_keys_that_rls_leaves_blind_see_nothing(srv, sb, blind):
+    """Row-level security on storage.objects and storage.buckets: empty listings, NoSuchKey for every
+    object, NoSuchBucket for every bucket, and no write."""
+    sb.storage.from_("workspace-temp").upload("u/job.png", b"PNG", {"content-type": "image/png"})
+    key = make_opaque_key("publishable") if blind == "publishable" else make_service_key(role=blind)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        client = supabase.create_client(srv.url, key)
+    st = client.storage.from_("workspace-temp")
+    assert st.list("u") == [] and st.list() == [] and client.storage.list_buckets() == []
+    with pytest.raises(StorageApiError) as exc:
+        st.download("u/job.png")
+    assert exc.value.code == "not_found"
+    with pytest.raises(StorageApiError) as exc:
+        client.storage.get_bucket("workspace-temp")
+    assert exc.value.code == "Bucket not found"
+    with pytest.raises(StorageApiError) as exc:
+        st.upload("u/other.png", b"x")
+    assert exc.value.code == "Unauthorized"
+    assert not (srv.storage_root / "workspace-temp" / "u" / "other.png").exists()
+
+
+def test_storage_listing_is_one_list_sorted_by_lower_name(sb, http, srv):
+    st = sb.storage.from_("user-library")
+    for key in ("run/Zeta.txt", "run/alpha/x.txt", "run/beta.txt", "run/Gamma/y.txt", "run/delta.txt", "run/Gamma/z.txt"):
+        st.upload(key, b"x")
+    listed = st.list("run")
+    assert [e["name"] for e in listed] == ["alpha", "beta.txt", "delta.txt", "Gamma", "Zeta.txt"]
+    folder = listed[3]
+    assert (folder["id"], folder["updated_at"], folder["created_at"], folder["last_accessed_at"],
+            folder["metadata"]) == (None, None, None, None, None)
+    assert listed[1]["id"] is not None and listed[1]["metadata"]["size"] == 1
+    down = st.list("run", {"sortBy": {"column": "name", "order": "desc"}})
+    assert [e["name"] for e in down] == ["Zeta.txt", "Gamma", "delta.txt", "beta.txt", "alpha"]
+    assert [e["name"] for e in st.list("run", {"limit": 2, "offset": 2})] == ["delta.txt", "Gamma"]
+    assert [e["name"] for e in st.list("RUN/g")] == []  # the prefix is a folder, so "run/g/"
+    assert [e["name"] for e in st.list("RUN", {"search": "g"})] == ["Gamma"]  # matched case-insensitively
+
+
+def test_storage_listing_limit_is_1_to_1500(http, srv):
+    folder = srv.storage_root / "workspace-temp" / "many"
+    folder.mkdir()
+    for i in range(1501):
+        (folder / f"{i:05d}.png").write_bytes(b"x")
+    r = http.post("/storage/v1/object/list/workspace-temp", json={"prefix": "many", "limit": 2000})
+    assert r.status_code == 200 and len(r.json()) == 1500
+    for limit in (0, -1):
+        body = refusal(http.post("/storage/v1/object/list/workspace-temp", json={"prefix": "many", "limit": limit}))
+        assert (body["statusCode"], body["code"], body["message"]) == ("400", "InvalidRequest", "body/limit must be >= 1")
+    assert refusal(http.post("/storage/v1/object/list/workspace-temp", json={"limit": 5}))["code"] == "InvalidRequest"
+
+
+def test_storage_copy_keeps_content_type_and_cache_control(sb, http, srv):
+    tmp = sb.storage.from_("workspace-temp")
+    tmp.upload("job/app.webp", b"WEBP", {"content-type": "image/webp"})  # as the app uploads: max-age=3600
+    r = http.post("/storage/v1/object/workspace-temp/job/raw.png", content=b"RAW", headers={"Content-Type": "image/png"})
+    assert r.status_code == 200
+    r = http.post("/storage/v1/object/workspace-temp/job/cached.png", content=b"RAW",
+                  headers={"Content-Type": "image/png", "Cache-Control": "max-age=3600"})
+    assert r.status_code == 200
+    assert tmp.info("job/app.webp")["cache_control"] == "max-age=3600"
+    assert tmp.info("job/raw.png")["cache_control"] == "no-cache"  # a raw upload without Cache-Control
+    assert tmp.info("job/cached.png")["cache_control"] == "max-age=3600"
+    for source, dest in (("job/app.webp", "u/app.webp"), ("job/raw.png", "u/raw.png")):
+        r = http.post("/storage/v1/object/copy", json={"bucketId": "workspace-temp", "sourceKey": source,
+                                                       "destinationBucket": "user-library", "destinationKey": dest})
+        assert r.status_code == 200
+        before, after = tmp.info(source), sb.storage.from_("user-library").info(dest)
+        assert (after["content_type"], after["cache_control"]) == (before["content_type"], before["cache_control"])
+    got = http.get("/storage/v1/object/authenticated/user-library/u/app.webp")
+    assert (got.headers["content-type"], got.headers["cache-control"]) == ("image/webp", "max-age=3600")
+
+
+def test_storage_object_listed_while_its_bytes_are_gone(sb, http, srv):
+    tmp = sb.storage.from_("workspace-temp")
+    tmp.upload("job/gone.png", b"PNG!", {"content-type": "image/png"})
+    srv.lose_bytes("workspace-temp", "job/gone.png")
+    listed = tmp.list("job")
+    assert [(e["name"], e["metadata"]["size"]) for e in listed] == [("gone.png", 4)]
+    r = http.get("/storage/v1/object/authenticated/workspace-temp/job/gone.png")
+    assert r.status_code == 500 and r.json()["code"] == "InternalError"
+    r = http.post("/storage/v1/object/copy", json={"bucketId": "workspace-temp", "sourceKey": "job/gone.png",
+                                                   "destinationBucket": "user-library", "destinationKey": "u/gone.png"})
+    assert r.status_code == 500 and r.json()["statusCode"] == "500"
+    assert not (srv.storage_root / "user-library" / "u" / "gone.png").exists()
+    assert [o["name"] for o in tmp.remove(["job/gone.png"])] == ["job/gone.png"]  # the row can be deleted
+    assert tmp.list("job") == [] and tmp.list() == []
 
 
 # -- Faults and request log -------------------------------------------------

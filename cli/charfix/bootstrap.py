@@ -15,35 +15,53 @@ MISSING = (
 )
 
 
-def build_backends(settings: Settings) -> Backends:
+def build_backends(settings: Settings, *, check: bool = True) -> Backends:
     """Tables through Postgres when a database URL is set, else through Supabase's REST API; objects
-    in a local folder when one is set, else in Supabase Storage. Both set: Postgres + Storage."""
+    in a local folder when one is set, else in Supabase Storage. Both set: Postgres + Storage.
+    `check`: first establish that the key is a service key and both buckets can be seen, before any
+    read (docs/backends.md, "Before the first read"); a worker's second set of backends skips it."""
     if settings.demo:
-        return _demo()
+        return _demo(check=check)
     supabase = _supabase(settings)
     storage = _storage(settings, supabase)
+    backends = Backends(repository=_repository(settings, supabase), storage=storage)
+    if check:
+        _check_access(backends)
+    return backends
+
+
+def _repository(settings: Settings, supabase):
     if settings.db_url:
         from charfix.repository.postgres import PostgresRepository
 
-        return Backends(repository=PostgresRepository.connect(settings.db_url), storage=storage)
+        return PostgresRepository.connect(settings.db_url)
     if supabase is None:
         raise ConfigError(MISSING)
     from charfix.repository.supabase import SupabaseRepository
 
-    return Backends(repository=SupabaseRepository(supabase), storage=storage)
+    return SupabaseRepository(supabase)
+
+
+def _check_access(backends: Backends) -> None:
+    try:
+        backends.storage.check_access()
+    except BaseException:
+        backends.repository.close()
+        raise
 
 
 def _supabase(settings: Settings):
     """One Supabase client for both adapters, or None when the URL and key are not both set."""
     if not settings.supabase_url and not settings.service_role_key:
         return None
+    if settings.db_url and settings.storage_dir is not None:
+        return None  # neither adapter would use it
     if not (settings.supabase_url and settings.service_role_key):
-        if settings.db_url and settings.storage_dir is not None:
-            return None  # neither adapter would use it
         missing = "SUPABASE_SERVICE_ROLE_KEY" if settings.supabase_url else "SUPABASE_URL"
         raise ConfigError(f"{missing} is not set; the Supabase adapters need both the project URL and the service role key")
-    from charfix.http import connect
+    from charfix.http import connect, require_service_key
 
+    require_service_key(settings.service_role_key)
     return connect(settings.supabase_url, settings.service_role_key)
 
 
@@ -66,7 +84,7 @@ def _storage(settings: Settings, supabase):
     )
 
 
-def _demo() -> Backends:
+def _demo(*, check: bool) -> Backends:
     from charfix.repository.postgres import PostgresRepository
     from charfix.storage.local import LocalStorage
 
@@ -76,4 +94,7 @@ def _demo() -> Backends:
         from charfix.demo.database import start_demo
 
         url, storage = start_demo()
-    return Backends(repository=PostgresRepository.connect(url), storage=LocalStorage(storage))
+    backends = Backends(repository=PostgresRepository.connect(url), storage=LocalStorage(storage))
+    if check:
+        _check_access(backends)
+    return backends

@@ -3,12 +3,10 @@ the OpenAPI description, write permission through a write that matches no row, t
 
 from __future__ import annotations
 
-import base64
-import json
-
 from charfix.config import Settings
 from charfix.doctor import Checks, table_checks
 from charfix.errors import CharfixError
+from charfix.http import error_fields
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET
 
 NO_ROW = "00000000-0000-0000-0000-000000000000"
@@ -16,16 +14,20 @@ WRITTEN = ("jobs", "user_library", "characters")
 
 
 def check_supabase(checks: Checks, settings: Settings, *, tables: bool, storage: bool) -> None:
-    from charfix.http import Caller, connect
+    from charfix.http import PUBLISHABLE_PREFIX, SECRET_PREFIX, Caller, connect, key_role
 
     try:
         supabase = connect(settings.supabase_url, settings.service_role_key)
     except CharfixError as exc:
         checks.add("Supabase project", "fail", exc.message, "check SUPABASE_URL (https://<project>.supabase.co)")
         return
-    role = _role(settings.service_role_key)
-    if role is None and settings.service_role_key.startswith("sb_secret_"):
+    key = settings.service_role_key
+    role = key_role(key)
+    if key.startswith(SECRET_PREFIX):
         checks.add("Supabase key", "ok", "a secret key (sb_secret_…), which bypasses row-level security")
+    elif key.startswith(PUBLISHABLE_PREFIX):
+        checks.add("Supabase key", "fail", "a publishable key (sb_publishable_…): row-level security hides the "
+                   "jobs and objects from it", "use the service_role key or an sb_secret_ key (Project settings > API keys)")
     elif role != "service_role":
         checks.add("Supabase key", "fail", f"the key's role is {role or 'unknown'}, not service_role",
                    "use the service role key (Project settings > API); row-level security hides other users' rows")
@@ -64,7 +66,7 @@ def _may_write(checks: Checks, supabase, caller, table: str) -> None:
     headers = {**supabase.auth_headers(), "Prefer": "return=minimal", "Content-Type": "application/json"}
     _probe(checks, caller, f"table {table}", f"write permission on {table}",
            lambda: supabase.http.patch(url, json={"id": NO_ROW}, headers=headers),
-           ok="an update that matches no row was accepted", refused="", fix="use the service role key")
+           ok="an update that matches no row was accepted", fix="use the service role key")
 
 
 def _buckets(checks: Checks, supabase, caller) -> None:
@@ -72,12 +74,13 @@ def _buckets(checks: Checks, supabase, caller) -> None:
         url = f"{supabase.url}/storage/v1/bucket/{bucket}"
         _probe(checks, caller, f"bucket {bucket}", f"bucket {bucket}",
                lambda url=url: supabase.http.get(url, headers=supabase.auth_headers()),
-               ok="found in Supabase Storage", refused=": not found or not allowed",
-               fix="check the project and that the key is the service role key")
+               ok="found in Supabase Storage",
+               fix="check that SUPABASE_URL is the app's project and the key its service role key")
 
 
-def _probe(checks: Checks, caller, what: str, name: str, request, *, ok: str, refused: str, fix: str) -> None:
-    """One request, one line: ok on success, the HTTP status (and a fix) otherwise."""
+def _probe(checks: Checks, caller, what: str, name: str, request, *, ok: str, fix: str) -> None:
+    """One request, one line: ok on success, otherwise the HTTP status with the refusal's code and
+    message from the body (Storage refuses with HTTP 400 and the real status in the body)."""
     try:
         response = caller.send(what, request)
     except CharfixError as exc:
@@ -85,14 +88,17 @@ def _probe(checks: Checks, caller, what: str, name: str, request, *, ok: str, re
         return
     if response.is_success:
         checks.add(name, "ok", ok)
-    else:
-        checks.add(name, "fail", f"HTTP {response.status_code}{refused}", fix)
+        return
+    code, message = error_fields(response)
+    status = _body_status(response)
+    detail = f"HTTP {response.status_code}" + (f" {code}" if code else "") + (f" (status {status})" if status else "")
+    checks.add(name, "fail", detail + (f": {message}" if message else ""), fix)
 
 
-def _role(key: str | None) -> str | None:
-    """The `role` claim of a JWT-shaped key (read, not verified: the server verifies it)."""
+def _body_status(response) -> str | None:
+    """The real status Storage puts in its body (`statusCode`), when it differs from the HTTP one."""
     try:
-        payload = key.split(".")[1]
-        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))).get("role")
-    except Exception:  # not a JWT: newer secret keys are opaque strings
+        status = response.json().get("statusCode")
+    except (ValueError, AttributeError):
         return None
+    return str(status) if status is not None and str(status) != str(response.status_code) else None

@@ -11,6 +11,8 @@ supabase is imported inside `connect`, which only bootstrap calls.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import random
 import time
@@ -20,12 +22,55 @@ from typing import Any
 
 import httpx
 
-from charfix.errors import BackendError
+from charfix.errors import BackendError, CharfixError, ConfigError
 
 TIMEOUT_SECONDS = 15.0
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 # Failures where the request surely never reached the server: safe to repeat even for an insert.
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Refusals of the key itself, not of the request: another project's key, an expired one, or a role
+# that row-level security stops (docs/backends.md). The configuration is wrong, whatever the request.
+KEY_REFUSALS = frozenset({"AccessDenied", "InvalidJWT", "InvalidSignature", "ExpiredToken",
+                          "PGRST301", "PGRST302", "42501"})
+SECRET_PREFIX, PUBLISHABLE_PREFIX = "sb_secret_", "sb_publishable_"
+
+
+def key_role(key: str | None) -> str | None:
+    """The role a Supabase key grants: `service_role` for an sb_secret_ key, `anon` for an
+    sb_publishable_ key, else the `role` claim of a legacy JWT key (read, not verified: the server
+    verifies the signature). None when the key is neither."""
+    if not key:
+        return None
+    if key.startswith(SECRET_PREFIX):
+        return "service_role"
+    if key.startswith(PUBLISHABLE_PREFIX):
+        return "anon"
+    try:
+        payload = key.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+    role = claims.get("role") if isinstance(claims, dict) else None
+    return role if isinstance(role, str) else None
+
+
+def require_service_key(key: str) -> None:
+    """Refuse a key that row-level security leaves blind before anything is read: with it, Storage
+    lists every folder as empty and PostgREST returns zero jobs, which would read as lost portraits
+    and "nothing to do" (docs/backends.md, "Before the first read")."""
+    role = key_role(key)
+    if role == "service_role":
+        return
+    if key.startswith(PUBLISHABLE_PREFIX):
+        kind = "a publishable key (sb_publishable_...)"
+    elif role is not None:
+        kind = f"a key with role {role!r}"
+    else:
+        kind = "neither a service_role JWT nor an sb_secret_ key"
+    raise ConfigError(
+        f"SUPABASE_SERVICE_ROLE_KEY is {kind}, not a service key: row-level security would hide the jobs "
+        "and objects; use the project's service_role key or an sb_secret_ key (Project settings > API keys)"
+    )
 
 
 @dataclass(frozen=True)
@@ -121,10 +166,14 @@ class Caller:
             policy.sleep(policy.delay(attempt))
         raise AssertionError("unreachable")
 
-    def fail(self, what: str, response: httpx.Response) -> BackendError:
-        """One line for a refused request: what, HTTP status, the API's error code and message."""
+    def fail(self, what: str, response: httpx.Response) -> CharfixError:
+        """One line for a refused request: what, HTTP status, the API's error code and message. A
+        refusal of the key itself is a configuration error (exit 3), anything else a backend one."""
         code, message = error_fields(response)
         detail = f"HTTP {response.status_code}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+        if response.status_code in (401, 403) or code in KEY_REFUSALS:
+            return ConfigError(self._line(what, f"the key was refused ({detail}); is SUPABASE_SERVICE_ROLE_KEY "
+                                                "this project's service role key?"))
         return BackendError(self._line(what, detail))
 
     def _line(self, what: str, detail: str) -> str:

@@ -108,10 +108,19 @@ class StoredObject(Record):
     key: str
     size: int
     updated_at: datetime | None = None
+    # The MD5 of the bytes when the listing gives it (Supabase Storage's eTag); None when unknown.
+    content_md5: str | None = None
 
     @property
     def path(self) -> str:
         return f"{self.bucket}/{self.key}"
+
+    def may_be_copy_of(self, source: "StoredObject") -> bool:
+        """Whether this object can be the whole of `source`: the same size, and the same MD5 where
+        both are known. A truncated or stale object is not a copy (docs/repairs.md)."""
+        if self.size != source.size:
+            return False
+        return self.content_md5 is None or source.content_md5 is None or self.content_md5 == source.content_md5
 
 
 def library_row_id(job_id: UUID) -> UUID:

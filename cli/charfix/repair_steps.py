@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -25,6 +26,7 @@ from charfix.models import (
     LibraryItem,
     NewLibraryItem,
     Step,
+    StoredObject,
     library_row_id,
 )
 from charfix.scan import Backends
@@ -139,7 +141,7 @@ def _copy_if_needed(ctx: StepContext, source_bucket: str, source_key: str, bucke
     if not source:
         raise BackendError(f"{source_bucket}/{source_key} is gone; nothing was copied")
     existing = storage.stat(bucket, [key])
-    if existing and existing[0].size == source[0].size:
+    if existing and _whole_copy(storage, existing[0], source[0].size, lambda: storage.content_md5(source[0])):
         return
     copied = storage.copy(source_bucket, source_key, bucket, key)
     before = existing[0].model_dump(mode="json") if existing else None
@@ -175,6 +177,19 @@ def _stored(ctx: StepContext, bucket: str, planned: str, final: str, content_typ
     ctx.stored_as[f"{bucket}/{planned}"] = f"{bucket}/{final}"
     if content_type is not None:
         ctx.stored_types[final] = content_type
+
+
+def _whole_copy(storage, copy: StoredObject, size: int, md5: str | Callable[[], str | None] | None) -> bool:
+    """An object already at the key is the copy only when it holds the whole source: the same size,
+    and the same MD5 where the backend can tell both (docs/repairs.md). A truncated or stale object
+    is copied over again. `md5` may be a function, so a source is hashed only when the sizes agree."""
+    if copy.size != size:
+        return False
+    wanted = md5() if callable(md5) else md5
+    if wanted is None:
+        return True
+    found = storage.content_md5(copy)
+    return found is None or found == wanted
 
 
 def _insert_library_row(ctx: StepContext, params: dict[str, Any]) -> None:

@@ -42,7 +42,7 @@ class Runtime:
         """Another set of backends with its own connection, for parallel repairs."""
         from charfix.bootstrap import build_backends
 
-        return build_backends(self.settings)
+        return build_backends(self.settings, check=False)  # backends() checked access already
 
     def now(self) -> datetime:
         return datetime.now(timezone.utc)

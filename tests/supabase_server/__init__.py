@@ -12,6 +12,6 @@ See docs/testing-supabase-server.md for what is covered.
 
 from .app import DEFAULT_BUCKETS, SupabaseTestServer
 from .faults import Faults
-from .keys import make_service_key
+from .keys import make_opaque_key, make_service_key
 
-__all__ = ["DEFAULT_BUCKETS", "Faults", "SupabaseTestServer", "make_service_key"]
+__all__ = ["DEFAULT_BUCKETS", "Faults", "SupabaseTestServer", "make_opaque_key", "make_service_key"]

@@ -18,7 +18,8 @@ from .gotrue import AuthAdminHandler
 from .openapi import build_openapi
 from .postgrest import PostgrestHandler, Response, error_response
 from .catalog import PgrstError, from_pg_error
-from .storage import StorageHandler
+from .keys import DEFAULT_SECRET, BadToken, role_of
+from .storage import StorageHandler, storage_refusal
 
 DEFAULT_BUCKETS = ("workspace-temp", "user-library")
 
@@ -29,6 +30,7 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def _gateway_error(message: str, hint: str) -> Response:
+    """What the platform's gateway answers in front of Supabase Auth for a missing or unknown key."""
     return Response(401, json.dumps({"message": message, "hint": hint}).encode(),
                     {"Content-Type": "application/json; charset=utf-8"})
 
@@ -43,6 +45,7 @@ class SupabaseTestServer:
         service_key: str,
         schema: str = "public",
         *,
+        jwt_secret: str = DEFAULT_SECRET,
         buckets: tuple[str, ...] = DEFAULT_BUCKETS,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -53,6 +56,7 @@ class SupabaseTestServer:
         self.dsn = dsn
         self.storage_root = Path(storage_root)
         self.service_key = service_key
+        self.jwt_secret = jwt_secret
         self.schema = schema
         self.host = host
         self._port = port
@@ -102,6 +106,10 @@ class SupabaseTestServer:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def lose_bytes(self, bucket: str, key: str) -> None:
+        """Keep the object listed but delete its bytes: downloads and copies of it answer 500."""
+        self._storage.lose_bytes(bucket, key)
+
     def reset_counters(self) -> None:
         with self._lock:
             self.request_count = 0
@@ -150,31 +158,35 @@ class SupabaseTestServer:
         start_response(f"{resp.status} {reason}", list(headers.items()))
         return [resp.body] if resp.body else []
 
-    def _auth(self, request: Request, storage: bool) -> Response | None:
-        apikey = request.headers.get("apikey")
+    def _role(self, request: Request, storage: bool) -> str | Response:
+        """The role the request's key carries, or the refusal. Without the platform's gateway (the
+        servers charfix was checked against), both servers read `Authorization: Bearer`; `apikey` is
+        used only when that header is absent, as the gateway does for the newer opaque keys."""
         auth = request.headers.get("Authorization")
-        if apikey is None and auth is None:
-            return _gateway_error("No API key found in request",
-                                  "No `apikey` request header or url param was found.")
-        if apikey is not None and apikey != self.service_key:
-            return _gateway_error("Invalid API key",
-                                  "Double check your Supabase `anon` or `service_role` API key.")
         if auth is not None:
-            scheme, _, token = auth.partition(" ")
-            if scheme.lower() != "bearer" or token.strip() != self.service_key:
-                if storage:
-                    return Response(401, json.dumps({"statusCode": "403", "code": "AccessDenied", "error": "Unauthorized",
-                                                     "message": "invalid signature"}).encode(),
-                                    {"Content-Type": "application/json; charset=utf-8"})
-                return error_response(PgrstError(401, "PGRST301", "No suitable key or wrong key type",
-                                                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}))
-        return None
+            scheme, _, rest = auth.partition(" ")
+            token = rest.strip() if scheme.lower() == "bearer" else auth.strip()
+        else:
+            token = request.headers.get("apikey")
+        if not token:
+            if storage:  # Storage verifies an empty token and fails (supabase/storage src/http/plugins/jwt.ts)
+                return storage_refusal("Invalid Compact JWS")
+            return "anon"  # PostgREST serves a request without a token as its anon role
+        if token == self.service_key:
+            return "service_role"
+        try:
+            return role_of(token, self.jwt_secret)
+        except BadToken as bad:
+            if storage:
+                return storage_refusal(bad.storage)
+            return error_response(PgrstError(401, "PGRST301", bad.rest,
+                                             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}))
 
     def _route(self, method: str, path: str, qs: str, request: Request) -> Response:
         if path.startswith("/rest/v1"):
-            denied = self._auth(request, storage=False)
-            if denied:
-                return denied
+            role = self._role(request, storage=False)
+            if isinstance(role, Response):
+                return role
             rest = path[len("/rest/v1"):].strip("/")
             if rest == "":
                 if method not in ("GET", "HEAD"):
@@ -191,7 +203,7 @@ class SupabaseTestServer:
                 return Response(200, body, {"Content-Type": "application/openapi+json; charset=utf-8"})
             if "/" in rest:
                 return error_response(PgrstError(404, "PGRST125", "Invalid path specified in request URL"))
-            return self._postgrest.handle(method, rest, qs, request.headers, request.get_data())
+            return self._postgrest.handle(method, rest, qs, request.headers, request.get_data(), role=role)
         if path.startswith("/auth/v1/"):
             apikey = request.headers.get("apikey")
             if not self._auth_admin.gateway_accepts(apikey):
@@ -199,9 +211,9 @@ class SupabaseTestServer:
                                       "Double check your Supabase `anon` or `service_role` API key.")
             return self._auth_admin.handle(method, path[len("/auth/v1/"):], qs, request.headers)
         if path.startswith("/storage/v1/"):
-            denied = self._auth(request, storage=True)
-            if denied:
-                return denied
-            return self._storage.handle(method, path[len("/storage/v1/"):], request)
+            role = self._role(request, storage=True)
+            if isinstance(role, Response):
+                return role
+            return self._storage.handle(method, path[len("/storage/v1/"):], request, role=role)
         return Response(404, json.dumps({"message": "no Route matched with those values"}).encode(),
                         {"Content-Type": "application/json; charset=utf-8"})

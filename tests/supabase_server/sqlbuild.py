@@ -40,6 +40,7 @@ class Q:
     def __init__(self, table: Table) -> None:
         self.table = table
         self.params: dict[str, object] = {}
+        self.visible = True  # False: row-level security hides every row from this caller
 
     def param(self, value: object, cast: str | None = None) -> sql.Composable:
         name = f"p{len(self.params)}"
@@ -123,6 +124,8 @@ class Q:
 
     def where(self, filters: list[Filter], trees: list[LogicTree]) -> sql.Composable:
         conds = [self.filter(f) for f in filters] + [self.logic(t) for t in trees]
+        if not self.visible:
+            conds.insert(0, sql.SQL("FALSE"))
         if not conds:
             return sql.SQL("TRUE")
         return sql.SQL(" AND ").join(sql.SQL("({})").format(c) for c in conds)

@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from charfix.demo.sample import build_sample
+from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET
 
 DEMO_DATABASE = "charfix_demo"
 # Older than this, the demo's timestamps are moved forward so its jobs keep their ages.
@@ -92,6 +93,8 @@ def seed(conn, storage: Path, *, now: datetime) -> None:
                 conn.execute(f"insert into {table} ({cols}) values ({marks})", values)
         seed_users(conn)
         conn.execute("insert into charfix_demo (seeded_at) values (%s)", (now,))
+    for bucket in (WORKSPACE_BUCKET, LIBRARY_BUCKET):  # both, even empty: charfix refuses a folder without one
+        (storage / bucket).mkdir(parents=True, exist_ok=True)
     for bucket, key, data, written in sample.objects:
         path = storage / bucket / key
         path.parent.mkdir(parents=True, exist_ok=True)

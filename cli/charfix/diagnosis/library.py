@@ -73,7 +73,20 @@ def _ensure_object(work: Work, output: f.Output, key: str, *, report: bool) -> N
 def _new_row(work: Work, output: f.Output, *, report: bool) -> str:
     character = work.character
     existing = f.library_copy_for(work.facts, character.id)
-    if existing is not None:
+    if existing is not None and output.source is not None and not existing.may_be_copy_of(output.source):
+        # Truncated or another image: not the copy, so it is copied over (docs/repairs.md).
+        if report:
+            differs = (f"{existing.size} bytes, the source {output.source.size}" if existing.size != output.source.size
+                       else "the same size, other bytes")
+            work.because(
+                R.LIBRARY_COPY_MISSING,
+                f"{existing.path} is not a whole copy of {output.source.path} ({differs}); it is copied again.",
+                source=output.source.path,
+                destination=existing.path,
+            )
+        key = existing.key
+        _copy(work, output, key)
+    elif existing is not None:
         if report:
             work.because(
                 R.LIBRARY_ROW_MISSING,

@@ -12,6 +12,11 @@ from charfix.models import StoredObject
 class Storage(Protocol):
     requests: int
 
+    def check_access(self) -> None:
+        """Raise ConfigError unless both buckets exist and can be seen. Called once, before the
+        first read: an empty listing is evidence only after this (docs/backends.md)."""
+        ...
+
     def list_prefixes(self, bucket: str, prefixes: Sequence[str]) -> list[StoredObject]:
         """Every object whose key starts with one of `prefixes` (each `folder/name-start`)."""
         ...
@@ -21,6 +26,10 @@ class Storage(Protocol):
         ...
 
     def read(self, bucket: str, key: str) -> bytes: ...
+
+    def content_md5(self, obj: StoredObject) -> str | None:
+        """The MD5 of an object's bytes where the backend can tell it, else None (size alone then)."""
+        ...
 
     def write(self, bucket: str, key: str, data: bytes, *, content_type: str) -> StoredObject: ...
 

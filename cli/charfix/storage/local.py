@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -9,8 +10,8 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from charfix.errors import BackendError, UsageError
-from charfix.models import StoredObject
+from charfix.errors import BackendError, ConfigError, UsageError
+from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, StoredObject
 from charfix.storage.base import by_folder
 
 
@@ -18,6 +19,13 @@ class LocalStorage:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.requests = 0
+
+    def check_access(self) -> None:
+        """A folder without a bucket's folder would list as empty, and read as lost portraits."""
+        for bucket in (WORKSPACE_BUCKET, LIBRARY_BUCKET):
+            if not (self.root / bucket).is_dir():
+                raise ConfigError(f"storage folder {self.root} has no {bucket}/ folder: is it a copy of the "
+                                  f"project's storage? (it needs {WORKSPACE_BUCKET}/ and {LIBRARY_BUCKET}/)")
 
     def list_prefixes(self, bucket: str, prefixes: Sequence[str]) -> list[StoredObject]:
         found = []
@@ -44,6 +52,18 @@ class LocalStorage:
             return self._path(bucket, key).read_bytes()
         except OSError as exc:
             raise BackendError(f"cannot read {bucket}/{key}: {exc.strerror}") from exc
+
+    def content_md5(self, obj: StoredObject) -> str | None:
+        """The file's MD5 (read whole: only the few objects a repair compares are hashed)."""
+        self.requests += 1
+        digest = hashlib.md5()
+        try:
+            with self._path(obj.bucket, obj.key).open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+        except OSError as exc:
+            raise BackendError(f"cannot read {obj.path}: {exc.strerror}") from exc
+        return digest.hexdigest()
 
     def write(self, bucket: str, key: str, data: bytes, *, content_type: str) -> StoredObject:
         path = self._path(bucket, key)

@@ -9,6 +9,7 @@ upload replace them only where the server refuses the copy.
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -16,13 +17,17 @@ from urllib.parse import quote
 
 import httpx
 
-from charfix.errors import BackendError, UsageError
-from charfix.http import Caller, Supabase, storage_code
-from charfix.models import StoredObject
+from charfix.errors import BackendError, ConfigError, UsageError
+from charfix.http import Caller, Supabase, error_fields, storage_code
+from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, StoredObject
 from charfix.storage.base import by_folder
 
-LIST_LIMIT = 1000
-# Storage answers these for a missing source: no fallback can help, the copy fails.
+LIST_LIMIT = 1000  # Storage takes 1..1500 per listing
+MD5_ETAG = re.compile(r'"?([0-9a-fA-F]{32})"?')
+CACHE_CONTROL = "max-age=3600"  # what the app's uploads (storage-js, cacheControl 3600) are stored with
+# Storage answers these for a missing source: no fallback can help, the copy fails. So does any
+# refusal whose body says 404, such as a missing destination bucket (InvalidRequest, "The related
+# resource does not exist"): charfix then fails without downloading the source.
 MISSING = {"NoSuchKey", "not_found", "NoSuchBucket"}
 # A key the server will not take: falling back to download + upload would not help either.
 DENIED = {"AccessDenied", "InvalidJWT", "Unauthorized", "InvalidSignature"}
@@ -37,6 +42,22 @@ class SupabaseStorage:
     @property
     def requests(self) -> int:
         return self.caller.count
+
+    def check_access(self) -> None:
+        """Storage answers a listing of a missing bucket, and any listing by a key that row-level
+        security leaves blind, with `200 []`: so look the two buckets up first (GET /bucket/{id}),
+        which a service key sees and which names the refusal (docs/backends.md)."""
+        for bucket in (WORKSPACE_BUCKET, LIBRARY_BUCKET):
+            url = f"{self.base}/bucket/{quote(bucket, safe='')}"
+            response = self.caller.send(f"bucket {bucket}", lambda: self._http.get(url, headers=self._headers()))
+            if response.is_success:
+                continue
+            code, message = error_fields(response)
+            if code in ("NoSuchBucket", "Bucket not found"):
+                raise ConfigError(f"Supabase Storage: bucket {bucket} does not exist in this project "
+                                  f"(HTTP {response.status_code} {code}: {message}); charfix needs "
+                                  f"{WORKSPACE_BUCKET} and {LIBRARY_BUCKET}: is SUPABASE_URL the app's project?")
+            raise self.caller.fail(f"bucket {bucket}", response)
 
     def list_prefixes(self, bucket: str, prefixes: Sequence[str]) -> list[StoredObject]:
         found = []
@@ -55,6 +76,10 @@ class SupabaseStorage:
 
     def read(self, bucket: str, key: str) -> bytes:
         return self._download(bucket, key)[0]
+
+    def content_md5(self, obj: StoredObject) -> str | None:
+        """From the listing's eTag, without a download; None when the eTag is no MD5."""
+        return obj.content_md5
 
     def _download(self, bucket: str, key: str) -> tuple[bytes, str]:
         url = f"{self.base}/object/authenticated/{bucket}/{_path(bucket, key)}"
@@ -79,7 +104,7 @@ class SupabaseStorage:
         response = self.caller.send(f"bucket {bucket}", lambda: self._http.post(url, json=body, headers=headers))
         if not response.is_success:
             code = storage_code(response)
-            if response.status_code >= 500 or code in MISSING or code in DENIED:
+            if response.status_code >= 500 or code in MISSING or code in DENIED or _body_status(response) == "404":
                 raise self.caller.fail(f"bucket {bucket}, copying {source_bucket}/{source_key} to {key}", response)
             # Refused (an older Storage without cross-bucket copy or upsert on copy): do it here.
             data, content_type = self._download(source_bucket, source_key)
@@ -120,11 +145,22 @@ class SupabaseStorage:
 
     def _upload(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         url = f"{self.base}/object/{bucket}/{_path(bucket, key)}"
-        headers = {**self._headers(), "Content-Type": content_type, "x-upsert": "true"}
+        # Cache-Control as the app's own uploads carry it: a raw upload without it is stored no-cache.
+        headers = {**self._headers(), "Content-Type": content_type, "Cache-Control": CACHE_CONTROL,
+                   "x-upsert": "true"}
         # An upsert to a deterministic key: repeating it after a broken connection is harmless.
         response = self.caller.send(f"bucket {bucket}", lambda: self._http.post(url, content=data, headers=headers))
         if not response.is_success:
             raise self.caller.fail(f"bucket {bucket}, writing {key}", response)
+
+
+def _body_status(response: httpx.Response) -> str | None:
+    """The real status Storage puts in a refusal's body (`statusCode`, a string)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return str(body.get("statusCode")) if isinstance(body, dict) and body.get("statusCode") is not None else None
 
 
 def _path(bucket: str, key: str) -> str:
@@ -142,7 +178,19 @@ def _object(bucket: str, key: str, entry: dict[str, Any]) -> StoredObject:
     metadata = entry.get("metadata") or {}
     size = metadata.get("size", metadata.get("contentLength", 0)) or 0
     stamp = entry.get("updated_at") or metadata.get("lastModified")
-    return StoredObject(bucket=bucket, key=key, size=int(size), updated_at=_time(stamp))
+    return StoredObject(bucket=bucket, key=key, size=int(size), updated_at=_time(stamp),
+                        content_md5=_md5(metadata.get("eTag")))
+
+
+def _md5(etag: Any) -> str | None:
+    """The content's MD5 from an eTag, when the eTag is one: a quoted 32-digit hex string (the file
+    backend's default, S3's for a single-part upload). A weak, mtime-based or multipart eTag
+    (`"...-N"`) says nothing about the bytes."""
+    if isinstance(etag, str):
+        match = MD5_ETAG.fullmatch(etag)
+        if match:
+            return match.group(1).lower()
+    return None
 
 
 def _time(value: Any) -> datetime | None:
