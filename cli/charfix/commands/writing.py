@@ -73,4 +73,5 @@ def open_audit(runtime: Runtime, command: str, *, path: Path | None, operator: s
     settings = runtime.settings
     chosen = path or settings.audit_log or default_audit_path()
     who = operator or settings.operator or default_operator()
-    return AuditLog(path=chosen, operator=who, command=command).open()
+    # With the backends, opening settles what a killed run left without an outcome (docs/repairs.md).
+    return AuditLog(path=chosen, operator=who, command=command).open(runtime.backends())
