@@ -248,6 +248,6 @@ def test_backfill_with_concurrency_repairs_the_same_as_one_worker(cli, seeded, t
     assert result.code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["repaired"] == 20 + len([c for c in seeded.sample.cases if c.state == "repairable"])
-    assert len(log.read_text().splitlines()) == sum(len(job["steps"]) for job in report["jobs"])
+    assert len(audit.writes(audit.read(log))) == sum(len(job["steps"]) for job in report["jobs"])
     after = json.loads(cli(*args(seeded, "backfill-portraits", "--dry-run", "--json")).stdout)
     assert after["planned"] == 0
