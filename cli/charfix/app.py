@@ -26,7 +26,7 @@ HELP = """Find character-portrait jobs whose image never reached the user's libr
 
 Point it at the database with [cyan]--db-url[/cyan] (or SUPABASE_DB_URL) and at storage with [cyan]--storage-dir[/cyan], or try it on the embedded demo with [cyan]--demo[/cyan].
 
-Exit codes: 0 ok, 1 some repairs failed, 2 bad input, 3 configuration, 4 job not found, 5 database or storage error, 6 refused by a safety rule, 70 internal error, 130 interrupted.
+Exit codes: 0 ok, 1 some repairs failed, 2 bad input, 3 configuration, 4 job not found, 5 database or storage error, 6 refused by a safety rule, 70 internal error, 130 interrupted (SIGINT), 143 stopped by SIGTERM.
 
 Example: [cyan]charfix --demo list-stuck[/cyan]
 """
