@@ -279,3 +279,37 @@ def test_a_symlink_at_the_log_path_is_refused_with_exit_3(cli, seeded, tmp_path)
     assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
     assert target.read_text() == "someone's file\n"
     assert state(seeded.db_url, seeded.storage) == before
+
+
+def test_user_text_cannot_plant_a_checkpoint_that_hides_an_open_transaction(seeded, tmp_path):
+    """A checkpoint is recognised by a raw newline followed by its opening bytes; user text is escaped,
+    so a prompt holding those characters is no checkpoint, and the open lines before it are settled."""
+    job = _job_in_processing(seeded)
+    backends = _backends(seeded)
+    repo = backends.repository
+    log = AuditLog(tmp_path / "audit.jsonl", "t", "test").open(backends)
+    planted = '\n{"v": 2, "phase": "checkpoint", "time": "x", "run": "y"}\n'
+    with repo.locked(job):
+        repo.conn.execute("update jobs set status = 'completed' where id = %s", (job,))
+        log.record(job_id=job, step="complete_job", target=f"jobs/{job}", before={"status": "processing"},
+                   after={"status": "completed", "error_message": planted, "checkpoint": True})
+        log.flush(repo.transaction_id)
+    log.close()  # committed, but killed before its line
+    AuditLog(tmp_path / "audit.jsonl", "t", "next").open(_backends(seeded)).close()
+    lines = audit.read(tmp_path / "audit.jsonl")
+    assert [line["phase"] for line in lines if line.get("settled")] == ["committed"]
+    assert [line["target"] for line in audit.writes(lines)] == [f"jobs/{job}"]
+
+
+def test_a_clean_run_ends_with_a_checkpoint_so_the_next_reads_nothing_back(cli, seeded, tmp_path, monkeypatch):
+    log = tmp_path / "audit.jsonl"
+    assert cli(*args(seeded, "backfill-portraits", "--yes", "--audit-log", str(log))).code == 0
+    lines = audit.read(log)
+    assert lines[-1]["phase"] == "checkpoint" and len(audit.writes(lines)) > 0
+    fd = os.open(log, os.O_RDONLY)
+    try:
+        assert audit._tail_since_checkpoint(fd) == []
+        monkeypatch.setattr(audit, "TAIL_BLOCK", 64)  # the checkpoint's start straddles two blocks
+        assert audit._tail_since_checkpoint(fd) == []
+    finally:
+        os.close(fd)

@@ -18,6 +18,7 @@ import fcntl
 import getpass
 import json
 import os
+import re
 import stat
 import threading
 import time
@@ -33,7 +34,7 @@ from charfix.errors import BackendError, ConfigError
 
 FORMAT = 2  # the line format of docs/repairs.md; lines without "v" are the older, outcome-less format
 CHECKPOINT = b'{"v": 2, "phase": "checkpoint"'  # how a checkpoint line starts: found by bytes, not parsed
-TAIL_BLOCK = 1 << 20
+TAIL_BLOCK = 1 << 20  # more than a checkpoint line's start, which may straddle two blocks
 IN_PROGRESS_WAIT = 5.0  # seconds to let Postgres notice a killed client and roll its transaction back
 
 
@@ -78,6 +79,11 @@ class AuditLog:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     written: int = 0
     settled: int = 0  # lines of an earlier, killed run given their outcome when this log was opened
+    # Where the log had no open line after settling (None: unknown), the bytes this run appended since,
+    # and how many of this run's writes and transactions still wait for their outcome line.
+    _clean_until: int | None = None
+    _appended: int = 0
+    _open: int = 0
     failed: bool = False  # a write failed: the run stops, and closing must not fail again
 
     # -- opening -------------------------------------------------------------------------------
@@ -92,8 +98,8 @@ class AuditLog:
                 self._where = where(backends)
             if _is_file(self._fd):
                 self._terminate_cut_line()
-                if alone and backends is not None:
-                    self._settle(backends)
+                if alone and backends is not None and self._settle(backends):
+                    self._clean_until, self._appended = os.fstat(self._fd).st_size, 0
         finally:
             if alone:
                 _try_lock(self._fd, fcntl.LOCK_SH)  # others may append now, but not settle under us
@@ -113,15 +119,15 @@ class AuditLog:
         """Announce a write that lands at once, synced before it is made: no write without a line."""
         made = Intent(str(uuid.uuid4()), str(job_id), step, target)
         self._append([self._line("intent", write=made.write, job_id=made.job_id, step=step, target=target,
-                                 before=before, after=after)], sync=True)
+                                 before=before, after=after)], sync=True, opens=1)
         return made
 
     def done(self, intent: Intent, *, after: Any) -> None:
         # Not synced: if it is lost, the next run finds the intent open and looks at the target itself.
-        self._append([self._outcome("done", intent, after=after)], sync=False)
+        self._append([self._outcome("done", intent, after=after)], sync=False, opens=-1)
 
     def not_done(self, intent: Intent, *, error: str) -> None:
-        self._append([self._outcome("failed", intent, error=error)], sync=False)
+        self._append([self._outcome("failed", intent, error=error)], sync=False, opens=-1)
 
     def record(self, *, job_id: Any, step: str, target: str, before: Any, after: Any) -> None:
         """A row write inside a transaction: its line waits for `flush`, just before the commit."""
@@ -135,7 +141,7 @@ class AuditLog:
             pending.clear()
             return
         tx = {"tx": str(uuid.uuid4()), "xid": transaction_id()}
-        self._append([self._line("pending", **tx, **line) for line in pending], sync=True)
+        self._append([self._line("pending", **tx, **line) for line in pending], sync=True, opens=1)
         self._local.flushed = (tx, sorted({line["job_id"] for line in pending}))
         pending.clear()
 
@@ -161,7 +167,7 @@ class AuditLog:
         self._local.flushed = None
         if flushed is not None and self._fd is not None:
             tx, jobs = flushed
-            self._append([self._line(phase, **tx, jobs=jobs)], sync=False)
+            self._append([self._line(phase, **tx, jobs=jobs)], sync=False, opens=-1)
 
     @property
     def _pending(self) -> list[dict[str, Any]]:
@@ -179,7 +185,7 @@ class AuditLog:
         return self._line(phase, write=intent.write, job_id=intent.job_id, step=intent.step, target=intent.target,
                           **fields)
 
-    def _append(self, lines: list[dict[str, Any]], *, sync: bool, prefix: bytes = b"") -> None:
+    def _append(self, lines: list[dict[str, Any]], *, sync: bool, prefix: bytes = b"", opens: int = 0) -> None:
         if self._fd is None:
             raise AuditError(f"the audit log {self.path} is not open; nothing was changed")
         with self._lock:
@@ -197,22 +203,33 @@ class AuditLog:
                 raise AuditError(f"cannot write the audit log {self.path}: {exc.strerror}; "
                                  "the job's writes were rolled back") from exc
             self.written += sum(line["phase"] in ("intent", "pending") for line in lines)
+            self._appended += len(data)
+            self._open += opens
 
     def close(self) -> None:
         if self._fd is None:
             return
         try:
-            os.close(self._fd)  # the lock goes with it
+            if self._clean_until is not None and self._appended and not self._open and not self.failed:
+                # Alone now, and only this run's lines (all closed) since a clean point: mark it, so the
+                # next run does not read them back.
+                if _try_lock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB) and \
+                        os.fstat(self._fd).st_size == self._clean_until + self._appended:
+                    self._checkpoint()
+        except AuditError:
+            pass  # only a shortcut for the next run
         finally:
+            os.close(self._fd)  # the lock goes with it
             self._fd = None
 
     # -- settling what a killed run left open ------------------------------------------------------
 
-    def _settle(self, backends) -> None:
-        records = [_parse(raw) for raw in _tail_since_checkpoint(self._fd)]
-        records = [r for r in records if r is not None and r.get("v") == FORMAT]
-        if not records:
-            return
+    def _settle(self, backends) -> bool:
+        """Settle what is open since the last checkpoint; True when nothing is left open."""
+        tail = _tail_since_checkpoint(self._fd)
+        if not tail:
+            return True
+        records = _open_or_start(tail)
         runs = {r["run"]: r for r in records if r["phase"] == "start"}
         transactions, intents = _open_records(records)
         outcomes: list[dict[str, Any]] = []
@@ -237,9 +254,18 @@ class AuditLog:
             self._append(outcomes, sync=True)
             self.settled = len(outcomes)
         if not left:
-            # Every line above has its outcome: later runs need not read past this one.
-            self._append([{"v": FORMAT, "phase": "checkpoint", "time": datetime.now(timezone.utc).isoformat(),
-                           "run": self.run}], sync=True)
+            self._checkpoint()
+        return not left
+
+    def _checkpoint(self) -> None:
+        """Every line above has its outcome: later runs need not read past this one. The lines above are
+        synced first, so that no crash keeps the checkpoint and loses an outcome before it."""
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise AuditError(f"cannot write the audit log {self.path}: {exc.strerror}") from exc
+        self._append([{"v": FORMAT, "phase": "checkpoint", "time": datetime.now(timezone.utc).isoformat(),
+                       "run": self.run}], sync=False)
 
     def _transaction_statuses(self, backends, transactions, runs) -> dict[str, str]:
         """committed / rolled_back / unknown per open transaction of this database, as Postgres says."""
@@ -315,6 +341,31 @@ def read(path: Path) -> list[dict[str, Any]]:
     return [r for r in (_parse(raw) for raw in Path(path).read_bytes().split(b"\n") if raw) if r is not None]
 
 
+PEEK = re.compile(rb'^\{"v": 2, "phase": "([a-z_]+)"')
+# The first id in a line is its own: `tx` and `write` come before any user data (see AuditLog._line).
+FIRST_ID = re.compile(rb'"(?:tx|write)": "([0-9a-f-]{36})"')
+CLOSING = {b"committed", b"rolled_back", b"unknown", b"done", b"failed", b"not_done"}
+
+
+def _open_or_start(raws: list[bytes]) -> list[dict[str, Any]]:
+    """The start lines, and the intent and pending lines no later line closes, parsed; the others are
+    only peeked at, so a long tail of finished work costs a regular expression per line, not a parse."""
+    closed: set[bytes] = set()
+    for raw in raws:
+        phase = PEEK.match(raw)
+        if phase and phase.group(1) in CLOSING and (ident := FIRST_ID.search(raw)):
+            closed.add(ident.group(1))
+    wanted = []
+    for raw in raws:
+        phase = PEEK.match(raw)
+        if phase is None:
+            continue
+        ident = FIRST_ID.search(raw) if phase.group(1) in (b"intent", b"pending") else None
+        if phase.group(1) == b"start" or (ident and ident.group(1) not in closed):
+            wanted.append(raw)
+    return [r for r in map(_parse, wanted) if r is not None and r.get("v") == FORMAT]
+
+
 def _open_records(records: list[dict[str, Any]]) -> tuple[dict[str, list], dict[str, dict]]:
     transactions: dict[str, list] = {}
     intents: dict[str, dict] = {}
@@ -364,19 +415,21 @@ def _row_landed(repo, record: dict[str, Any]) -> bool:
 def _tail_since_checkpoint(fd: int) -> list[bytes]:
     """The lines after the last checkpoint, read backwards in blocks. A checkpoint is found by how its
     line starts: user text is escaped, so no record holds a raw newline followed by those bytes."""
+    marker = b"\n" + CHECKPOINT
+    blocks: list[bytes] = []  # from the end of the file backwards
     end = os.fstat(fd).st_size
-    data = b""
     while end > 0:
         start = max(0, end - TAIL_BLOCK)
-        data = os.pread(fd, end - start, start) + data
-        end = start
-        at = data.rfind(b"\n" + CHECKPOINT)
-        if at >= 0:
-            data = data[at + 1:]
-            break
-    if data.startswith(CHECKPOINT):
-        data = data[data.find(b"\n") + 1:] if b"\n" in data else b""
-    return [raw for raw in data.split(b"\n") if raw]
+        block = os.pread(fd, end - start, start)
+        follows = blocks[-1][:len(marker)] if blocks else b""  # a marker may straddle two blocks
+        at = (block + follows).rfind(marker) + 1
+        if at == 0 and not (start == 0 and (block + follows).startswith(CHECKPOINT)):
+            blocks.append(block)
+            end = start
+            continue
+        tail = block[at:] + b"".join(reversed(blocks))  # from the checkpoint line on
+        return [raw for raw in tail.split(b"\n")[1:] if raw]
+    return [raw for raw in b"".join(reversed(blocks)).split(b"\n") if raw]
 
 
 def _parse(raw: bytes) -> dict[str, Any] | None:
