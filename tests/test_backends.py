@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 
+from charfix import audit
 from charfix.diagnosis import Rules
 from charfix.errors import BackendError, ChangedError, ConfigError
 from charfix.facts import normalized_name
@@ -466,7 +467,7 @@ def test_a_backfill_over_rest_through_a_timeout_and_a_failing_write_loses_nothin
     assert len(report.failed) == 1 and len(report.repaired) == len(planned) - 1
     failed = report.failed[0]
     assert "characters" in failed.message and "HTTP 500" in failed.message
-    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    lines = audit.writes(audit.read(log))
     landed = [line["step"] for line in lines if line["job_id"] == str(failed.job_id)]
     assert landed and "update_character_image" not in landed  # what happened before the failure is logged
     rerun = backfill(backends, selection)
@@ -481,15 +482,15 @@ def test_an_audit_log_failing_over_rest_with_workers_stops_the_jobs_not_yet_star
 
     extra = _bulk_incidents(seeded, 30)
     selection = Selection(query=JobQuery(since=since(seeded)), rules=Rules(now=seeded.now))
-    original, lines = AuditLog._write, {"n": 0}
+    original, lines = AuditLog._append, {"n": 0}
 
-    def full_disk_after_a_few_writes(self, batch):
+    def full_disk_after_a_few_writes(self, batch, **kwargs):
         lines["n"] += len(batch)
         if lines["n"] > 6:
             raise AuditError("cannot write the audit log: No space left on device")
-        return original(self, batch)
+        return original(self, batch, **kwargs)
 
-    monkeypatch.setattr(AuditLog, "_write", full_disk_after_a_few_writes)
+    monkeypatch.setattr(AuditLog, "_append", full_disk_after_a_few_writes)
     with pytest.raises(AuditError):
         backfill(supabase_backends(server, key), selection, concurrency=2,
                  open_worker=lambda: supabase_backends(server, key),

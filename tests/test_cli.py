@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from charfix import audit
 from charfix.demo.cases import INCIDENT_JOB, png
 from conftest import charfix_executable
 from snapshots import duplicate_rows, snapshot
@@ -131,11 +132,11 @@ def test_backfill_repairs_everything_repairable_then_finds_nothing(cli, seeded, 
     report = json.loads(first.stdout)
     repairable = [c for c in seeded.sample.cases if c.state == "repairable"]
     assert report["repaired"] == len(repairable) and report["failed"] == 0
-    lines = log.read_text().splitlines()
+    lines = audit.writes(audit.read(log))
     assert len(lines) == sum(len(j["steps"]) for j in report["jobs"])
     second = cli(*args(seeded, "backfill-portraits", "--yes", "--audit-log", str(log)))
     assert second.code == 0 and "Nothing to repair" in second.stdout
-    assert len(log.read_text().splitlines()) == len(lines)
+    assert len(audit.writes(audit.read(log))) == len(lines)
     after = json.loads(cli(*args(seeded, "list-stuck", "--all", "--json")).stdout)
     states = {row["job_id"]: row["state"] for row in after}
     for case in seeded.sample.cases:
@@ -215,7 +216,7 @@ def test_two_concurrent_backfills_repair_each_job_once(seeded, tmp_path):
         reports.append(json.loads(out))
     expected = len(jobs) + len([c for c in seeded.sample.cases if c.state == "repairable"])
     assert sum(r["repaired"] for r in reports) == expected
-    lines = [json.loads(line) for i in range(2) for line in (tmp_path / f"audit{i}.jsonl").read_text().splitlines()]
+    lines = [line for i in range(2) for line in audit.writes(audit.read(tmp_path / f"audit{i}.jsonl"))]
     per_step = {(line["job_id"], line["step"], line["target"]) for line in lines}
     assert len(per_step) == len(lines)  # no write was made twice
     assert len(duplicate_rows(seeded.db_url)) == 1  # only the demo's own duplicates case
@@ -257,6 +258,6 @@ def test_backfill_with_concurrency_repairs_the_same_as_one_worker(cli, seeded, t
     assert result.code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["repaired"] == 20 + len([c for c in seeded.sample.cases if c.state == "repairable"])
-    assert len(log.read_text().splitlines()) == sum(len(job["steps"]) for job in report["jobs"])
+    assert len(audit.writes(audit.read(log))) == sum(len(job["steps"]) for job in report["jobs"])
     after = json.loads(cli(*args(seeded, "backfill-portraits", "--dry-run", "--json")).stdout)
     assert after["planned"] == 0

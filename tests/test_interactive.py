@@ -7,6 +7,7 @@ import json
 import pexpect
 import pytest
 
+from charfix import audit
 from charfix.demo.cases import INCIDENT_JOB
 from charfix.models import State
 from conftest import charfix_executable
@@ -38,8 +39,8 @@ def test_repair_walks_one_job_and_confirms_the_write(seeded, tmp_path, cli):
     child.close()
     assert child.exitstatus == 0
     assert state_of(cli, seeded, INCIDENT_JOB)["state"] == State.SAVED.value
-    audit = (tmp_path / "state" / "charfix" / "audit.jsonl").read_text().splitlines()
-    assert len(audit) == 5 and json.loads(audit[0])["command"] == "repair"
+    lines = audit.writes(audit.read(tmp_path / "state" / "charfix" / "audit.jsonl"))
+    assert len(lines) == 5 and lines[0]["command"] == "repair"
 
 
 def test_declining_the_confirmation_writes_nothing(seeded, tmp_path, cli):

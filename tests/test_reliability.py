@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from charfix import audit as audit_log
 from charfix.audit import AuditError, AuditLog
 from charfix.diagnosis import Rules
 from charfix.errors import BackendError, ConnectionLostError
@@ -103,7 +104,7 @@ def test_the_database_connection_dropping_mid_run_stops_cleanly(seeded, tmp_path
     with pytest.raises(ConnectionLostError, match="connection was lost"):
         # Pages of one job, so one job commits before the drop (test_repair_pages.py: a whole page).
         backfill(backends, selection(seeded), audit=audit, page_size=1)
-    lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    lines = audit_log.writes(audit_log.read(tmp_path / "audit.jsonl"))
     inserted = {line["job_id"] for line in lines if line["step"] == "insert_library_row"}
     interrupted = lines[-1]["job_id"]
     # The interrupted job's object copy happened and is logged; none of its row writes are.
@@ -123,21 +124,21 @@ def _repaired_without_insert(lines, inserted) -> int:
 def test_an_audit_log_failing_mid_run_stops_before_the_next_write(seeded, tmp_path, monkeypatch):
     audit = AuditLog(tmp_path / "audit.jsonl", "t", "test").open()
     writes = {"n": 0}
-    original = AuditLog._write
+    original = AuditLog._append
 
-    def full_disk_on_third_job(self, lines):
-        if any(line["step"] != "copy_object" for line in lines):  # a page's row lines, just before its commit
+    def full_disk_on_third_job(self, lines, **kwargs):
+        if any(line["phase"] == "pending" for line in lines):  # a page's row lines, just before its commit
             writes["n"] += 1
             if writes["n"] == 3:
                 raise AuditError("cannot write the audit log: No space left on device")
-        return original(self, lines)
+        return original(self, lines, **kwargs)
 
-    monkeypatch.setattr(AuditLog, "_write", full_disk_on_third_job)
+    monkeypatch.setattr(AuditLog, "_append", full_disk_on_third_job)
     with pytest.raises(AuditError):
         # Pages of one job: the third job's lines are the third page's (test_repair_pages.py: a whole page).
         backfill(open_backends(seeded), selection(seeded), audit=audit, page_size=1)
-    monkeypatch.setattr(AuditLog, "_write", original)
-    lines = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    monkeypatch.setattr(AuditLog, "_append", original)
+    lines = audit_log.writes(audit_log.read(tmp_path / "audit.jsonl"))
     committed = {line["job_id"] for line in lines if line["step"] != "copy_object"}
     assert len(committed) == 2  # the third job's row writes rolled back with their lines
     assert repairable_left(seeded) == repairable_total(seeded) - 2
@@ -236,7 +237,7 @@ def _race_four_backfills(seeded, tmp_path, jobs, backend_args: list[str], *, env
         reports.append(json.loads(out))
     assert sum(r["repaired"] for r in reports) == len(jobs) + repairable_total(seeded)
     assert sum(r["failed"] for r in reports) == 0
-    lines = [json.loads(line) for i in range(4) for line in (tmp_path / f"a{i}.jsonl").read_text().splitlines()]
+    lines = [line for i in range(4) for line in audit_log.writes(audit_log.read(tmp_path / f"a{i}.jsonl"))]
     inserts = [line["job_id"] for line in lines if line["step"] == "insert_library_row"]
     assert len(inserts) == len(set(inserts)) and set(inserts) >= {str(job) for job in jobs}
     assert len(duplicate_rows(seeded.db_url)) == 1 and repairable_left(seeded) == 0

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from charfix import audit
 from charfix.audit import AuditError, AuditLog
 from charfix.demo.cases import png
 from charfix.errors import BackendError, ConnectionLostError
@@ -22,7 +23,8 @@ from test_reliability import dropping_on_second_insert, open_backends, repairabl
 
 
 def log_lines(path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    """The writes the log records as made (docs/repairs.md: done lines, and committed pending lines)."""
+    return audit.writes(audit.read(path)) if path.exists() else []
 
 
 class FailingFor(LocalStorage):
@@ -71,19 +73,19 @@ def test_a_job_another_run_holds_is_skipped_and_only_that_job(seeded):
 
 
 def test_an_unwritable_audit_log_rolls_back_the_whole_page_and_stops(seeded, tmp_path, monkeypatch):
-    original = AuditLog._write
+    original = AuditLog._append
 
-    def full_disk_for_row_lines(self, lines):
-        if any(line["step"] != "copy_object" for line in lines):  # the page's row lines, before its commit
+    def full_disk_for_row_lines(self, lines, **kwargs):
+        if any(line["phase"] == "pending" for line in lines):  # the page's row lines, before its commit
             raise AuditError(f"cannot write the audit log {self.path}: No space left on device; "
                              "the job's writes were rolled back")
-        return original(self, lines)
+        return original(self, lines, **kwargs)
 
-    monkeypatch.setattr(AuditLog, "_write", full_disk_for_row_lines)
+    monkeypatch.setattr(AuditLog, "_append", full_disk_for_row_lines)
     audit = AuditLog(tmp_path / "audit.jsonl", "t", "test").open()
     with pytest.raises(AuditError, match="No space left on device; the row writes of this page of 8 job"):
         backfill(open_backends(seeded), selection(seeded), audit=audit)
-    monkeypatch.setattr(AuditLog, "_write", original)
+    monkeypatch.setattr(AuditLog, "_append", original)
     lines = log_lines(tmp_path / "audit.jsonl")
     assert lines and {line["step"] for line in lines} == {"copy_object"}  # the copies did happen
     assert repairable_left(seeded) == repairable_total(seeded)  # and no row write did

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from charfix import audit
 from charfix.audit import AuditLog
 from charfix.demo.sample import MALLORY
 from charfix.diagnosis import Rules
@@ -43,8 +44,9 @@ def audit_log(tmp_path, name="audit.jsonl") -> AuditLog:
 
 
 def audit_lines(tmp_path, name="audit.jsonl") -> list[dict]:
+    """The writes the log records as made (docs/repairs.md: done lines, and committed pending lines)."""
     path = tmp_path / name
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return audit.writes(audit.read(path)) if path.exists() else []
 
 
 def test_the_repairable_cases_cover_every_save_step():

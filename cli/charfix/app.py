@@ -29,7 +29,7 @@ HELP = """Find character-portrait jobs whose image never reached the user's libr
 
 Point it at the database with SUPABASE_DB_URL or the config file (or [cyan]--db-url[/cyan], but a password there shows in the process list) and at storage with [cyan]--storage-dir[/cyan], or try it on the embedded demo with [cyan]--demo[/cyan].
 
-Exit codes: 0 ok, 1 some repairs failed, 2 bad input, 3 configuration (also a key that is not a service key, a missing bucket), 4 job not found, 5 database or storage error, 6 refused by a safety rule, 70 internal error, 130 interrupted.
+Exit codes: 0 ok, 1 some repairs failed, 2 bad input, 3 configuration (also a key that is not a service key, a missing bucket), 4 job not found, 5 database or storage error, 6 refused by a safety rule, 70 internal error, 130 interrupted (SIGINT), 143 stopped by SIGTERM.
 
 Example: [cyan]charfix --demo list-stuck[/cyan]
 """

@@ -15,6 +15,7 @@ class ExitStatus(IntEnum):
     REFUSED = 6  # a safety rule forbids the write asked for
     INTERNAL = 70  # a bug in charfix (EX_SOFTWARE); --debug shows the traceback
     INTERRUPTED = 130  # 128 + SIGINT
+    TERMINATED = 143  # 128 + SIGTERM: a writing command stopped after the work in flight
 
 
 class CharfixError(Exception):

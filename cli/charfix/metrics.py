@@ -213,7 +213,7 @@ def recorded_run(path: Path | None, *, clock: Callable[[], datetime], dry_run: b
         except ConfigError:
             pass  # the error that stopped the run is the one to report
         raise
-    if run.report is not None and run.report.failed:
+    if not run.exit_code and run.report is not None and run.report.failed:
         run.exit_code = int(ExitStatus.JOBS_FAILED)
     _finish(path, run, clock)
 

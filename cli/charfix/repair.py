@@ -76,11 +76,11 @@ def repair_job(backends: Backends, job_id: UUID, options: RepairOptions, audit: 
             result = _repair_locked(backends, job_id, options, audit)
             if audit is not None:
                 # Inside the transaction: if the lines cannot be written, the row writes roll back.
-                audit.flush()
+                audit.flush(transaction_id(backends))
     except AuditError:
         raise
     except ConnectionLostError:
-        after_rollback(audit)
+        after_rollback(audit, known=False)
         raise
     except ChangedError as exc:
         after_rollback(audit)
@@ -105,10 +105,16 @@ def rediagnosed(backends: Backends, job_id: UUID, options: RepairOptions, change
                      message=f"{changed.message}; diagnosed again: {diagnosis.state.value}")
 
 
-def after_rollback(audit: AuditLog | None) -> None:
-    """The transaction's row writes rolled back; object copies did happen and keep their lines."""
+def after_rollback(audit: AuditLog | None, *, known: bool = True) -> None:
+    """The transaction's row writes rolled back; object copies did happen and keep their lines. A lost
+    connection (`known=False`) may have lost it during the commit: the next run asks Postgres."""
     if audit is not None:
-        audit.rolled_back()
+        audit.rolled_back(known=known)
+
+
+def transaction_id(backends: Backends):
+    """Postgres's id of the transaction in flight, asked only when there are lines to write."""
+    return getattr(backends.repository, "transaction_id", lambda: None)
 
 
 def _repair_locked(backends: Backends, job_id: UUID, options: RepairOptions, audit: AuditLog | None) -> JobResult:

@@ -21,7 +21,7 @@ from charfix.audit import AuditError, AuditLog
 from charfix.diagnosis import diagnose
 from charfix.errors import BackendError, ChangedError, CharfixError, ConnectionLostError
 from charfix.models import Action, JobFacts
-from charfix.repair import JobResult, Outcome, RepairOptions, after_rollback, planned, rediagnosed
+from charfix.repair import JobResult, Outcome, RepairOptions, after_rollback, planned, rediagnosed, transaction_id
 from charfix.repair_steps import StepContext, apply_step
 from charfix.scan import Backends, collect_facts
 
@@ -54,13 +54,13 @@ def repair_page(backends: Backends, job_ids: Sequence[UUID], options: RepairOpti
                            options, audit, page)
             if audit is not None:
                 # Inside the transaction: if the lines cannot be written, the page's row writes roll back.
-                audit.flush()
+                audit.flush(transaction_id(backends))
     except AuditError as exc:
         reason = exc.message.rsplit("; ", 1)[0]
         raise AuditError(f"{reason}; the row writes of this page of {len(job_ids)} job(s) were rolled back",
                          hint=exc.hint) from exc
     except ConnectionLostError:
-        after_rollback(audit)
+        after_rollback(audit, known=False)
         raise
     except (BackendError, CharfixError) as exc:
         after_rollback(audit)

@@ -8,12 +8,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from charfix import facts as f
 from charfix.audit import AuditLog
-from charfix.errors import BackendError, ChangedError, RefusedError
+from charfix.errors import BackendError, ChangedError, CharfixError, RefusedError
 from charfix.fetch import EXTENSIONS
 from charfix.models import (
     LIBRARY_BUCKET,
@@ -31,6 +31,7 @@ from charfix.models import (
 )
 from charfix.scan import Backends
 
+T = TypeVar("T")
 CRASH_AFTER = "CHARFIX_TEST_CRASH_AFTER"  # test hook: exit abruptly after this many writes
 _writes = 0
 
@@ -79,14 +80,28 @@ class StepContext:
         """Where a planned `bucket/key` was written: a fetched copy may have changed its extension."""
         return self.stored_as.get(path, path)
 
-    def record(self, step: Action, target: str, before: Any, after: Any) -> None:
-        if self.audit is not None:
-            line = dict(job_id=self.job.id, step=step.value, target=target, before=_plain(before), after=_plain(after))
-            # A write no transaction holds back (an object copy; any write over REST) is done the
-            # moment it happens: log it now. Row writes in a transaction wait for its commit.
-            now = step == Action.COPY_OBJECT or not self.backends.repository.transactional
-            self.audit.record(**line, now=now)
+    def write(self, step: Action, target: str, before: Any, planned: Any, make: Callable[[], T],
+              view: Callable[[T], Any] = lambda value: value) -> T:
+        """Make one write and its audit record (docs/repairs.md, "The audit log"). A write that lands
+        at once (an object; any write over REST) is announced, synced, before it is made, and closed
+        after; a row write inside a transaction is recorded as pending, for the commit to settle."""
+        if self.audit is None:
+            made = make()
+        elif step == Action.COPY_OBJECT or not self.backends.repository.transactional:
+            intent = self.audit.intent(job_id=self.job.id, step=step.value, target=target, before=_plain(before),
+                                       after=_plain(planned))
+            try:
+                made = make()
+            except (CharfixError, OSError) as exc:
+                self.audit.not_done(intent, error=getattr(exc, "message", str(exc)))
+                raise
+            self.audit.done(intent, after=_plain(view(made)))
+        else:
+            made = make()
+            self.audit.record(job_id=self.job.id, step=step.value, target=target, before=_plain(before),
+                              after=_plain(view(made)))
         crash_after_writes()
+        return made
 
 
 def _plain(value: Any) -> Any:
@@ -100,16 +115,20 @@ def apply_step(ctx: StepContext, step: Step) -> None:
 def _complete_job(ctx: StepContext, params: dict[str, Any]) -> None:
     if ctx.job.status == "completed":
         return
-    after = ctx.backends.repository.complete_job(ctx.job, completed_at=datetime.fromisoformat(params["completed_at"]))
-    ctx.record(Action.COMPLETE_JOB, f"jobs/{ctx.job.id}", _job_view(ctx.job), _job_view(after))
+    at = datetime.fromisoformat(params["completed_at"])
+    planned = {"status": "completed", "completed_at": at, "error_message": None}
+    after = ctx.write(Action.COMPLETE_JOB, f"jobs/{ctx.job.id}", _job_view(ctx.job), planned,
+                      lambda: ctx.backends.repository.complete_job(ctx.job, completed_at=at), _job_view)
     ctx.facts = ctx.facts.model_copy(update={"job": after})
 
 
 def _mark_failed(ctx: StepContext, params: dict[str, Any]) -> None:
     if ctx.job.status == "failed":
         return
-    after = ctx.backends.repository.mark_failed(ctx.job, message=params["error_message"], at=datetime.now(timezone.utc))
-    ctx.record(Action.MARK_FAILED, f"jobs/{ctx.job.id}", _job_view(ctx.job), _job_view(after))
+    at, message = datetime.now(timezone.utc), params["error_message"]
+    planned = {"status": "failed", "completed_at": at, "error_message": message}
+    after = ctx.write(Action.MARK_FAILED, f"jobs/{ctx.job.id}", _job_view(ctx.job), planned,
+                      lambda: ctx.backends.repository.mark_failed(ctx.job, message=message, at=at), _job_view)
     ctx.facts = ctx.facts.model_copy(update={"job": after})
 
 
@@ -117,8 +136,10 @@ def _link_character(ctx: StepContext, params: dict[str, Any]) -> None:
     character = ctx.character(UUID(params["character_id"]))
     if f.as_uuid(f.as_dict(ctx.job.metadata).get("character_id")) == character.id:
         return
-    after = ctx.backends.repository.link_character(ctx.job, character)
-    ctx.record(Action.LINK_CHARACTER, f"jobs/{ctx.job.id}", {"metadata": ctx.job.metadata}, {"metadata": after.metadata})
+    planned = {"metadata": {**f.as_dict(ctx.job.metadata), "character_id": str(character.id)}}
+    after = ctx.write(Action.LINK_CHARACTER, f"jobs/{ctx.job.id}", {"metadata": ctx.job.metadata}, planned,
+                      lambda: ctx.backends.repository.link_character(ctx.job, character),
+                      lambda job: {"metadata": job.metadata})
     ctx.facts = ctx.facts.model_copy(update={"job": after})
 
 
@@ -143,9 +164,11 @@ def _copy_if_needed(ctx: StepContext, source_bucket: str, source_key: str, bucke
     existing = storage.stat(bucket, [key])
     if existing and _whole_copy(storage, existing[0], source[0].size, lambda: storage.content_md5(source[0])):
         return
-    copied = storage.copy(source_bucket, source_key, bucket, key)
     before = existing[0].model_dump(mode="json") if existing else None
-    ctx.record(Action.COPY_OBJECT, f"{bucket}/{key}", before, {"source": f"{source_bucket}/{source_key}", "size": copied.size})
+    origin = {"source": f"{source_bucket}/{source_key}"}
+    ctx.write(Action.COPY_OBJECT, f"{bucket}/{key}", before, {**origin, "size": source[0].size},
+              lambda: storage.copy(source_bucket, source_key, bucket, key),
+              lambda copied: {**origin, "size": copied.size})
 
 
 def _fetch_if_needed(ctx: StepContext, url: str, bucket: str, key: str) -> None:
@@ -162,9 +185,10 @@ def _fetch_if_needed(ctx: StepContext, url: str, bucket: str, key: str) -> None:
         return
     fetched = ctx.backends.fetcher(url)
     final = f"{stem}.{fetched.extension}" if chosen else key
-    written = storage.write(bucket, final, fetched.data, content_type=fetched.content_type)
-    ctx.record(Action.COPY_OBJECT, f"{bucket}/{final}", None,
-               {"source_url": url, "size": written.size, "content_type": fetched.content_type})
+    origin = {"source_url": url, "content_type": fetched.content_type}
+    ctx.write(Action.COPY_OBJECT, f"{bucket}/{final}", None, {**origin, "size": len(fetched.data)},
+              lambda: storage.write(bucket, final, fetched.data, content_type=fetched.content_type),
+              lambda written: {**origin, "size": written.size})
     _stored(ctx, bucket, key, final, fetched.content_type)
 
 
@@ -207,8 +231,8 @@ def _insert_library_row(ctx: StepContext, params: dict[str, Any]) -> None:
     if not stored:
         raise BackendError(f"{LIBRARY_BUCKET}/{key} is missing; the row was not inserted")
     character = ctx.character(UUID(params["character_id"]))
-    inserted = repo.insert_library_item(_new_row(ctx, key, stored[0].size, character))
-    ctx.record(Action.INSERT_LIBRARY_ROW, f"user_library/{inserted.id}", None, inserted)
+    row = _new_row(ctx, key, stored[0].size, character)
+    ctx.write(Action.INSERT_LIBRARY_ROW, f"user_library/{row.id}", None, row, lambda: repo.insert_library_item(row))
 
 
 def _new_row(ctx: StepContext, key: str, size: int, character: Character) -> NewLibraryItem:
@@ -258,8 +282,10 @@ def _upgrade_library_row(ctx: StepContext, params: dict[str, Any]) -> None:
     if f.is_visible(row):
         return
     character = ctx.character(UUID(params["character_id"]))
-    after = ctx.backends.repository.upgrade_library_item(row, portrait=_portrait(ctx.job, character), character_id=character.id)
-    ctx.record(Action.UPGRADE_LIBRARY_ROW, f"user_library/{row.id}", row, after)
+    portrait = _portrait(ctx.job, character)
+    planned = {**_plain(row), "roleplay_metadata": portrait, "character_id": str(character.id)}
+    ctx.write(Action.UPGRADE_LIBRARY_ROW, f"user_library/{row.id}", row, planned,
+              lambda: ctx.backends.repository.upgrade_library_item(row, portrait=portrait, character_id=character.id))
 
 
 def _update_character_image(ctx: StepContext, params: dict[str, Any]) -> None:
@@ -268,11 +294,14 @@ def _update_character_image(ctx: StepContext, params: dict[str, Any]) -> None:
     if character.image_url == image_url:
         return
     seed = params.get("seed_locked")
-    after = ctx.backends.repository.update_character_image(
-        character, image_url=image_url, seed=seed if f.fits_int4(seed) else None,
-        reference="reference_image_url" in params,
-    )
-    ctx.record(Action.UPDATE_CHARACTER_IMAGE, f"characters/{character.id}", _character_view(character), _character_view(after))
+    seed = seed if f.fits_int4(seed) else None
+    image, reference = image_url, "reference_image_url" in params
+    planned = {"image_url": image, "reference_image_url": image if reference else character.reference_image_url,
+               "seed_locked": seed if seed is not None else character.seed_locked}
+    ctx.write(Action.UPDATE_CHARACTER_IMAGE, f"characters/{character.id}", _character_view(character), planned,
+              lambda: ctx.backends.repository.update_character_image(character, image_url=image, seed=seed,
+                                                                     reference=reference),
+              _character_view)
 
 
 def _job_view(job: Job) -> dict[str, Any]:

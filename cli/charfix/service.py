@@ -91,6 +91,9 @@ class BackfillReport:
     changed: list[JobResult] = field(default_factory=list)  # written by someone else meanwhile
     failed: list[JobResult] = field(default_factory=list)
     capped: int = 0
+    attempted: int = 0  # jobs of the work list that got a result
+    not_attempted: int = 0  # repairable jobs left when a signal stopped the run (docs/cron.md)
+    scan_stopped: bool = False  # a signal stopped the run before every job was examined
 
     def add(self, result: JobResult) -> None:
         match result.outcome:
@@ -120,6 +123,8 @@ class BackfillReport:
             "changed_meanwhile": len(self.changed),
             "not_attempted_over_max": self.capped,
             "failed": len(self.failed),
+            "not_attempted_stopped": self.not_attempted,
+            "scan_stopped": self.scan_stopped,
             "jobs": [r.to_json() for r in
                      self.repaired + self.planned + self.failed + self.skipped_other + self.changed],
         }
@@ -129,28 +134,37 @@ def backfill(
     backends: Backends, selection: Selection, *, max_jobs: int | None = None, concurrency: int = 1,
     dry_run: bool = False, audit: AuditLog | None = None, open_worker: Callable[[], Backends] | None = None,
     progress: Callable[[JobResult], None] | None = None, page_size: int = BACKFILL_PAGE,
+    stop: threading.Event | None = None,
 ) -> BackfillReport:
     """Repair every repairable job of the selection; other states are counted, never touched.
-    Over Postgres a page of jobs is repaired in one transaction (repair_pages); over REST, job by job."""
+    Over Postgres a page of jobs is repaired in one transaction (repair_pages); over REST, job by job.
+    Once `stop` is set (a signal), no new page or job starts; the report counts what was left."""
     report = BackfillReport()
+    stop = stop or threading.Event()
     options = RepairOptions(rules=selection.rules, dry_run=dry_run)
-    work = list(_repairable(backends, selection, report, max_jobs))
+    work = list(_repairable(backends, selection, report, max_jobs, stop))
     lanes = concurrency if open_worker is not None and len(work) > 1 else 1
     if pages_supported(backends):
-        _in_pages(backends, work, options, audit, lanes, open_worker, report, progress, page_size)
+        _in_pages(backends, work, options, audit, lanes, open_worker, report, progress, page_size, stop)
     elif lanes <= 1:
         for job_id, _ in work:
+            if stop.is_set():
+                break
             _add(report, repair_job(backends, job_id, options, audit), progress)
     else:
-        _parallel([job_id for job_id, _ in work], options, audit, concurrency, open_worker, report, progress)
+        _parallel([job_id for job_id, _ in work], options, audit, concurrency, open_worker, report, progress, stop)
+    report.not_attempted = len(work) - report.attempted
     return report
 
 
 def _repairable(backends: Backends, selection: Selection, report: BackfillReport,
-                max_jobs: int | None) -> Iterator[tuple[UUID, UUID]]:
+                max_jobs: int | None, stop: threading.Event) -> Iterator[tuple[UUID, UUID]]:
     tally = Tally()
     attempted = 0
     for diagnosis in selected(backends, selection, tally):
+        if stop.is_set():
+            report.scan_stopped = True
+            break
         if diagnosis.state != State.REPAIRABLE:
             continue
         if max_jobs is not None and attempted >= max_jobs:
@@ -168,17 +182,17 @@ def _repairable(backends: Backends, selection: Selection, report: BackfillReport
 
 def _in_pages(backends: Backends, work: list[tuple[UUID, UUID]], options: RepairOptions, audit: AuditLog | None,
               lanes: int, open_worker: Callable[[], Backends] | None, report: BackfillReport, progress,
-              page_size: int) -> None:
+              page_size: int, stop: threading.Event) -> None:
     """Each lane repairs its pages in turn, on its own connection. A user's jobs all go to one lane:
     a repair writes only rows of the job's user, so two lanes never wait for each other's row locks."""
     by_lane: list[list[UUID]] = [[] for _ in range(lanes)]
     for job_id, user_id in work:
         by_lane[user_id.int % lanes].append(job_id)
     if lanes == 1:
-        for result in _lane(backends, by_lane[0], options, audit, page_size, threading.Event()):
+        for result in _lane(backends, by_lane[0], options, audit, page_size, stop):
             _add(report, result, progress)
         return
-    _parallel_lanes([lane for lane in by_lane if lane], options, audit, open_worker, report, progress, page_size)
+    _parallel_lanes([lane for lane in by_lane if lane], options, audit, open_worker, report, progress, page_size, stop)
 
 
 def _lane(backends: Backends, jobs: list[UUID], options: RepairOptions, audit: AuditLog | None, page_size: int,
@@ -193,11 +207,11 @@ def _lane(backends: Backends, jobs: list[UUID], options: RepairOptions, audit: A
 
 
 def _parallel_lanes(lanes: list[list[UUID]], options: RepairOptions, audit: AuditLog | None,
-                    open_worker: Callable[[], Backends], report: BackfillReport, progress, page_size: int) -> None:
-    """One thread per lane; results come back to this thread as each page finishes. The first error
-    that stops a run (audit log, lost connection) stops the other lanes after their current page."""
+                    open_worker: Callable[[], Backends], report: BackfillReport, progress, page_size: int,
+                    stop: threading.Event) -> None:
+    """One thread per lane; results come back to this thread as each page finishes. A signal, or the
+    first error that stops a run (audit log, lost connection), stops the lanes after their current page."""
     results: queue.SimpleQueue = queue.SimpleQueue()
-    stop = threading.Event()
 
     def run(jobs: list[UUID]) -> None:
         backends = open_worker()
@@ -228,13 +242,16 @@ def _parallel_lanes(lanes: list[list[UUID]], options: RepairOptions, audit: Audi
 
 
 def _parallel(work: list[UUID], options: RepairOptions, audit: AuditLog | None, concurrency: int,
-              open_worker: Callable[[], Backends], report: BackfillReport, progress) -> None:
-    """Job by job (REST): each worker thread has its own client and storage client."""
+              open_worker: Callable[[], Backends], report: BackfillReport, progress, stop: threading.Event) -> None:
+    """Job by job (REST): each worker thread has its own client and storage client. Once `stop` is set,
+    the workers start no new job."""
     local = threading.local()
     opened: list[Backends] = []
     guard = threading.Lock()
 
-    def run(job_id: UUID) -> JobResult:
+    def run(job_id: UUID) -> JobResult | None:
+        if stop.is_set():
+            return None
         if not hasattr(local, "backends"):
             local.backends = open_worker()
             with guard:
@@ -244,13 +261,15 @@ def _parallel(work: list[UUID], options: RepairOptions, audit: AuditLog | None, 
     try:
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             for result in pool.map(run, work):
-                _add(report, result, progress)
+                if result is not None:
+                    _add(report, result, progress)
     finally:
         for backends in opened:
             backends.repository.close()
 
 
 def _add(report: BackfillReport, result: JobResult, progress: Callable[[JobResult], None] | None) -> None:
+    report.attempted += 1
     report.add(result)
     if progress is not None:
         progress(result)

@@ -9,8 +9,9 @@ from typing import Annotated
 import typer
 
 from charfix.commands import options
-from charfix.commands.writing import confirm, open_audit
+from charfix.commands.writing import confirm, open_audit, report_stop
 from charfix.errors import ExitStatus
+from charfix.interrupt import stopping_on_signals
 from charfix.metrics import recorded_run
 from charfix.runtime import Runtime
 from charfix.selection import build_selection
@@ -59,12 +60,15 @@ def backfill_cli(
     if not dry_run and not confirm(runtime, "Repair every repairable portrait job?", yes=yes):
         runtime.env.err.print("Nothing written.")
         return
-    audit = None if dry_run else open_audit(runtime, "backfill-portraits", path=audit_log, operator=operator)
-    with _progress(runtime) as progress, recorded_run(metrics_file, clock=runtime.now, dry_run=dry_run) as run:
+    with stopping_on_signals() as stop, _progress(runtime) as progress, \
+            recorded_run(metrics_file, clock=runtime.now, dry_run=dry_run) as run:
+        audit = None if dry_run else open_audit(runtime, "backfill-portraits", path=audit_log, operator=operator)
         try:
             report = run.report = backfill(backends, selection, max_jobs=max_jobs, concurrency=concurrency,
                                            dry_run=dry_run, audit=audit, open_worker=runtime.open_worker,
-                                           progress=progress)
+                                           progress=progress, stop=stop.event)
+            if stop.requested:
+                run.exit_code = int(stop.exit_status)  # the metrics say the run was stopped, not that it succeeded
         finally:
             if audit is not None:
                 audit.close()
@@ -74,8 +78,23 @@ def backfill_cli(
         from charfix.ui.results import render_backfill
 
         render_backfill(runtime.env.out, report, dry_run=dry_run)
+    if stop.requested:
+        report_stop(runtime, stop.summary(_done(report), _remaining(report)))
+        raise typer.Exit(stop.exit_status)
     if report.failed:
         raise typer.Exit(int(ExitStatus.JOBS_FAILED))
+
+
+def _done(report) -> str:
+    return (f"{len(report.repaired)} job(s) repaired, {len(report.failed)} failed, "
+            f"{len(report.changed)} changed meanwhile")
+
+
+def _remaining(report) -> str:
+    left = f"{report.not_attempted} repairable job(s) not attempted"
+    if report.scan_stopped:
+        left += ", and the scan stopped before every job was examined"
+    return f"{left}; run again to finish them"
 
 
 def _progress(runtime: Runtime):

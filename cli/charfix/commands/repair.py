@@ -8,8 +8,9 @@ import typer
 
 from charfix.advice import APPLY, CHOOSE, COMPLETE, FETCH, MARK_FAILED, QUIT, SKIP, repair_choices
 from charfix.commands import options
-from charfix.commands.writing import open_audit
+from charfix.commands.writing import open_audit, report_stop
 from charfix.errors import ExitStatus, UsageError
+from charfix.interrupt import stopping_on_signals
 from charfix.models import Diagnosis, State
 from charfix.parsing import parse_job_ref
 from charfix.repair import Outcome, RepairOptions, repair_job
@@ -53,13 +54,18 @@ def repair_cli(
         diagnoses = selected(backends, selection, Tally())
     audit = open_audit(runtime, "repair", path=audit_log, operator=operator)
     session = _Session(runtime, selection.rules, audit, yes=yes)
-    try:
-        for diagnosis in diagnoses:
-            if not session.handle(diagnosis):
-                break
-    finally:
-        audit.close()
+    with stopping_on_signals() as stop:
+        try:
+            for diagnosis in diagnoses:
+                if stop.requested or not session.handle(diagnosis):  # a signal: the job in flight finished
+                    break
+        finally:
+            audit.close()
     runtime.env.out.print(f"{session.repaired} job(s) repaired, {session.failed} failed, {audit.written} write(s) logged.")
+    if stop.requested:
+        report_stop(runtime, stop.summary(f"{session.repaired} job(s) repaired, {session.failed} failed",
+                                          "the jobs after it were not visited"))
+        raise typer.Exit(stop.exit_status)
     if session.failed:
         raise typer.Exit(int(ExitStatus.JOBS_FAILED))
 

@@ -10,6 +10,7 @@ import typer
 
 from charfix.audit import AuditLog, default_audit_path, default_operator
 from charfix.errors import ExitStatus, UsageError
+from charfix.interrupt import stopping_on_signals
 from charfix.repair import JobResult, Outcome
 from charfix.runtime import Runtime
 
@@ -35,17 +36,29 @@ def preview_then_write(runtime: Runtime, options: WriteOptions, run: Callable[..
         if preview.outcome == Outcome.FAILED:
             raise typer.Exit(int(ExitStatus.JOBS_FAILED))
         return
-    if not confirm(runtime, question(preview), yes=options.yes):
-        runtime.env.err.print("Nothing written.")
-        return
-    audit = open_audit(runtime, options.command, path=options.audit_log, operator=options.operator)
-    try:
-        result = run(dry_run=False, audit=audit)
-    finally:
-        audit.close()
+    with stopping_on_signals() as stop:
+        if not confirm(runtime, question(preview), yes=options.yes):
+            runtime.env.err.print("Nothing written.")
+            return
+        if stop.requested:  # the signal came while the person was asked: nothing started
+            report_stop(runtime, stop.summary("nothing was written", f"job {preview.job_id} was not repaired"))
+            raise typer.Exit(stop.exit_status)
+        audit = open_audit(runtime, options.command, path=options.audit_log, operator=options.operator)
+        try:
+            result = run(dry_run=False, audit=audit)  # a signal now lets this one job finish or roll back
+        finally:
+            audit.close()
     show_result(runtime, result, options.json_output)
+    if stop.requested:
+        report_stop(runtime, stop.summary(f"job {result.job_id}: {result.outcome.value}", "nothing else was pending"))
+        raise typer.Exit(stop.exit_status)
     if result.outcome in (Outcome.FAILED, Outcome.CHANGED):
         raise typer.Exit(int(ExitStatus.JOBS_FAILED))
+
+
+def report_stop(runtime: Runtime, summary: str) -> None:
+    """What a signal left done and undone, on stderr (docs/cron.md, "Stopping a run")."""
+    runtime.env.err.print(summary, markup=False, highlight=False)
 
 
 def show_result(runtime: Runtime, result: JobResult, json_output: bool) -> None:
@@ -73,4 +86,5 @@ def open_audit(runtime: Runtime, command: str, *, path: Path | None, operator: s
     settings = runtime.settings
     chosen = path or settings.audit_log or default_audit_path()
     who = operator or settings.operator or default_operator()
-    return AuditLog(path=chosen, operator=who, command=command).open()
+    # With the backends, opening settles what a killed run left without an outcome (docs/repairs.md).
+    return AuditLog(path=chosen, operator=who, command=command).open(runtime.backends())

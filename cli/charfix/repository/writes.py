@@ -43,6 +43,23 @@ class PostgresWrites:
         with self._errors(), self.conn.transaction():
             yield self._fetch(Job, statement, {"ids": list(job_ids)})
 
+    def transaction_id(self) -> int:
+        """The id of the transaction in flight, recorded with its audit lines (docs/repairs.md)."""
+        with self._errors():
+            return self.conn.execute("select txid_current() as xid").fetchone()["xid"]
+
+    def transaction_status(self, xids: Sequence[int]) -> dict[int, str | None]:
+        """What became of earlier transactions: committed, aborted, in progress, or None when Postgres
+        no longer knows (too old) or never did (an id from another database)."""
+        found: dict[int, str | None] = {}
+        for xid in xids:
+            try:
+                with self._errors():
+                    found[xid] = self.conn.execute("select txid_status(%s) as status", (xid,)).fetchone()["status"]
+            except BackendError:
+                found[xid] = None
+        return found
+
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """Inside `locked_jobs`: an exception rolls back only the writes made in this block."""
