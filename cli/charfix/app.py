@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -18,7 +19,8 @@ from charfix.commands.doctor import doctor_cli
 from charfix.commands.link_character import link_character_cli
 from charfix.commands.list_stuck import list_stuck_cli
 from charfix.commands.repair import repair_cli
-from charfix.errors import CharfixError, ExitStatus
+from charfix.commands.argv import normalize
+from charfix.errors import CharfixError, ExitStatus, UsageError
 from charfix.runtime import Runtime
 from charfix.ui.environment import Environment
 
@@ -72,11 +74,27 @@ def root(
     ] = False,
 ) -> None:
     runtime: Runtime = ctx.obj
+    if demo and (db_url is not None or storage_dir is not None):
+        given = " and ".join(n for n, v in (("--db-url", db_url), ("--storage-dir", storage_dir)) if v is not None)
+        raise UsageError(f"--demo runs on the embedded demo and cannot be used with {given}; use one or the other")
     runtime.flags = {"db_url": db_url, "storage_dir": storage_dir}
     runtime.config_path = config
     runtime.demo = demo
     runtime.debug = debug
+    runtime.env.command_prefix = _context_prefix(demo=demo, config=config, db_url=db_url, storage_dir=storage_dir)
     ctx.call_on_close(runtime.close)
+
+
+def _context_prefix(*, demo: bool, config: Path | None, db_url: str | None, storage_dir: Path | None) -> str:
+    """`charfix` and the global options this run needed, so that every suggested command runs as
+    printed (a password in --db-url is masked on output like every secret)."""
+    words = ["charfix"]
+    if demo:
+        words.append("--demo")
+    for option, value in (("--config", config), ("--db-url", db_url), ("--storage-dir", storage_dir)):
+        if value is not None:
+            words += [option, shlex.quote(str(value))]
+    return " ".join(words)
 
 
 app.command("list-stuck")(list_stuck_cli)
@@ -92,7 +110,7 @@ app.command("demo")(demo_cli)
 def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     """The console script. Every error becomes one line on stderr and a documented exit code."""
     env = env or Environment()
-    argv = sys.argv[1:] if argv is None else argv
+    argv = normalize(sys.argv[1:] if argv is None else argv)
     runtime = Runtime(env=env, debug="--debug" in argv)
     try:
         result = app(args=argv, prog_name="charfix", standalone_mode=False, obj=runtime)

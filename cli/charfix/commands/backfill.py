@@ -31,7 +31,8 @@ def backfill_cli(
                                               "(each with its own database connection).")] = 1,
     dry_run: options.DryRun = False,
     yes: options.Yes = False,
-    json_output: options.Json = False,
+    json_fields: options.JsonFields = None,
+    jq: options.Jq = None,
     operator: options.Operator = None,
     audit_log: options.AuditPath = None,
 ) -> None:
@@ -44,9 +45,10 @@ def backfill_cli(
     Example: [cyan]charfix --demo backfill-portraits --yes[/cyan]
     """
     runtime: Runtime = ctx.obj
+    json_output = options.json_output(json_fields, jq)
     selection = build_selection(
         now=runtime.now(), since=since, user=user, states=state, every_state=every_state,
-        stuck_after=stuck_after, link_window=link_window, limit=None,
+        stuck_after=stuck_after, link_window=link_window, limit=None, backends=runtime.backends,
     )
     backends = runtime.backends()
     if not dry_run and not confirm(runtime, "Repair every repairable portrait job?", yes=yes):
@@ -60,8 +62,8 @@ def backfill_cli(
         finally:
             if audit is not None:
                 audit.close()
-    if json_output:
-        runtime.env.print_json(report.to_json())
+    if json_output is not None:
+        json_output.print_one(runtime.env, report.to_json())
     else:
         from charfix.ui.results import render_backfill
 

@@ -26,7 +26,8 @@ def complete_job_cli(
     link_window: options.LinkWindow = "1h",
     dry_run: options.DryRun = False,
     yes: options.Yes = False,
-    json_output: options.Json = False,
+    json_fields: options.JsonFields = None,
+    jq: options.Jq = None,
     operator: options.Operator = None,
     audit_log: options.AuditPath = None,
 ) -> None:
@@ -38,14 +39,15 @@ def complete_job_cli(
     Example: [cyan]charfix --demo complete-job 0767ab69 --dry-run[/cyan]
     """
     runtime: Runtime = ctx.obj
+    json_output = options.json_output(json_fields, jq)
     ref = parse_job_ref(job_id)
     rules = build_rules(now=runtime.now(), stuck_after=stuck_after, link_window=link_window)
     backends = runtime.backends()
     job = resolve_job_ids(backends, [ref])[0]
-    options = WriteOptions("complete-job", dry_run, yes, json_output, audit_log, operator)
+    write_options = WriteOptions("complete-job", dry_run, yes, json_output, audit_log, operator)
     what = "mark it failed" if mark_failed else "apply {n} step(s)"
     preview_then_write(
-        runtime, options,
+        runtime, write_options,
         lambda dry_run, audit: complete_job(backends, job, rules=rules, save=not no_save, mark_failed=mark_failed,
                                             dry_run=dry_run, audit=audit),
         lambda preview: f"Job {job}: {what.format(n=len(preview.steps))}?",

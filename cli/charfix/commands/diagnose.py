@@ -27,21 +27,23 @@ def diagnose_cli(
     ],
     stuck_after: options.StuckAfter = "15m",
     link_window: options.LinkWindow = "1h",
-    json_output: options.Json = False,
+    json_fields: options.JsonFields = None,
+    jq: options.Jq = None,
 ) -> None:
     """Tell one job's story: timeline, each reason with its evidence, the plan, and the command to run.
 
     Example: [cyan]charfix --demo diagnose 69e0cd17-5b4e-4b8a-a8b2-1333caa61c85[/cyan]
     """
     runtime: Runtime = ctx.obj
+    json_output = options.json_output(json_fields, jq)
     refs = [parse_job_ref(text) for text in job_ids]
     rules = build_rules(now=runtime.now(), stuck_after=stuck_after, link_window=link_window)
     backends = runtime.backends()
     diagnoses = diagnose_jobs(backends, resolve_job_ids(backends, refs), rules)
-    if json_output:
-        runtime.env.print_json([d.to_json() for d in diagnoses])
+    if json_output is not None:
+        json_output.print_list(runtime.env, (d.to_json() for d in diagnoses))
         return
     from charfix.ui.render import render_story
 
     for diagnosis in diagnoses:
-        render_story(runtime.env.out, diagnosis)
+        render_story(runtime.env.out, diagnosis, prefix=runtime.env.command_prefix)

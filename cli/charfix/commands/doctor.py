@@ -12,7 +12,7 @@ from charfix.runtime import Runtime
 MARKS = {"ok": "[green]✔[/]", "warn": "[yellow]![/]", "fail": "[red]✘[/]"}
 
 
-def doctor_cli(ctx: typer.Context, json_output: options.Json = False) -> None:
+def doctor_cli(ctx: typer.Context, json_fields: options.JsonFields = None, jq: options.Jq = None) -> None:
     """Check that charfix can see and change what it needs: configuration (and where each setting came
     from), the database, the four tables and every column charfix uses, privileges, the two buckets,
     and indexes that would speed up list-stuck (printed as SQL to run; never created).
@@ -22,6 +22,7 @@ def doctor_cli(ctx: typer.Context, json_output: options.Json = False) -> None:
     Example: [cyan]charfix doctor --json[/cyan]
     """
     runtime: Runtime = ctx.obj
+    json_output = options.json_output(json_fields, jq)
     demo_url = demo_storage = None
     if runtime.demo:
         import warnings
@@ -32,8 +33,8 @@ def doctor_cli(ctx: typer.Context, json_output: options.Json = False) -> None:
 
             demo_url, demo_storage = start_demo()
     checks = run_doctor(runtime.settings, demo_url=demo_url, demo_storage=demo_storage)
-    if json_output:
-        runtime.env.print_json([c.to_json() for c in checks.items])
+    if json_output is not None:
+        json_output.print_list(runtime.env, (c.to_json() for c in checks.items))
     else:
         from rich.markup import escape
 

@@ -28,7 +28,8 @@ def link_character_cli(
     link_window: options.LinkWindow = "1h",
     dry_run: options.DryRun = False,
     yes: options.Yes = False,
-    json_output: options.Json = False,
+    json_fields: options.JsonFields = None,
+    jq: options.Jq = None,
     operator: options.Operator = None,
     audit_log: options.AuditPath = None,
 ) -> None:
@@ -41,6 +42,7 @@ def link_character_cli(
     Example: [cyan]charfix --demo link-character 4db0218b --character <id> --dry-run[/cyan]
     """
     runtime: Runtime = ctx.obj
+    json_output = options.json_output(json_fields, jq)
     ref = parse_job_ref(job_id)
     rules = build_rules(now=runtime.now(), link_window=link_window)
     backends = runtime.backends()
@@ -51,9 +53,9 @@ def link_character_cli(
         runtime.env.err.print("No character chosen; nothing written.")
         return
     check_link(backends, diagnosis, chosen)
-    options = WriteOptions("link-character", dry_run, yes, json_output, audit_log, operator)
+    write_options = WriteOptions("link-character", dry_run, yes, json_output, audit_log, operator)
     preview_then_write(
-        runtime, options,
+        runtime, write_options,
         lambda dry_run, audit: link_character(backends, job, chosen, rules=rules, save=not no_save,
                                               dry_run=dry_run, audit=audit),
         lambda preview: f"Link job {job} to character {chosen} and apply {len(preview.steps)} step(s)?",
@@ -65,12 +67,12 @@ def _choose(runtime: Runtime, diagnosis):
         return diagnosis.character_id
     if not runtime.env.interactive:
         raise UsageError("--character is required when not on a terminal",
-                         hint=f"see the candidates with: charfix diagnose {diagnosis.job_id}")
+                         hint=f"see the candidates with: {runtime.env.command_prefix} diagnose {diagnosis.job_id}")
     if not diagnosis.candidates:
         raise UsageError(f"job {diagnosis.job_id} has no candidate characters; pass --character ID")
     from charfix.ui.prompts import ask_character
     from charfix.ui.render import render_story
 
-    render_story(runtime.env.out, diagnosis)
+    render_story(runtime.env.out, diagnosis, prefix=runtime.env.command_prefix)
     answer = ask_character(diagnosis.candidates)
     return parse_uuid(answer, what="character id") if answer else None

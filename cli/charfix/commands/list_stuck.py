@@ -7,15 +7,13 @@ from typing import Annotated
 import typer
 
 from charfix.commands import options
-from charfix.models import Diagnosis
 from charfix.runtime import Runtime
-from charfix.scan import Backends
 from charfix.selection import Selection, Tally, build_selection, selected
 
 
-def list_stuck(backends: Backends, selection: Selection) -> tuple[list[Diagnosis], Tally]:
+def list_stuck(backends, selection: Selection, *, progress=None) -> tuple[list, Tally]:
     tally = Tally()
-    return list(selected(backends, selection, tally)), tally
+    return list(selected(backends, selection, tally, progress=progress)), tally
 
 
 def list_stuck_cli(
@@ -31,29 +29,58 @@ def list_stuck_cli(
     stuck_after: options.StuckAfter = "15m",
     link_window: options.LinkWindow = "1h",
     limit: options.Limit = None,
-    json_output: options.Json = False,
+    json_fields: options.JsonFields = None,
+    jq: options.Jq = None,
 ) -> None:
     """List portrait jobs whose portrait did not reach the library, with why and what would fix it.
 
     By default it shows what needs someone: [b]repairable[/b], [b]needs_review[/b], [b]lost[/b], and
-    [b]failed[/b] jobs whose status still claims queued or processing.
+    [b]failed[/b] jobs whose status still claims queued or processing. On a terminal, a table that fits
+    its width (long lists through $PAGER); piped, one tab-separated line per job.
 
-    Example: [cyan]charfix --demo list-stuck --since 3d --state repairable --json[/cyan]
+    Example: [cyan]charfix --demo list-stuck --since 3d --state repairable --json job_id,state,reasons[/cyan]
     """
     runtime: Runtime = ctx.obj
+    output = options.json_output(json_fields, jq)
     selection = build_selection(
         now=runtime.now(), since=since, user=user, states=state, every_state=every_state,
-        stuck_after=stuck_after, link_window=link_window, limit=limit,
+        stuck_after=stuck_after, link_window=link_window, limit=limit, backends=runtime.backends,
     )
-    if json_output:
+    if output is not None:
         # Streamed: a year of production jobs never sits in memory at once.
-        runtime.env.print_json_lines(d.to_json() for d in selected(runtime.backends(), selection, Tally()))
+        output.print_list(runtime.env, (d.to_json() for d in selected(runtime.backends(), selection, Tally())))
         return
-    diagnoses, tally = list_stuck(runtime.backends(), selection)
-    from charfix.ui.render import stuck_table, summary
+    from charfix.ui.progress import scan_progress
 
-    if diagnoses:
-        runtime.env.out.print(stuck_table(diagnoses, now=selection.rules.now))
-    else:
-        runtime.env.out.print("Nothing to do: no portrait job needs attention.")
-    runtime.env.out.print(summary(tally.by_state, shown=tally.shown, examined=tally.examined))
+    with scan_progress(runtime.env) as progress:
+        diagnoses, tally = list_stuck(runtime.backends(), selection, progress=progress)
+    _render(runtime, diagnoses, tally, selection)
+
+
+def _render(runtime: Runtime, diagnoses: list, tally: Tally, selection: Selection) -> None:
+    from charfix.ui.render import summary
+
+    env, now = runtime.env, selection.rules.now
+    counts = summary(tally.by_state, shown=tally.shown, examined=tally.examined)
+    if not env.stdout_is_terminal:
+        # Piped: lines for grep and cut; the counts go to stderr so that every stdout line is a job.
+        from charfix.ui.render import stuck_lines
+
+        env.write_lines(stuck_lines(diagnoses, now=now))
+        env.err.print(counts)
+        return
+    if not diagnoses:
+        env.out.print("Nothing to do: no portrait job needs attention.")
+        env.out.print(counts)
+        return
+    from charfix.selection import short_ids
+    from charfix.ui.pager import print_paged
+    from charfix.ui.render import hidden_columns, stuck_table
+
+    ids = short_ids(runtime.backends(), diagnoses)
+    width = env.out.width
+    parts = [stuck_table(diagnoses, now=now, ids=ids, width=width), counts]
+    hidden = hidden_columns(diagnoses, now=now, ids=ids, width=width)
+    if hidden:
+        parts.append(f"[dim]{' and '.join(hidden)} hidden at {width} columns; see them with --json or a wider terminal[/]")
+    print_paged(env.out, *parts, terminal=True, redact=env.redact)

@@ -40,10 +40,12 @@ def repair_cli(
     """
     runtime: Runtime = ctx.obj
     selection = build_selection(now=runtime.now(), since=since, user=user, states=None, every_state=False,
-                                stuck_after=stuck_after, link_window=link_window, limit=None)
+                                stuck_after=stuck_after, link_window=link_window, limit=None,
+                                backends=runtime.backends)
     if not runtime.env.interactive and not (yes and job_id):
         raise UsageError("charfix repair asks questions, and this is not a terminal",
-                         hint="in scripts use: charfix repair JOB_ID --yes, or backfill-portraits --yes")
+                         hint=f"in scripts use: {runtime.env.command_prefix} repair JOB_ID --yes, "
+                              f"or {runtime.env.command_prefix} backfill-portraits --yes")
     backends = runtime.backends()
     if job_id:
         diagnoses = diagnose_ids(backends, resolve_job_ids(backends, [parse_job_ref(job_id)]), selection.rules)
@@ -71,7 +73,7 @@ class _Session:
         """Returns False when the person quits."""
         from charfix.ui.render import render_story
 
-        render_story(self.runtime.env.out, diagnosis)
+        render_story(self.runtime.env.out, diagnosis, prefix=self.runtime.env.command_prefix)
         choices = repair_choices(diagnosis)
         if self.yes:
             choice = APPLY if diagnosis.state == State.REPAIRABLE else SKIP

@@ -19,7 +19,7 @@ class WriteOptions:
     command: str
     dry_run: bool
     yes: bool
-    json_output: bool
+    json_output: object  # a ui.jsonout.JsonOutput, or None for people
     audit_log: Path | None
     operator: str | None
 
@@ -48,9 +48,9 @@ def preview_then_write(runtime: Runtime, options: WriteOptions, run: Callable[..
         raise typer.Exit(int(ExitStatus.JOBS_FAILED))
 
 
-def show_result(runtime: Runtime, result: JobResult, json_output: bool) -> None:
-    if json_output:
-        runtime.env.print_json(result.to_json())
+def show_result(runtime: Runtime, result: JobResult, json_output) -> None:
+    if json_output is not None:
+        json_output.print_one(runtime.env, result.to_json())
         return
     from charfix.ui.results import render_job_result
 

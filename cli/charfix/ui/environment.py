@@ -13,6 +13,8 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.markup import escape
 
+PIPED_WIDTH = 4096
+
 
 @dataclass
 class Environment:
@@ -20,11 +22,14 @@ class Environment:
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
     stdin: TextIO = field(default_factory=lambda: sys.stdin)
     secrets: list[str] = field(default_factory=list)
+    # How a suggested command starts: `charfix` plus the global options this run needed (app.py).
+    command_prefix: str = "charfix"
 
     def __post_init__(self) -> None:
         no_color = bool(os.environ.get("NO_COLOR"))
-        # Piped output is for grep and logs: wide enough that table rows do not fold.
-        width = None if _isatty(self.stdout) else 200
+        # Piped output is for grep and logs: lines never fold (and nothing piped pads to this width:
+        # every piped rendering is plain lines, docs/commands.md "Piped output").
+        width = None if _isatty(self.stdout) else PIPED_WIDTH
         self.out = Console(file=_Redacting(self.stdout, self), no_color=no_color, highlight=False, width=width)
         # Errors are one line each, however narrow the terminal: they are read by people and by cron mail.
         self.err = Console(file=_Redacting(self.stderr, self), no_color=no_color, highlight=False, stderr=True,
@@ -34,6 +39,10 @@ class Environment:
     def interactive(self) -> bool:
         """Prompts only when a person is at both ends (as gh does)."""
         return _isatty(self.stdin) and _isatty(self.stdout)
+
+    @property
+    def stdout_is_terminal(self) -> bool:
+        return _isatty(self.stdout)
 
     @property
     def stderr_is_terminal(self) -> bool:
@@ -54,6 +63,12 @@ class Environment:
         self.stdout.write("\n]\n" if count else "]\n")
         self.stdout.flush()
         return count
+
+    def write_lines(self, lines) -> None:
+        """Plain lines on stdout, as they are (no markup, no wrapping): for pipes and scripts."""
+        for line in lines:
+            self.stdout.write(self.redact(line) + "\n")
+        self.stdout.flush()
 
     def error(self, message: str, *, hint: str | None = None) -> None:
         self.err.print(f"[bold red]error:[/] {escape(self.redact(message))}", markup=True, highlight=False)
