@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from charfix.commands import options
-from charfix.commands.writing import confirm, open_audit
+from charfix.commands.writing import confirm, open_audit, require_terminal, show_target, where
 from charfix.errors import ExitStatus
 from charfix.runtime import Runtime
 from charfix.selection import build_selection
@@ -51,11 +51,19 @@ def backfill_cli(
         stuck_after=stuck_after, link_window=link_window, limit=None, backends=runtime.backends,
     )
     backends = runtime.backends()
-    if not dry_run and not confirm(runtime, "Repair every repairable portrait job?", yes=yes):
-        runtime.env.err.print("Nothing written.")
-        return
+    total = None
+    if not dry_run and not yes:
+        # Scan first (writing nothing), show what it would do and where, then ask.
+        require_terminal(runtime)
+        plan = backfill(backends, selection, max_jobs=max_jobs, dry_run=True)
+        _show_plan(runtime, plan)
+        total = len(plan.planned)
+        if not total or not confirm(runtime, f"Repair these {total} job(s), {_steps(plan)} step(s) in all, "
+                                             f"on {where(runtime)}?", yes=False):
+            runtime.env.err.print("Nothing written.")
+            return
     audit = None if dry_run else open_audit(runtime, "backfill-portraits", path=audit_log, operator=operator)
-    with _progress(runtime) as progress:
+    with _progress(runtime, total) as progress:
         try:
             report = backfill(backends, selection, max_jobs=max_jobs, concurrency=concurrency, dry_run=dry_run,
                               audit=audit, open_worker=runtime.open_worker, progress=progress)
@@ -64,6 +72,8 @@ def backfill_cli(
                 audit.close()
     if json_output is not None:
         json_output.print_one(runtime.env, report.to_json())
+    elif dry_run:
+        _show_plan(runtime, report)
     else:
         from charfix.ui.results import render_backfill
 
@@ -72,10 +82,23 @@ def backfill_cli(
         raise typer.Exit(int(ExitStatus.JOBS_FAILED))
 
 
-def _progress(runtime: Runtime):
-    """A spinner with a count on stderr, only when a person watches it."""
+def _show_plan(runtime: Runtime, plan) -> None:
+    """The same block for --dry-run and above the question: the target, counts per state and action."""
+    from charfix.ui.results import render_backfill_plan
+
+    show_target(runtime)
+    render_backfill_plan(runtime.env.out, plan)
+
+
+def _steps(plan) -> int:
+    return sum(len(result.steps) for result in plan.planned)
+
+
+def _progress(runtime: Runtime, total: int | None):
+    """Done (of total, when a scan counted it), rate and failures on stderr, only when a person
+    watches it."""
     if not runtime.env.stderr_is_terminal:
         return nullcontext(None)
     from charfix.ui.progress import job_progress
 
-    return job_progress(runtime.env.err)
+    return job_progress(runtime.env.err, total=total)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from charfix.commands import options
-from charfix.commands.writing import WriteOptions, preview_then_write
+from charfix.commands.writing import WriteOptions, preview_then_write, where
 from charfix.parsing import parse_job_ref
 from charfix.runtime import Runtime
 from charfix.selection import build_rules
@@ -45,10 +45,10 @@ def complete_job_cli(
     backends = runtime.backends()
     job = resolve_job_ids(backends, [ref])[0]
     write_options = WriteOptions("complete-job", dry_run, yes, json_output, audit_log, operator)
-    what = "mark it failed" if mark_failed else "apply {n} step(s)"
+    what = "Mark this job failed ({n} step)" if mark_failed else "Apply these {n} step(s) to this job"
     preview_then_write(
         runtime, write_options,
         lambda dry_run, audit: complete_job(backends, job, rules=rules, save=not no_save, mark_failed=mark_failed,
                                             dry_run=dry_run, audit=audit),
-        lambda preview: f"Job {job}: {what.format(n=len(preview.steps))}?",
+        lambda preview: f"{what.format(n=len(preview.steps))} on {where(runtime)}?",
     )

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from charfix.commands import options
-from charfix.commands.writing import WriteOptions, preview_then_write
+from charfix.commands.writing import WriteOptions, preview_then_write, where
 from charfix.errors import UsageError
 from charfix.parsing import parse_job_ref, parse_uuid
 from charfix.runtime import Runtime
@@ -58,7 +58,7 @@ def link_character_cli(
         runtime, write_options,
         lambda dry_run, audit: link_character(backends, job, chosen, rules=rules, save=not no_save,
                                               dry_run=dry_run, audit=audit),
-        lambda preview: f"Link job {job} to character {chosen} and apply {len(preview.steps)} step(s)?",
+        lambda preview: f"Link the character and apply these {len(preview.steps)} step(s) on {where(runtime)}?",
     )
 
 

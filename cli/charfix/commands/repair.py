@@ -1,4 +1,4 @@
-"""`charfix repair`: the interactive flow for one support person, job by job."""
+"""`charfix repair`: the interactive flow for one support person, a queue of jobs one by one."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import typer
 
 from charfix.advice import APPLY, CHOOSE, COMPLETE, FETCH, MARK_FAILED, QUIT, SKIP, repair_choices
 from charfix.commands import options
-from charfix.commands.writing import open_audit
+from charfix.commands.writing import approve, open_audit, where
 from charfix.errors import ExitStatus, UsageError
-from charfix.models import Diagnosis, State
+from charfix.models import Diagnosis, ReasonCode, State
 from charfix.parsing import parse_job_ref
 from charfix.repair import Outcome, RepairOptions, repair_job
 from charfix.runtime import Runtime
@@ -19,13 +19,16 @@ from charfix.selection import Tally, build_selection, selected
 from charfix.service import check_link, complete_job, link_character
 
 
-
 def repair_cli(
     ctx: typer.Context,
     job_id: Annotated[str | None, typer.Argument(help="One job (id or 8+ character prefix); default: walk the stuck jobs.",
                                                  show_default=False)] = None,
     since: options.Since = "7d",
     user: options.User = None,
+    state: Annotated[list[str] | None, typer.Option("--state", help="Only jobs in this state (repeatable).")] = None,
+    reason: Annotated[list[str] | None, typer.Option("--reason", help="Only jobs with this reason code "
+                                                     "(repeatable; any of them).")] = None,
+    restart: Annotated[bool, typer.Option("--restart", help="Offer again the jobs decided in earlier runs.")] = False,
     stuck_after: options.StuckAfter = "15m",
     link_window: options.LinkWindow = "1h",
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply a repairable job's plan without asking "
@@ -33,29 +36,40 @@ def repair_cli(
     operator: options.Operator = None,
     audit_log: options.AuditPath = None,
 ) -> None:
-    """Walk the stuck jobs (or one job): show each diagnosis and offer what fits it: apply the plan,
-    choose the character, complete the job only, mark it failed, skip, or quit. Every write is confirmed.
+    """Walk the stuck jobs (or one job) as a queue ("3 of 12"): show each job's evidence and offer
+    every action that fits it: apply the plan, choose the character, complete the job only, mark it
+    failed, skip, or quit. Every write shows its plan and target first and is confirmed. Jobs a
+    person can act on come first; a later run resumes after the jobs already decided.
 
-    Example: [cyan]charfix --demo repair[/cyan]   or, in a script, [cyan]charfix repair 4f2c3f1b --yes[/cyan]
+    Example: [cyan]charfix --demo repair --state needs_review[/cyan]   or, in a script,
+    [cyan]charfix repair 4f2c3f1b --yes[/cyan]
     """
     runtime: Runtime = ctx.obj
-    selection = build_selection(now=runtime.now(), since=since, user=user, states=None, every_state=False,
-                                stuck_after=stuck_after, link_window=link_window, limit=None,
-                                backends=runtime.backends)
     if not runtime.env.interactive and not (yes and job_id):
         raise UsageError("charfix repair asks questions, and this is not a terminal",
                          hint=f"in scripts use: {runtime.env.command_prefix} repair JOB_ID --yes, "
                               f"or {runtime.env.command_prefix} backfill-portraits --yes")
+    selection = build_selection(now=runtime.now(), since=since, user=user, states=state, every_state=False,
+                                stuck_after=stuck_after, link_window=link_window, limit=None,
+                                backends=runtime.backends)
+    codes = _reason_codes(reason)
     backends = runtime.backends()
     if job_id:
-        diagnoses = diagnose_ids(backends, resolve_job_ids(backends, [parse_job_ref(job_id)]), selection.rules)
+        queue = diagnose_ids(backends, resolve_job_ids(backends, [parse_job_ref(job_id)]), selection.rules)
+        decisions = None
     else:
-        diagnoses = selected(backends, selection, Tally())
+        from charfix.commands.repair_queue import Decisions, default_path
+        from charfix.ui.approval import where as target
+
+        decisions = Decisions(default_path(), target(runtime.settings))
+        if restart:
+            decisions.forget()
+        queue = _queue(runtime, selected(backends, selection, Tally()), codes, decisions)
     audit = open_audit(runtime, "repair", path=audit_log, operator=operator)
-    session = _Session(runtime, selection.rules, audit, yes=yes)
+    session = _Session(runtime, selection.rules, audit, yes=yes, decisions=decisions)
     try:
-        for diagnosis in diagnoses:
-            if not session.handle(diagnosis):
+        for position, diagnosis in enumerate(queue, 1):
+            if not session.handle(diagnosis, position, len(queue)):
                 break
     finally:
         audit.close()
@@ -64,35 +78,60 @@ def repair_cli(
         raise typer.Exit(int(ExitStatus.JOBS_FAILED))
 
 
+def _reason_codes(names: list[str] | None) -> set[ReasonCode]:
+    codes = set()
+    for name in names or []:
+        try:
+            codes.add(ReasonCode(name))
+        except ValueError:
+            raise UsageError(f"--reason: '{name}' is not a reason code; see docs/diagnosis.md for the list") from None
+    return codes
+
+
+def _queue(runtime: Runtime, diagnoses, codes: set[ReasonCode], decisions) -> list[Diagnosis]:
+    """Jobs matching --reason and not decided before; those a person can act on first (a job that
+    offers only skip comes last), oldest first within each."""
+    wanted = [d for d in diagnoses if not codes or codes & {r.code for r in d.reasons}]
+    fresh = [d for d in wanted if not decisions.decided(d.job_id, d.state.value)]
+    if len(fresh) < len(wanted):
+        runtime.env.err.print(f"{len(wanted) - len(fresh)} job(s) decided in an earlier run left out "
+                              "(--restart offers them again)")
+    return sorted(fresh, key=lambda d: len(repair_choices(d)) <= 2)  # stable: keeps the age order
+
+
 class _Session:
-    def __init__(self, runtime: Runtime, rules, audit, *, yes: bool):
-        self.runtime, self.rules, self.audit, self.yes = runtime, rules, audit, yes
+    def __init__(self, runtime: Runtime, rules, audit, *, yes: bool, decisions=None):
+        self.runtime, self.rules, self.audit, self.yes, self.decisions = runtime, rules, audit, yes, decisions
         self.repaired = self.failed = 0
 
-    def handle(self, diagnosis: Diagnosis) -> bool:
+    def handle(self, diagnosis: Diagnosis, position: int, total: int) -> bool:
         """Returns False when the person quits."""
         from charfix.ui.render import render_story
 
-        render_story(self.runtime.env.out, diagnosis, prefix=self.runtime.env.command_prefix)
+        out = self.runtime.env.out
+        out.print(f"[bold]{position} of {total}[/]")
+        render_story(out, diagnosis, prefix=self.runtime.env.command_prefix)
         choices = repair_choices(diagnosis)
         if self.yes:
             choice = APPLY if diagnosis.state == State.REPAIRABLE else SKIP
             if choice == SKIP:
-                self.runtime.env.out.print(
-                    f"skipped: the job is {diagnosis.state.value}; --yes only applies a repairable job's plan")
+                out.print(f"skipped: the job is {diagnosis.state.value}; --yes only applies a repairable job's plan")
         else:
             from charfix.ui.prompts import ask_choice
 
-            choice = ask_choice("What now?", choices)
+            choice = ask_choice(f"What now? ({position} of {total})", choices)
         if choice == QUIT:
             return False
         if choice != SKIP:
             self._act(choice, diagnosis)
+        elif self.decisions is not None:
+            self.decisions.record(diagnosis.job_id, diagnosis.state.value, SKIP)
         return True
 
     def _act(self, choice: str, diagnosis: Diagnosis) -> None:
         backends = self.runtime.backends()
         job = diagnosis.job_id
+        target = where(self.runtime)
         if choice == CHOOSE:
             from charfix.ui.prompts import ask_character
 
@@ -101,29 +140,32 @@ class _Session:
                 return
             character = diagnosis.candidates[[str(c.id) for c in diagnosis.candidates].index(picked)].id
             check_link(backends, diagnosis, character)
-            if not self._confirm(f"Link job {job} to {picked} and save the portrait?"):
-                return
-            result = link_character(backends, job, character, rules=self.rules, audit=self.audit)
+            run = lambda dry_run, audit: link_character(backends, job, character, rules=self.rules, dry_run=dry_run,
+                                                        audit=audit)
+            question = lambda n: f"Link the character and apply these {n} step(s) on {target}?"
         elif choice in (COMPLETE, FETCH):
-            if not self._confirm(f"{'Fetch the provider URL and save' if choice == FETCH else 'Mark completed'} job {job}?"):
-                return
-            result = complete_job(backends, job, rules=self.rules, save=choice == FETCH, audit=self.audit)
+            run = lambda dry_run, audit: complete_job(backends, job, rules=self.rules, save=choice == FETCH,
+                                                      dry_run=dry_run, audit=audit)
+            verb = "Fetch the provider URL and save" if choice == FETCH else "Mark completed"
+            question = lambda n: f"{verb}: apply these {n} step(s) on {target}?"
         elif choice == MARK_FAILED:
-            if not self._confirm(f"Mark job {job} failed?"):
-                return
-            result = complete_job(backends, job, rules=self.rules, mark_failed=True, audit=self.audit)
+            run = lambda dry_run, audit: complete_job(backends, job, rules=self.rules, mark_failed=True,
+                                                      dry_run=dry_run, audit=audit)
+            question = lambda n: f"Mark this job failed ({n} step) on {target}?"
         else:
-            if not self._confirm(f"Apply the {len(diagnosis.plan)}-step plan to job {job}?"):
-                return
-            result = repair_job(backends, job, RepairOptions(rules=self.rules), self.audit)
+            run = lambda dry_run, audit: repair_job(backends, job, RepairOptions(rules=self.rules, dry_run=dry_run),
+                                                    audit)
+            question = lambda n: f"Apply these {n} step(s) to this job on {target}?"
+        preview = run(True, None)
+        if preview.outcome != Outcome.PLANNED:
+            self._report(preview)
+            return
+        if not approve(self.runtime, preview, question(len(preview.steps)), yes=self.yes):
+            return
+        result = run(False, self.audit)
         self._report(result)
-
-    def _confirm(self, question: str) -> bool:
-        if self.yes:
-            return True
-        from charfix.ui.prompts import ask_confirm
-
-        return ask_confirm(question)
+        if self.decisions is not None:
+            self.decisions.record(job, diagnosis.state.value, choice)
 
     def _report(self, result) -> None:
         from charfix.ui.results import render_job_result

@@ -10,6 +10,7 @@ import typer
 
 from charfix.audit import AuditLog, default_audit_path, default_operator
 from charfix.errors import ExitStatus, UsageError
+from charfix.models import State
 from charfix.repair import JobResult, Outcome
 from charfix.runtime import Runtime
 
@@ -26,16 +27,18 @@ class WriteOptions:
 
 def preview_then_write(runtime: Runtime, options: WriteOptions, run: Callable[..., JobResult],
                        question: Callable[[JobResult], str]) -> None:
-    """The one-job write flow: preview (no lock, no write), confirm, open the audit log, write, show.
-    `run(dry_run=..., audit=...)` does the work; exit 1 when the job failed, or changed under the
-    write so that what was asked did not happen."""
+    """The one-job write flow: preview (no lock, no write), show it with the target and confirm, open
+    the audit log, write, show. `run(dry_run=..., audit=...)` does the work. Exit 1 when the job failed
+    or changed under the write so that what was asked did not happen; 7 when it needs a person."""
     preview = run(dry_run=True, audit=None)
     if options.dry_run or preview.outcome != Outcome.PLANNED:
-        show_result(runtime, preview, options.json_output)
+        show_result(runtime, preview, options.json_output, plan=options.dry_run)
         if preview.outcome == Outcome.FAILED:
             raise typer.Exit(int(ExitStatus.JOBS_FAILED))
+        if needs_person(preview):
+            raise typer.Exit(int(ExitStatus.NEEDS_PERSON))
         return
-    if not confirm(runtime, question(preview), yes=options.yes):
+    if not approve(runtime, preview, question(preview), yes=options.yes):
         runtime.env.err.print("Nothing written.")
         return
     audit = open_audit(runtime, options.command, path=options.audit_log, operator=options.operator)
@@ -48,22 +51,56 @@ def preview_then_write(runtime: Runtime, options: WriteOptions, run: Callable[..
         raise typer.Exit(int(ExitStatus.JOBS_FAILED))
 
 
-def show_result(runtime: Runtime, result: JobResult, json_output) -> None:
+def needs_person(result: JobResult) -> bool:
+    """Skipped because of the job's state (not because another run held it)."""
+    return result.outcome == Outcome.SKIPPED and result.state is not None and result.state != State.REPAIRABLE
+
+
+def show_result(runtime: Runtime, result: JobResult, json_output, *, plan: bool = False) -> None:
+    """`plan`: a --dry-run, shown exactly as the write prompt shows it (the target, then the steps)."""
     if json_output is not None:
         json_output.print_one(runtime.env, result.to_json())
         return
     from charfix.ui.results import render_job_result
 
+    if plan:
+        show_target(runtime)
     render_job_result(runtime.env.out, result)
+
+
+def show_target(runtime: Runtime) -> None:
+    from charfix.ui.approval import show_target as show
+
+    show(runtime.env.out, runtime.settings)
+
+
+def where(runtime: Runtime) -> str:
+    """The target in a few words, for the question."""
+    from charfix.ui.approval import short_where
+
+    return short_where(runtime.settings)
+
+
+def approve(runtime: Runtime, preview: JobResult, question: str, *, yes: bool) -> bool:
+    """Show the target and the exact plan right above the question (nothing shown with --yes)."""
+    if yes:
+        return True
+    require_terminal(runtime)
+    show_result(runtime, preview, None, plan=True)
+    return confirm(runtime, question, yes=False)
+
+
+def require_terminal(runtime: Runtime) -> None:
+    if not runtime.env.interactive:
+        raise UsageError("refusing to write without --yes: not running on a terminal, so nobody can confirm",
+                         hint="add --yes, or --dry-run to see the plan")
 
 
 def confirm(runtime: Runtime, question: str, *, yes: bool) -> bool:
     """--yes answers for the person; otherwise ask, but only when a person is at the terminal."""
     if yes:
         return True
-    if not runtime.env.interactive:
-        raise UsageError("refusing to write without --yes: not running on a terminal, so nobody can confirm",
-                         hint="add --yes, or --dry-run to see the plan")
+    require_terminal(runtime)
     from charfix.ui.prompts import ask_confirm
 
     return ask_confirm(question)

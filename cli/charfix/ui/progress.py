@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 
 @contextmanager
-def job_progress(console: Console) -> Iterator[Callable]:
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                  transient=True) as progress:
-        task = progress.add_task("repairing", total=None)
-        done = 0
+def job_progress(console: Console, *, total: int | None = None) -> Iterator[Callable]:
+    """Jobs done (of the total when a scan counted it), the rate and the failures so far."""
+    columns = [SpinnerColumn(), TextColumn("{task.description}")]
+    if total is not None:
+        columns += [BarColumn(), MofNCompleteColumn()]
+    with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("repairing", total=total)
+        started = time.monotonic()
+        done = failed = 0
 
         def advance(result) -> None:
-            nonlocal done
+            nonlocal done, failed
             done += 1
-            progress.update(task, description=f"{done} job(s) handled, last {str(result.job_id)[:8]} {result.outcome.value}")
+            failed += result.outcome.value == "failed"
+            rate = done / max(time.monotonic() - started, 1e-6)
+            counted = "" if total is not None else f"{done} job(s) done, "
+            progress.update(task, advance=1, description=f"{counted}{rate:.0f} job(s)/s, {failed} failed")
 
         yield advance
 
