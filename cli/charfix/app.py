@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from charfix.commands.repair import repair_cli
 from charfix.commands.argv import normalize
 from charfix.errors import CharfixError, ExitStatus, UsageError
 from charfix.runtime import Runtime
-from charfix.ui.environment import Environment
+from charfix.ui.environment import Environment, PipeClosed
 
 HELP = """Find character-portrait jobs whose image never reached the user's library, explain why, and repair them.
 
@@ -131,6 +132,11 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     except KeyboardInterrupt:
         env.error("interrupted")
         return int(ExitStatus.INTERRUPTED)
+    except (PipeClosed, BrokenPipeError):
+        # The reader closed the pipe (`| head`): it has what it wanted. Quiet and 0, as gh does;
+        # stdout goes to /dev/null so that the interpreter's last flush does not complain.
+        _silence_stdout()
+        return int(ExitStatus.OK)
     except Exception as exc:  # a bug: still one line, and its own exit code, unless --debug
         if runtime.debug:
             raise
@@ -139,6 +145,14 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
         return int(ExitStatus.INTERNAL)
     finally:
         runtime.close()
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (tests swap it): nothing will flush into a pipe
+        pass
 
 
 def run() -> None:

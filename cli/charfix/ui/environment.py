@@ -16,6 +16,11 @@ from rich.markup import escape
 PIPED_WIDTH = 4096
 
 
+class PipeClosed(Exception):
+    """The reader of stdout went away (`| head`). Not an OSError on purpose: Click turns a broken
+    pipe into exit 1, and app.main exits quietly with 0 instead."""
+
+
 @dataclass
 class Environment:
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
@@ -49,26 +54,38 @@ class Environment:
         return _isatty(self.stderr)
 
     def print_json(self, data: Any) -> None:
-        self.stdout.write(self.redact(json.dumps(data, indent=2, ensure_ascii=False, default=str)) + "\n")
-        self.stdout.flush()
+        self._write(self.redact(json.dumps(data, indent=2, ensure_ascii=False, default=str)) + "\n")
+        self._flush()
 
     def print_json_lines(self, items) -> int:
         """A JSON array written item by item, so memory stays flat however long the list."""
         count = 0
-        self.stdout.write("[")
+        self._write("[")
         for item in items:
             text = json.dumps(item, indent=2, ensure_ascii=False, default=str).replace("\n", "\n  ")
-            self.stdout.write(("," if count else "") + "\n  " + self.redact(text))
+            self._write(("," if count else "") + "\n  " + self.redact(text))
             count += 1
-        self.stdout.write("\n]\n" if count else "]\n")
-        self.stdout.flush()
+        self._write("\n]\n" if count else "]\n")
+        self._flush()
         return count
 
     def write_lines(self, lines) -> None:
         """Plain lines on stdout, as they are (no markup, no wrapping): for pipes and scripts."""
         for line in lines:
-            self.stdout.write(self.redact(line) + "\n")
-        self.stdout.flush()
+            self._write(self.redact(line) + "\n")
+        self._flush()
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stdout.write(text)
+        except BrokenPipeError:
+            raise PipeClosed from None
+
+    def _flush(self) -> None:
+        try:
+            self.stdout.flush()
+        except BrokenPipeError:
+            raise PipeClosed from None
 
     def error(self, message: str, *, hint: str | None = None) -> None:
         self.err.print(f"[bold red]error:[/] {escape(self.redact(message))}", markup=True, highlight=False)
@@ -92,10 +109,16 @@ class _Redacting:
         self.stream, self.env = stream, env
 
     def write(self, text: str) -> int:
-        return self.stream.write(self.env.redact(text))
+        try:
+            return self.stream.write(self.env.redact(text))
+        except BrokenPipeError:
+            raise PipeClosed from None
 
     def flush(self) -> None:
-        self.stream.flush()
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            raise PipeClosed from None
 
     def isatty(self) -> bool:
         return _isatty(self.stream)
