@@ -27,19 +27,21 @@ from charfix.ui.environment import Environment, PipeClosed
 
 HELP = """Find character-portrait jobs whose image never reached the user's library, explain why, and repair them.
 
-Point it at the database with [cyan]--db-url[/cyan] (or SUPABASE_DB_URL) and at storage with [cyan]--storage-dir[/cyan], or try it on the embedded demo with [cyan]--demo[/cyan].
+Point it at the database with --db-url (or SUPABASE_DB_URL) and at storage with --storage-dir, or try it on the embedded demo with --demo.
 
-Exit codes: 0 ok, 1 some repairs failed, 2 bad input, 3 configuration, 4 job not found, 5 database or storage error, 6 refused by a safety rule, 70 internal error, 130 interrupted.
+Exit codes: 0 ok, 1 some repairs failed, 2 bad input, 3 configuration, 4 job not found, 5 database or storage error, 6 refused by a safety rule, 7 nothing written: the job needs a person, 70 internal error, 130 interrupted.
 
-Example: [cyan]charfix --demo list-stuck[/cyan]
+Example: charfix --demo list-stuck
 """
 
 app = typer.Typer(
     name="charfix",
     help=HELP,
     no_args_is_help=True,
-    rich_markup_mode="rich",
-    add_completion=False,
+    # Plain help: Typer's Rich help imports rich.markdown and rich.traceback (0.3 s of a 0.5 s start-up;
+    # bench/startup.py). Errors are then one plain line from Click, not a panel.
+    rich_markup_mode=None,
+    add_completion=True,  # --install-completion, --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -56,17 +58,17 @@ def root(
     ctx: typer.Context,
     db_url: Annotated[
         str | None,
-        typer.Option("--db-url", help="Postgres connection string \\[env: SUPABASE_DB_URL].", show_default=False),
+        typer.Option("--db-url", help="Postgres connection string [env: SUPABASE_DB_URL].", show_default=False),
     ] = None,
     storage_dir: Annotated[
         Path | None,
-        typer.Option("--storage-dir", help="Local storage root with one folder per bucket \\[env: CHARFIX_STORAGE_DIR].",
+        typer.Option("--storage-dir", help="Local storage root with one folder per bucket [env: CHARFIX_STORAGE_DIR].",
                      show_default=False),
     ] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Use the embedded demo database and storage.")] = False,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="Config file \\[default: ~/.config/charfix/config.toml; env: CHARFIX_CONFIG].",
+        typer.Option("--config", help="Config file [default: ~/.config/charfix/config.toml; env: CHARFIX_CONFIG].",
                      show_default=False),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,

@@ -15,8 +15,8 @@ GLOBAL_VALUES = {"--db-url", "--storage-dir", "--config"}
 # tests/test_argv.py checks this list against the commands themselves.
 COMMAND_VALUES = {"--since", "--user", "--state", "--reason", "--stuck-after", "--link-window", "--limit",
                   "--operator", "--audit-log", "--character", "--max", "--concurrency", "--jq"}
-FIELDS = re.compile(r"^[a-z_]+(,[a-z_]+)*$")
-HEX = re.compile(r"^[0-9a-f-]+$")
+FIELDS = r"^[a-z_]+(,[a-z_]+)*$"
+HEX = r"^[0-9a-f-]+$"
 
 
 def normalize(argv: list[str]) -> list[str]:
@@ -54,4 +54,4 @@ def normalize(argv: list[str]) -> list[str]:
 
 def _is_field_list(token: str) -> bool:
     # A job id prefix is hex (never a field name: every field has a letter past f).
-    return bool(FIELDS.match(token)) and not HEX.match(token)
+    return bool(re.match(FIELDS, token)) and not re.match(HEX, token)

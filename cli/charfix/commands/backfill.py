@@ -11,8 +11,6 @@ from charfix.commands import options
 from charfix.commands.writing import confirm, open_audit, require_terminal, show_target, where
 from charfix.errors import ExitStatus
 from charfix.runtime import Runtime
-from charfix.selection import build_selection
-from charfix.service import backfill
 
 
 def backfill_cli(
@@ -36,14 +34,17 @@ def backfill_cli(
     operator: options.Operator = None,
     audit_log: options.AuditPath = None,
 ) -> None:
-    """Repair every [b]repairable[/b] portrait job; never touch needs_review, lost, failed or in_progress ones.
+    """Repair every repairable portrait job; never touch needs_review, lost, failed or in_progress ones.
 
-    Safe to run from cron (with [cyan]--yes[/cyan]): each job is locked, re-diagnosed and repaired in a transaction
+    Safe to run from cron (with --yes): each job is locked, re-diagnosed and repaired in a transaction
     (over Postgres, a page of jobs per transaction), and a second run finds nothing to do. Exit code 0 when every attempted repair succeeded,
     1 when any failed (the others are still done).
 
-    Example: [cyan]charfix --demo backfill-portraits --yes[/cyan]
+    Example: charfix --demo backfill-portraits --yes
     """
+    from charfix.selection import build_selection
+    from charfix.service import backfill
+
     runtime: Runtime = ctx.obj
     json_output = options.json_output(json_fields, jq)
     selection = build_selection(

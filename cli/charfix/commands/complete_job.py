@@ -10,9 +10,6 @@ from charfix.commands import options
 from charfix.commands.writing import WriteOptions, preview_then_write, where
 from charfix.parsing import parse_job_ref
 from charfix.runtime import Runtime
-from charfix.selection import build_rules
-from charfix.scan import resolve_job_ids
-from charfix.service import complete_job
 
 
 def complete_job_cli(
@@ -31,13 +28,17 @@ def complete_job_cli(
     operator: options.Operator = None,
     audit_log: options.AuditPath = None,
 ) -> None:
-    """Mark a job [b]completed[/b] at the time its output was stored, then carry out the rest of its plan
-    (copy to the library, insert the row, point the character at it) unless [cyan]--no-save[/cyan].
+    """Mark a job completed at the time its output was stored, then carry out the rest of its plan
+    (copy to the library, insert the row, point the character at it) unless --no-save.
 
-    Refuses a job with no output; [cyan]--mark-failed[/cyan] records such a job as failed instead.
+    Refuses a job with no output; --mark-failed records such a job as failed instead.
 
-    Example: [cyan]charfix --demo complete-job 0767ab69 --dry-run[/cyan]
+    Example: charfix --demo complete-job 0767ab69 --dry-run
     """
+    from charfix.scan import resolve_job_ids
+    from charfix.selection import build_rules
+    from charfix.service import complete_job
+
     runtime: Runtime = ctx.obj
     json_output = options.json_output(json_fields, jq)
     ref = parse_job_ref(job_id)

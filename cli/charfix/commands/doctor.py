@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from charfix.commands import options
-from charfix.doctor import run_doctor
 from charfix.errors import ExitStatus
 from charfix.runtime import Runtime
 
@@ -19,8 +18,10 @@ def doctor_cli(ctx: typer.Context, json_fields: options.JsonFields = None, jq: o
 
     Exit code 0 when nothing failed (warnings allowed), 5 when a check failed.
 
-    Example: [cyan]charfix doctor --json[/cyan]
+    Example: charfix doctor --json
     """
+    from charfix.doctor import run_doctor
+
     runtime: Runtime = ctx.obj
     json_output = options.json_output(json_fields, jq)
     demo_url = demo_storage = None

@@ -11,9 +11,6 @@ from charfix.commands.writing import WriteOptions, preview_then_write, where
 from charfix.errors import UsageError
 from charfix.parsing import parse_job_ref, parse_uuid
 from charfix.runtime import Runtime
-from charfix.selection import build_rules
-from charfix.scan import diagnose_ids, resolve_job_ids
-from charfix.service import check_link, link_character
 
 
 def link_character_cli(
@@ -34,13 +31,17 @@ def link_character_cli(
     audit_log: options.AuditPath = None,
 ) -> None:
     """Write the character's id into a name-only job's metadata (the name stays), then save the portrait
-    unless [cyan]--no-save[/cyan]. Only a character of the job's own user is ever accepted.
+    unless --no-save. Only a character of the job's own user is ever accepted.
 
-    Without [cyan]--character[/cyan], on a terminal, it offers the candidates: exact name matches first,
+    Without --character, on a terminal, it offers the candidates: exact name matches first,
     then near matches (case, spaces), each with its creation time and current image.
 
-    Example: [cyan]charfix --demo link-character 4db0218b --character <id> --dry-run[/cyan]
+    Example: charfix --demo link-character 4db0218b --character <id> --dry-run
     """
+    from charfix.scan import diagnose_ids, resolve_job_ids
+    from charfix.selection import build_rules
+    from charfix.service import check_link, link_character
+
     runtime: Runtime = ctx.obj
     json_output = options.json_output(json_fields, jq)
     ref = parse_job_ref(job_id)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from charfix.commands import options
 from charfix.runtime import Runtime
-from charfix.selection import Selection, Tally, build_selection, selected
+
+if TYPE_CHECKING:
+    from charfix.selection import Selection, Tally
 
 
 def list_stuck(backends, selection: Selection, *, progress=None) -> tuple[list, Tally]:
+    from charfix.selection import Tally, selected
+
     tally = Tally()
     return list(selected(backends, selection, tally, progress=progress)), tally
 
@@ -34,12 +38,14 @@ def list_stuck_cli(
 ) -> None:
     """List portrait jobs whose portrait did not reach the library, with why and what would fix it.
 
-    By default it shows what needs someone: [b]repairable[/b], [b]needs_review[/b], [b]lost[/b], and
-    [b]failed[/b] jobs whose status still claims queued or processing. On a terminal, a table that fits
+    By default it shows what needs someone: repairable, needs_review, lost, and
+    failed jobs whose status still claims queued or processing. On a terminal, a table that fits
     its width (long lists through $PAGER); piped, one tab-separated line per job.
 
-    Example: [cyan]charfix --demo list-stuck --since 3d --state repairable --json job_id,state,reasons[/cyan]
+    Example: charfix --demo list-stuck --since 3d --state repairable --json job_id,state,reasons
     """
+    from charfix.selection import Tally, build_selection, selected
+
     runtime: Runtime = ctx.obj
     output = options.json_output(json_fields, jq)
     selection = build_selection(

@@ -26,11 +26,11 @@ Limit = Annotated[int | None, typer.Option("--limit", min=1, help="Show at most 
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Write without asking (required when not on a terminal).")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan and write nothing.")]
 Operator = Annotated[
-    str | None, typer.Option("--operator", help="Name recorded in the audit log \\[default: your OS user].", show_default=False)
+    str | None, typer.Option("--operator", help="Name recorded in the audit log [default: your OS user].", show_default=False)
 ]
 AuditPath = Annotated[
     Path | None,
-    typer.Option("--audit-log", help="Audit log file \\[default: ~/.local/state/charfix/audit.jsonl; env: CHARFIX_AUDIT_LOG].",
+    typer.Option("--audit-log", help="Audit log file [default: ~/.local/state/charfix/audit.jsonl; env: CHARFIX_AUDIT_LOG].",
                  show_default=False),
 ]
 NoSave = Annotated[bool, typer.Option("--no-save", help="Only fix the job itself; leave library and character alone.")]

@@ -1,4 +1,5 @@
-"""`charfix repair`: the interactive flow for one support person, a queue of jobs one by one."""
+"""`charfix repair`: the interactive flow for one support person, a queue of jobs one by one.
+The flow itself is in repair_session, imported when the command runs (start-up stays light)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,9 @@ from typing import Annotated
 
 import typer
 
-from charfix.advice import APPLY, CHOOSE, COMPLETE, FETCH, MARK_FAILED, QUIT, SKIP, repair_choices
 from charfix.commands import options
-from charfix.commands.writing import approve, open_audit, where
 from charfix.errors import ExitStatus, UsageError
-from charfix.models import Diagnosis, ReasonCode, State
-from charfix.parsing import parse_job_ref
-from charfix.repair import Outcome, RepairOptions, repair_job
 from charfix.runtime import Runtime
-from charfix.scan import diagnose_ids, resolve_job_ids
-from charfix.selection import Tally, build_selection, selected
-from charfix.service import check_link, complete_job, link_character
 
 
 def repair_cli(
@@ -41,9 +34,14 @@ def repair_cli(
     failed, skip, or quit. Every write shows its plan and target first and is confirmed. Jobs a
     person can act on come first; a later run resumes after the jobs already decided.
 
-    Example: [cyan]charfix --demo repair --state needs_review[/cyan]   or, in a script,
-    [cyan]charfix repair 4f2c3f1b --yes[/cyan]
+    Example: charfix --demo repair --state needs_review   or, in a script,
+    charfix repair 4f2c3f1b --yes
     """
+    from charfix.commands.repair_session import Session, queue_of, reason_codes
+    from charfix.parsing import parse_job_ref
+    from charfix.scan import diagnose_ids, resolve_job_ids
+    from charfix.selection import Tally, build_selection, selected
+
     runtime: Runtime = ctx.obj
     if not runtime.env.interactive and not (yes and job_id):
         raise UsageError("charfix repair asks questions, and this is not a terminal",
@@ -52,7 +50,7 @@ def repair_cli(
     selection = build_selection(now=runtime.now(), since=since, user=user, states=state, every_state=False,
                                 stuck_after=stuck_after, link_window=link_window, limit=None,
                                 backends=runtime.backends)
-    codes = _reason_codes(reason)
+    codes = reason_codes(reason)
     backends = runtime.backends()
     if job_id:
         queue = diagnose_ids(backends, resolve_job_ids(backends, [parse_job_ref(job_id)]), selection.rules)
@@ -64,9 +62,9 @@ def repair_cli(
         decisions = Decisions(default_path(), target(runtime.settings))
         if restart:
             decisions.forget()
-        queue = _queue(runtime, selected(backends, selection, Tally()), codes, decisions)
+        queue = queue_of(runtime, selected(backends, selection, Tally()), codes, decisions)
     audit = open_audit(runtime, "repair", path=audit_log, operator=operator)
-    session = _Session(runtime, selection.rules, audit, yes=yes, decisions=decisions)
+    session = Session(runtime, selection.rules, audit, yes=yes, decisions=decisions)
     try:
         for position, diagnosis in enumerate(queue, 1):
             if not session.handle(diagnosis, position, len(queue)):
@@ -76,100 +74,3 @@ def repair_cli(
     runtime.env.out.print(f"{session.repaired} job(s) repaired, {session.failed} failed, {audit.written} write(s) logged.")
     if session.failed:
         raise typer.Exit(int(ExitStatus.JOBS_FAILED))
-
-
-def _reason_codes(names: list[str] | None) -> set[ReasonCode]:
-    codes = set()
-    for name in names or []:
-        try:
-            codes.add(ReasonCode(name))
-        except ValueError:
-            raise UsageError(f"--reason: '{name}' is not a reason code; see docs/diagnosis.md for the list") from None
-    return codes
-
-
-def _queue(runtime: Runtime, diagnoses, codes: set[ReasonCode], decisions) -> list[Diagnosis]:
-    """Jobs matching --reason and not decided before; those a person can act on first (a job that
-    offers only skip comes last), oldest first within each."""
-    wanted = [d for d in diagnoses if not codes or codes & {r.code for r in d.reasons}]
-    fresh = [d for d in wanted if not decisions.decided(d.job_id, d.state.value)]
-    if len(fresh) < len(wanted):
-        runtime.env.err.print(f"{len(wanted) - len(fresh)} job(s) decided in an earlier run left out "
-                              "(--restart offers them again)")
-    return sorted(fresh, key=lambda d: len(repair_choices(d)) <= 2)  # stable: keeps the age order
-
-
-class _Session:
-    def __init__(self, runtime: Runtime, rules, audit, *, yes: bool, decisions=None):
-        self.runtime, self.rules, self.audit, self.yes, self.decisions = runtime, rules, audit, yes, decisions
-        self.repaired = self.failed = 0
-
-    def handle(self, diagnosis: Diagnosis, position: int, total: int) -> bool:
-        """Returns False when the person quits."""
-        from charfix.ui.render import render_story
-
-        out = self.runtime.env.out
-        out.print(f"[bold]{position} of {total}[/]")
-        render_story(out, diagnosis, prefix=self.runtime.env.command_prefix)
-        choices = repair_choices(diagnosis)
-        if self.yes:
-            choice = APPLY if diagnosis.state == State.REPAIRABLE else SKIP
-            if choice == SKIP:
-                out.print(f"skipped: the job is {diagnosis.state.value}; --yes only applies a repairable job's plan")
-        else:
-            from charfix.ui.prompts import ask_choice
-
-            choice = ask_choice(f"What now? ({position} of {total})", choices)
-        if choice == QUIT:
-            return False
-        if choice != SKIP:
-            self._act(choice, diagnosis)
-        elif self.decisions is not None:
-            self.decisions.record(diagnosis.job_id, diagnosis.state.value, SKIP)
-        return True
-
-    def _act(self, choice: str, diagnosis: Diagnosis) -> None:
-        backends = self.runtime.backends()
-        job = diagnosis.job_id
-        target = where(self.runtime)
-        if choice == CHOOSE:
-            from charfix.ui.prompts import ask_character
-
-            picked = ask_character(diagnosis.candidates)
-            if picked is None:
-                return
-            character = diagnosis.candidates[[str(c.id) for c in diagnosis.candidates].index(picked)].id
-            check_link(backends, diagnosis, character)
-            run = lambda dry_run, audit: link_character(backends, job, character, rules=self.rules, dry_run=dry_run,
-                                                        audit=audit)
-            question = lambda n: f"Link the character and apply these {n} step(s) on {target}?"
-        elif choice in (COMPLETE, FETCH):
-            run = lambda dry_run, audit: complete_job(backends, job, rules=self.rules, save=choice == FETCH,
-                                                      dry_run=dry_run, audit=audit)
-            verb = "Fetch the provider URL and save" if choice == FETCH else "Mark completed"
-            question = lambda n: f"{verb}: apply these {n} step(s) on {target}?"
-        elif choice == MARK_FAILED:
-            run = lambda dry_run, audit: complete_job(backends, job, rules=self.rules, mark_failed=True,
-                                                      dry_run=dry_run, audit=audit)
-            question = lambda n: f"Mark this job failed ({n} step) on {target}?"
-        else:
-            run = lambda dry_run, audit: repair_job(backends, job, RepairOptions(rules=self.rules, dry_run=dry_run),
-                                                    audit)
-            question = lambda n: f"Apply these {n} step(s) to this job on {target}?"
-        preview = run(True, None)
-        if preview.outcome != Outcome.PLANNED:
-            self._report(preview)
-            return
-        if not approve(self.runtime, preview, question(len(preview.steps)), yes=self.yes):
-            return
-        result = run(False, self.audit)
-        self._report(result)
-        if self.decisions is not None:
-            self.decisions.record(job, diagnosis.state.value, choice)
-
-    def _report(self, result) -> None:
-        from charfix.ui.results import render_job_result
-
-        render_job_result(self.runtime.env.out, result)
-        self.repaired += result.outcome == Outcome.REPAIRED
-        self.failed += result.outcome == Outcome.FAILED

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from charfix.audit import AuditLog, default_audit_path, default_operator
 from charfix.errors import ExitStatus, UsageError
-from charfix.models import State
-from charfix.repair import JobResult, Outcome
 from charfix.runtime import Runtime
+
+if TYPE_CHECKING:
+    from charfix.audit import AuditLog
+    from charfix.repair import JobResult
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ def preview_then_write(runtime: Runtime, options: WriteOptions, run: Callable[..
     """The one-job write flow: preview (no lock, no write), show it with the target and confirm, open
     the audit log, write, show. `run(dry_run=..., audit=...)` does the work. Exit 1 when the job failed
     or changed under the write so that what was asked did not happen; 7 when it needs a person."""
+    from charfix.repair import Outcome
+
     preview = run(dry_run=True, audit=None)
     if options.dry_run or preview.outcome != Outcome.PLANNED:
         show_result(runtime, preview, options.json_output, plan=options.dry_run)
@@ -53,6 +57,9 @@ def preview_then_write(runtime: Runtime, options: WriteOptions, run: Callable[..
 
 def needs_person(result: JobResult) -> bool:
     """Skipped because of the job's state (not because another run held it)."""
+    from charfix.models import State
+    from charfix.repair import Outcome
+
     return result.outcome == Outcome.SKIPPED and result.state is not None and result.state != State.REPAIRABLE
 
 
@@ -107,6 +114,8 @@ def confirm(runtime: Runtime, question: str, *, yes: bool) -> bool:
 
 
 def open_audit(runtime: Runtime, command: str, *, path: Path | None, operator: str | None) -> AuditLog:
+    from charfix.audit import AuditLog, default_audit_path, default_operator
+
     settings = runtime.settings
     chosen = path or settings.audit_log or default_audit_path()
     who = operator or settings.operator or default_operator()

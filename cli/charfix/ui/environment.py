@@ -8,10 +8,11 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console
-from rich.markup import escape
+if TYPE_CHECKING:
+    from rich.console import Console
 
 PIPED_WIDTH = 4096
 
@@ -30,15 +31,24 @@ class Environment:
     # How a suggested command starts: `charfix` plus the global options this run needed (app.py).
     command_prefix: str = "charfix"
 
-    def __post_init__(self) -> None:
+    @cached_property
+    def out(self) -> Console:
+        """Built on first use: `charfix --help` never needs Rich's console (start-up time)."""
+        from rich.console import Console
+
         no_color = bool(os.environ.get("NO_COLOR"))
         # Piped output is for grep and logs: lines never fold (and nothing piped pads to this width:
         # every piped rendering is plain lines, docs/commands.md "Piped output").
         width = None if _isatty(self.stdout) else PIPED_WIDTH
-        self.out = Console(file=_Redacting(self.stdout, self), no_color=no_color, highlight=False, width=width)
+        return Console(file=_Redacting(self.stdout, self), no_color=no_color, highlight=False, width=width)
+
+    @cached_property
+    def err(self) -> Console:
+        from rich.console import Console
+
         # Errors are one line each, however narrow the terminal: they are read by people and by cron mail.
-        self.err = Console(file=_Redacting(self.stderr, self), no_color=no_color, highlight=False, stderr=True,
-                           soft_wrap=True)
+        return Console(file=_Redacting(self.stderr, self), no_color=bool(os.environ.get("NO_COLOR")),
+                       highlight=False, stderr=True, soft_wrap=True)
 
     @property
     def interactive(self) -> bool:
@@ -88,11 +98,15 @@ class Environment:
             raise PipeClosed from None
 
     def error(self, message: str, *, hint: str | None = None) -> None:
+        from rich.markup import escape
+
         self.err.print(f"[bold red]error:[/] {escape(self.redact(message))}", markup=True, highlight=False)
         if hint:
             self.err.print(f"[dim]hint:[/] {escape(self.redact(hint))}", markup=True, highlight=False)
 
     def warn(self, message: str) -> None:
+        from rich.markup import escape
+
         self.err.print(f"[yellow]warning:[/] {escape(self.redact(message))}", markup=True, highlight=False)
 
     def redact(self, text: str) -> str:
