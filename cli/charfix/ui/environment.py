@@ -4,7 +4,6 @@ Tests swap it to capture output; commands never print except through it."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -64,11 +63,15 @@ class Environment:
         return _isatty(self.stderr)
 
     def print_json(self, data: Any) -> None:
+        import json
+
         self._write(self.redact(json.dumps(data, indent=2, ensure_ascii=False, default=str)) + "\n")
         self._flush()
 
     def print_json_lines(self, items) -> int:
         """A JSON array written item by item, so memory stays flat however long the list."""
+        import json
+
         count = 0
         self._write("[")
         for item in items:
