@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import timedelta
 
 import pexpect
 import pytest
@@ -153,9 +152,34 @@ def test_long_lists_page_on_a_terminal_and_never_when_piped(seeded, tmp_path, cl
     assert str(INCIDENT_JOB) in piped.stdout and not paged.exists()
 
 
-def test_progress_never_reaches_a_pipe(seeded, cli):
-    result = cli(*args(seeded, "list-stuck"))
-    assert "examined" not in result.stdout and "page" not in result.stdout
+def test_progress_shows_on_a_terminal_and_never_reaches_the_pipe(seeded, tmp_path):
+    # stderr on a pseudo-terminal (a person watches), stdout into a pipe (a file behind `cat`).
+    piped = tmp_path / "piped.txt"
+    command = " ".join(f"'{a}'" for a in [charfix_executable(), *args(seeded, "list-stuck")])
+    child = pexpect.spawn("bash", ["-c", f"{command} | cat > {piped}"], encoding="utf-8", timeout=90,
+                          dimensions=(40, 120), env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TERM": "xterm"})
+    child.expect(pexpect.EOF)
+    assert "examined" in child.before  # the summary, on the terminal's stderr
+    text = piped.read_text()
+    assert str(INCIDENT_JOB) in text and "examined" not in text and "page" not in text and "\x1b" not in text
+
+
+def test_repair_prompt_shows_the_plan_and_the_target(seeded, tmp_path):
+    before = snapshot(seeded.db_url, seeded.storage)
+    child = pexpect.spawn(charfix_executable(), args(seeded, "repair", str(INCIDENT_JOB)), encoding="utf-8",
+                          timeout=90, dimensions=(60, 80),
+                          env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "TERM": "xterm", "LANG": "C.UTF-8",
+                               "XDG_STATE_HOME": str(tmp_path / "state")})
+    child.expect("What now")
+    child.send("\r")
+    child.expect("y/N")
+    shown = visible(child.before)
+    child.send("n")
+    child.expect(pexpect.EOF)
+    after_choice = "\n".join(shown)
+    assert "target" in after_choice and all(f"{n}. would" in after_choice for n in range(1, 6))
+    assert "5 step(s)" in after_choice.splitlines()[-1] + child.before
+    assert snapshot(seeded.db_url, seeded.storage) == before
 
 
 # -- write prompts: the plan and the target above the question, and "n" writes nothing ---------------

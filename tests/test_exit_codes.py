@@ -73,6 +73,12 @@ def test_7_a_one_job_write_that_needs_a_person_writes_nothing(cli, seeded):
     assert snapshot(seeded.db_url, seeded.storage) == before
 
 
+def test_7_also_for_repair_of_one_job_with_yes(cli, seeded):
+    before = snapshot(seeded.db_url, seeded.storage)
+    result = cli(*args(seeded, "repair", str(seeded.case("cancelled").job_id), "--yes"))
+    assert result.code == 7 and snapshot(seeded.db_url, seeded.storage) == before
+
+
 def test_70_internal_error(seeded, monkeypatch):
     # A bug cannot be planted through the tables (that is the point); one is planted in the code.
     import io

@@ -38,6 +38,7 @@ def repair_cli(
     charfix repair 4f2c3f1b --yes
     """
     from charfix.commands.repair_session import Session, queue_of, reason_codes
+    from charfix.commands.writing import open_audit
     from charfix.parsing import parse_job_ref
     from charfix.scan import diagnose_ids, resolve_job_ids
     from charfix.selection import Tally, build_selection, selected
@@ -74,3 +75,5 @@ def repair_cli(
     runtime.env.out.print(f"{session.repaired} job(s) repaired, {session.failed} failed, {audit.written} write(s) logged.")
     if session.failed:
         raise typer.Exit(int(ExitStatus.JOBS_FAILED))
+    if job_id and session.needs_person:  # `repair JOB --yes` on a job --yes may not touch: nothing written
+        raise typer.Exit(int(ExitStatus.NEEDS_PERSON))

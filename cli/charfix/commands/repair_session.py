@@ -36,7 +36,7 @@ def queue_of(runtime: Runtime, diagnoses, codes: set[ReasonCode], decisions) -> 
 class Session:
     def __init__(self, runtime: Runtime, rules, audit, *, yes: bool, decisions=None):
         self.runtime, self.rules, self.audit, self.yes, self.decisions = runtime, rules, audit, yes, decisions
-        self.repaired = self.failed = 0
+        self.repaired = self.failed = self.needs_person = 0
 
     def handle(self, diagnosis: Diagnosis, position: int, total: int) -> bool:
         """Returns False when the person quits."""
@@ -49,6 +49,7 @@ class Session:
         if self.yes:
             choice = APPLY if diagnosis.state == State.REPAIRABLE else SKIP
             if choice == SKIP:
+                self.needs_person += 1
                 out.print(f"skipped: the job is {diagnosis.state.value}; --yes only applies a repairable job's plan")
         else:
             from charfix.ui.prompts import ask_choice

@@ -89,8 +89,13 @@ def where(runtime: Runtime) -> str:
 
 
 def approve(runtime: Runtime, preview: JobResult, question: str, *, yes: bool) -> bool:
-    """Show the target and the exact plan right above the question (nothing shown with --yes)."""
+    """Show the target and the exact plan right above the question. With --yes nobody is asked; a
+    person watching stderr still sees where it writes."""
     if yes:
+        if runtime.env.stderr_is_terminal:
+            from charfix.ui.approval import show_target as show
+
+            show(runtime.env.err, runtime.settings)
         return True
     require_terminal(runtime)
     show_result(runtime, preview, None, plan=True)
