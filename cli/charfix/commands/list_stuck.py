@@ -81,12 +81,11 @@ def _render(runtime: Runtime, diagnoses: list, tally: Tally, selection: Selectio
         return
     from charfix.selection import short_ids
     from charfix.ui.pager import print_paged
-    from charfix.ui.render import hidden_columns, stuck_table
+    from charfix.ui.render import stuck_table
 
-    ids = short_ids(runtime.backends(), diagnoses)
     width = env.out.width
-    parts = [stuck_table(diagnoses, now=now, ids=ids, width=width), counts]
-    hidden = hidden_columns(diagnoses, now=now, ids=ids, width=width)
+    table, hidden = stuck_table(diagnoses, now=now, ids=short_ids(runtime.backends(), diagnoses), width=width)
+    parts = [table, counts]
     if hidden:
         parts.append(f"[dim]{' and '.join(hidden)} hidden at {width} columns; see them with --json or a wider terminal[/]")
     print_paged(env.out, *parts, terminal=True, redact=env.redact)

@@ -69,8 +69,9 @@ def stuck_cells(d: Diagnosis, *, now: datetime, ids: dict) -> dict[str, str]:
     }
 
 
-def stuck_table(diagnoses: Sequence[Diagnosis], *, now: datetime, ids: dict, width: int) -> Table:
-    """The columns that fit `width` without breaking a word: ids, units and states stay whole."""
+def stuck_table(diagnoses: Sequence[Diagnosis], *, now: datetime, ids: dict, width: int) -> tuple[Table, list[str]]:
+    """The columns that fit `width` without breaking a word (ids, units and states stay whole), and
+    the names of those left out."""
     rows = [stuck_cells(d, now=now, ids=ids) for d in diagnoses]
     kept = _fitting_columns(rows, width)
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False)
@@ -79,13 +80,7 @@ def stuck_table(diagnoses: Sequence[Diagnosis], *, now: datetime, ids: dict, wid
         table.add_column(column, no_wrap=not wraps, overflow="fold" if wraps else "ignore")
     for d, cells in zip(diagnoses, rows):
         table.add_row(*(state_text(d.state) if c == "state" else Text(cells[c]) for c in kept))
-    return table
-
-
-def hidden_columns(diagnoses: Sequence[Diagnosis], *, now: datetime, ids: dict, width: int) -> list[str]:
-    rows = [stuck_cells(d, now=now, ids=ids) for d in diagnoses]
-    kept = _fitting_columns(rows, width)
-    return [c for c in ORDER if c not in kept]
+    return table, [c for c in ORDER if c not in kept]
 
 
 def _fitting_columns(rows: list[dict[str, str]], width: int) -> list[str]:

@@ -8,6 +8,7 @@ from rich.text import Text
 
 from charfix.repair import JobResult, Outcome
 from charfix.service import BackfillReport
+from charfix.ui.render import plan_lines
 
 OUTCOME_STYLE = {
     Outcome.REPAIRED: "green",
@@ -25,9 +26,8 @@ def render_job_result(console: Console, result: JobResult) -> None:
         head.append(f"  (state {'is now' if result.outcome == Outcome.CHANGED else 'was'} {result.state.value})")
     console.print(head)
     verb = "would" if result.outcome == Outcome.PLANNED else "done:"
-    for number, step in enumerate(result.steps, 1):
-        console.print(Text.assemble(f"  {number}. {verb} ", (step.action.value, "green"), f"  {step.description}"),
-                      soft_wrap=not console.is_terminal)  # piped, keys and paths stay whole for grep
+    for line in plan_lines(result.steps, verb=f"{verb} "):
+        console.print(line, soft_wrap=not console.is_terminal)  # piped, keys and paths stay whole for grep
     if result.outcome == Outcome.ALREADY_FINE:
         console.print("  nothing to do: the portrait is already where it belongs")
     elif result.message:
