@@ -134,6 +134,24 @@ def test_jobs_by_id_and_prefixes(backends, seeded):
     assert backends.repository.job_ids_starting(text[:8] + "x", limit=5) == []
 
 
+def test_ids_sharing_prefixes_and_user_prefixes(backends, seeded):
+    # Two planted jobs share the incident's first 8 hex digits; one other user's id shares a user's.
+    incident = seeded.case("incident").job_id
+    owner = rows(seeded, "select user_id from jobs where id = %s", incident)[0][0]
+    twins = [uuid.UUID(str(incident)[:8] + f"-0000-4000-8000-00000000000{n}") for n in (1, 2)]
+    stranger = uuid.UUID(str(owner)[:8] + "-ffff-4fff-8fff-ffffffffffff")
+    with seeded.connect() as conn:
+        for twin, user in zip(twins, (owner, stranger)):
+            conn.execute("insert into jobs (id, user_id, job_type, status, metadata) values (%s, %s, 'image', 'queued', "
+                         "'{}')", (twin, user))
+    repo = backends.repository
+    assert set(repo.ids_sharing_prefixes("id", [incident])) == {incident, *twins}
+    assert set(repo.ids_sharing_prefixes("user_id", [owner])) == {owner, stranger}
+    assert repo.user_ids_starting(str(owner), limit=2) == [owner]
+    assert set(repo.user_ids_starting(str(owner)[:8], limit=2)) == {owner, stranger}
+    assert repo.user_ids_starting("ffffffff-ffff", limit=2) == []
+
+
 def test_assets_library_rows_and_characters_for_a_page(backends, seeded):
     repo = backends.repository
     jobs = repo.portrait_jobs(JobQuery(since=since(seeded)), after=None, limit=500)

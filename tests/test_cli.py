@@ -62,11 +62,16 @@ def test_list_stuck_shows_the_incident_with_its_reasons(cli, seeded):
     assert "no_output" in shown  # failed, but its status still says processing
 
 
-def test_list_stuck_table_and_summary(cli, seeded):
+def test_list_stuck_piped_is_one_plain_line_per_job_and_the_summary_on_stderr(cli, seeded):
     result = cli(*args(seeded, "list-stuck"))
     assert result.code == 0
-    assert str(INCIDENT_JOB)[:8] in result.stdout and "job_not_completed" in result.stdout
-    assert "portrait job(s) examined" in result.stdout and "repairable" in result.stdout
+    lines = result.stdout.splitlines()
+    incident = [line for line in lines if line.startswith(str(INCIDENT_JOB))]
+    assert len(incident) == 1
+    assert incident[0].split("\t")[5] == "job_not_completed,character_id_missing,character_created_later"
+    assert all(line.count("\t") == 6 for line in lines)
+    assert not set(result.stdout) & set("─│┃━┏┓┗┛┡┩└┘├┤┬┴┼╭╮╰╯")
+    assert "portrait job(s) examined" in result.stderr and "repairable" in result.stderr
 
 
 def test_list_stuck_filters(cli, seeded):
@@ -83,8 +88,11 @@ def test_list_stuck_filters(cli, seeded):
 def test_diagnose_tells_the_incident_story(cli, seeded):
     result = cli(*args(seeded, "diagnose", str(INCIDENT_JOB)))
     assert result.code == 0
-    for text in ("character 'Mandy' created", "(+25s)", "character_created_later", "charfix link-character"):
+    for text in ("character 'Mandy' created", "(+25s)", "character_created_later", f"link-character {INCIDENT_JOB}"):
         assert text in result.stdout
+    # The suggested command carries the options this run needed, so it runs as printed.
+    run = next(line for line in result.stdout.splitlines() if line.startswith("run "))
+    assert f"charfix --db-url {seeded.db_url!r}" in run or f"charfix --db-url {seeded.db_url}" in run
 
 
 @pytest.mark.parametrize("argv, code, message", [

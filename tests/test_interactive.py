@@ -32,7 +32,7 @@ def test_repair_walks_one_job_and_confirms_the_write(seeded, tmp_path, cli):
     child = spawn(seeded, tmp_path, "repair", str(INCIDENT_JOB))
     child.expect("What now")
     child.send("\r")  # the first choice: apply the plan
-    child.expect(r"Apply the 5-step plan")
+    child.expect(r"Apply these 5 step\(s\)")
     child.send("y")
     child.expect("1 job\\(s\\) repaired")
     child.expect(pexpect.EOF)
@@ -47,7 +47,7 @@ def test_declining_the_confirmation_writes_nothing(seeded, tmp_path, cli):
     child = spawn(seeded, tmp_path, "repair", str(INCIDENT_JOB))
     child.expect("What now")
     child.send("\r")
-    child.expect("Apply the 5-step plan")
+    child.expect(r"Apply these 5 step\(s\)")
     child.send("n")
     child.expect("0 job\\(s\\) repaired")
     child.expect(pexpect.EOF)
@@ -62,7 +62,7 @@ def test_link_character_offers_the_candidates_and_links_the_chosen_one(seeded, t
     child.expect("none of these")
     child.send(DOWN)
     child.send("\r")  # the second Luna
-    child.expect("Link job")
+    child.expect("Link the character")
     child.send("y")
     child.expect(pexpect.EOF)
     child.close()

@@ -23,23 +23,24 @@ def next_step(diagnosis: Diagnosis) -> str:
     return "-"
 
 
-def command_for(diagnosis: Diagnosis) -> str | None:
-    """The charfix command that carries out the plan, or lets a person decide."""
+def command_for(diagnosis: Diagnosis, prefix: str = "charfix") -> str | None:
+    """The charfix command that carries out the plan, or lets a person decide; `prefix` carries the
+    global options the run needed (`charfix --demo`), so the command runs as printed."""
     job = diagnosis.job_id
     actions = [step.action for step in diagnosis.plan]
     if diagnosis.state == State.FAILED and Action.MARK_FAILED in actions:
-        return f"charfix complete-job {job} --mark-failed"
+        return f"{prefix} complete-job {job} --mark-failed"
     if diagnosis.state == State.NEEDS_REVIEW and diagnosis.candidates:
-        return f"charfix link-character {job} --character <one of the candidates>"
+        return f"{prefix} link-character {job} --character <one of the candidates>"
     if diagnosis.state == State.NEEDS_REVIEW and ReasonCode.OUTPUT_EXTERNAL_URL in {r.code for r in diagnosis.reasons}:
-        return f"charfix complete-job {job}"
+        return f"{prefix} complete-job {job}"
     if diagnosis.state != State.REPAIRABLE:
         return None
     if Action.LINK_CHARACTER in actions:
-        return f"charfix link-character {job} --character {diagnosis.character_id}"
+        return f"{prefix} link-character {job} --character {diagnosis.character_id}"
     if Action.COMPLETE_JOB in actions:
-        return f"charfix complete-job {job}"
-    return f"charfix repair {job}"
+        return f"{prefix} complete-job {job}"
+    return f"{prefix} repair {job}"
 
 
 # What the interactive `repair` offers for a diagnosis.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -18,28 +20,31 @@ from charfix.commands.doctor import doctor_cli
 from charfix.commands.link_character import link_character_cli
 from charfix.commands.list_stuck import list_stuck_cli
 from charfix.commands.repair import repair_cli
+from charfix.commands.argv import normalize
 from charfix.commands.report import report_cli
 from charfix.commands.user import user_cli
-from charfix.errors import CharfixError, ExitStatus
+from charfix.errors import CharfixError, ExitStatus, UsageError
 from charfix.parsing import parse_path
 from charfix.runtime import Runtime
-from charfix.ui.environment import Environment
+from charfix.ui.environment import Environment, PipeClosed
 
 HELP = """Find character-portrait jobs whose image never reached the user's library, explain why, and repair them.
 
-Point it at the database with SUPABASE_DB_URL or the config file (or [cyan]--db-url[/cyan], but a password there shows in the process list) and at storage with [cyan]--storage-dir[/cyan], or try it on the embedded demo with [cyan]--demo[/cyan].
+Point it at the database with SUPABASE_DB_URL or the config file (or --db-url, but a password there shows in the process list) and at storage with --storage-dir, or try it on the embedded demo with --demo.
 
-Exit codes: 0 ok, 1 some repairs failed, 2 bad input, 3 configuration (also a key that is not a service key, a missing bucket), 4 job not found, 5 database or storage error, 6 refused by a safety rule, 70 internal error, 130 interrupted (SIGINT), 143 stopped by SIGTERM.
+Exit codes: 0 ok, 1 some repairs failed, 2 bad input, 3 configuration (also a key that is not a service key, a missing bucket), 4 not found, 5 database or storage error, 6 refused by a safety rule, 7 nothing written: the job needs a person, 70 internal error, 130 interrupted (SIGINT), 143 stopped by SIGTERM.
 
-Example: [cyan]charfix --demo list-stuck[/cyan]
+Example: charfix --demo list-stuck
 """
 
 app = typer.Typer(
     name="charfix",
     help=HELP,
     no_args_is_help=True,
-    rich_markup_mode="rich",
-    add_completion=False,
+    # Plain help: Typer's Rich help imports rich.markdown and rich.traceback (0.3 s of a 0.5 s start-up;
+    # bench/startup.py). Errors are then one plain line from Click, not a panel.
+    rich_markup_mode=None,
+    add_completion=True,  # --install-completion, --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -56,19 +61,19 @@ def root(
     ctx: typer.Context,
     db_url: Annotated[
         str | None,
-        typer.Option("--db-url", help="Postgres connection string \\[env: SUPABASE_DB_URL]. Prefer the variable or "
+        typer.Option("--db-url", help="Postgres connection string [env: SUPABASE_DB_URL]. Prefer the variable or "
                      "the config file: other users can read a password given here in the process list.",
                      show_default=False),
     ] = None,
     storage_dir: Annotated[
         str | None,
-        typer.Option("--storage-dir", metavar="PATH", help="Local storage root with one folder per bucket \\[env: CHARFIX_STORAGE_DIR].",
+        typer.Option("--storage-dir", metavar="PATH", help="Local storage root with one folder per bucket [env: CHARFIX_STORAGE_DIR].",
                      show_default=False),
     ] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Use the embedded demo database and storage.")] = False,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="Config file \\[default: ~/.config/charfix/config.toml; env: CHARFIX_CONFIG].",
+        typer.Option("--config", help="Config file [default: ~/.config/charfix/config.toml; env: CHARFIX_CONFIG].",
                      show_default=False),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors (passwords and keys masked).")] = False,
@@ -77,11 +82,27 @@ def root(
     ] = False,
 ) -> None:
     runtime: Runtime = ctx.obj
+    if demo and (db_url is not None or storage_dir is not None):
+        given = " and ".join(n for n, v in (("--db-url", db_url), ("--storage-dir", storage_dir)) if v is not None)
+        raise UsageError(f"--demo runs on the embedded demo and cannot be used with {given}; use one or the other")
     runtime.flags = {"db_url": db_url, "storage_dir": parse_path(storage_dir, option="--storage-dir")}
     runtime.config_path = config
     runtime.demo = demo
     runtime.debug = debug
+    runtime.env.command_prefix = _context_prefix(demo=demo, config=config, db_url=db_url, storage_dir=storage_dir)
     ctx.call_on_close(runtime.close)
+
+
+def _context_prefix(*, demo: bool, config: Path | None, db_url: str | None, storage_dir: Path | None) -> str:
+    """`charfix` and the global options this run needed, so that every suggested command runs as
+    printed (a password in --db-url is masked on output like every secret)."""
+    words = ["charfix"]
+    if demo:
+        words.append("--demo")
+    for option, value in (("--config", config), ("--db-url", db_url), ("--storage-dir", storage_dir)):
+        if value is not None:
+            words += [option, shlex.quote(str(value))]
+    return " ".join(words)
 
 
 app.command("list-stuck")(list_stuck_cli)
@@ -99,7 +120,7 @@ app.command("report")(report_cli)
 def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     """The console script. Every error becomes one line on stderr and a documented exit code."""
     env = env or Environment()
-    argv = sys.argv[1:] if argv is None else argv
+    argv = normalize(sys.argv[1:] if argv is None else argv)
     runtime = Runtime(env=env, debug="--debug" in argv)
     try:
         result = app(args=argv, prog_name="charfix", standalone_mode=False, obj=runtime)
@@ -120,6 +141,11 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     except KeyboardInterrupt:
         env.error("interrupted")
         return int(ExitStatus.INTERRUPTED)
+    except (PipeClosed, BrokenPipeError):
+        # The reader closed the pipe (`| head`): it has what it wanted. Quiet and 0, as gh does;
+        # stdout goes to /dev/null so that the interpreter's last flush does not complain.
+        _silence_stdout()
+        return int(ExitStatus.OK)
     except Exception as exc:  # a bug: still one line and its own exit code; --debug adds the traceback
         if runtime.debug:
             env.traceback(exc)
@@ -129,6 +155,14 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
         return int(ExitStatus.INTERNAL)
     finally:
         runtime.close()
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (tests swap it): nothing will flush into a pipe
+        pass
 
 
 def run() -> None:

@@ -23,6 +23,7 @@ SOURCES: dict[str, tuple[str, str]] = {
     "storage_dir": ("CHARFIX_STORAGE_DIR", "storage_dir"),
     "audit_log": ("CHARFIX_AUDIT_LOG", "audit_log"),
     "operator": ("CHARFIX_OPERATOR", "operator"),
+    "label": ("CHARFIX_LABEL", "label"),  # "production": shown in colour on every write prompt
 }
 KNOWN_KEYS = {key for _, key in SOURCES.values()}
 
@@ -35,6 +36,7 @@ class Settings:
     storage_dir: Path | None = None
     audit_log: Path | None = None
     operator: str | None = None
+    label: str | None = None
     demo: bool = False
     config_path: Path | None = None
     origins: dict[str, str] = field(default_factory=dict)

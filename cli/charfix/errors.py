@@ -13,6 +13,7 @@ class ExitStatus(IntEnum):
     NOT_FOUND = 4  # a job id that is not in the database
     BACKEND = 5  # the database or storage failed or refused
     REFUSED = 6  # a safety rule forbids the write asked for
+    NEEDS_PERSON = 7  # a one-job write wrote nothing: the job needs a person (needs_review, lost, ...)
     INTERNAL = 70  # a bug in charfix (EX_SOFTWARE); --debug shows the traceback
     INTERRUPTED = 130  # 128 + SIGINT
     TERMINATED = 143  # 128 + SIGTERM: a writing command stopped after the work in flight

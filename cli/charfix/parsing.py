@@ -85,6 +85,21 @@ def parse_job_ref(text: str) -> UUID | str:
     return parse_uuid(text)
 
 
+def parse_user_ref(text: str) -> UUID | str:
+    """A full user id, or a prefix of 8+ characters as list-stuck shows users."""
+    cleaned = (text or "").strip().lower()
+    layout = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
+    in_place = all((slot == "-") == (char == "-") for char, slot in zip(cleaned, layout))
+    if JOB_PREFIX.match(cleaned) and len(cleaned) < 36 and in_place:
+        return cleaned
+    try:
+        return UUID(cleaned)
+    except ValueError:
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise UsageError(f"'{shown}' is not a valid user id: give the whole id or its first 8 or more "
+                         "characters, as list-stuck shows them") from None
+
+
 def parse_uuid(text: str, *, what: str = "job id") -> UUID:
     try:
         return UUID(text.strip())

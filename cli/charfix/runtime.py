@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from charfix.config import Settings, load_settings
-from charfix.scan import Backends
 from charfix.ui.environment import Environment
+
+if TYPE_CHECKING:  # not at start-up: scan imports the models (pydantic); config, psycopg's conninfo
+    from charfix.config import Settings
+    from charfix.scan import Backends
 
 
 @dataclass
@@ -25,6 +27,8 @@ class Runtime:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from charfix.config import load_settings
+
             self._settings = load_settings(flags=self.flags, config_path=self.config_path, demo=self.demo)
             self.env.secrets.extend(self._settings.secrets())
             for warning in self._settings.warnings:

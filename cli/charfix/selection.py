@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from uuid import UUID
 
 from charfix.diagnosis import Rules
 from charfix.models import Diagnosis, State
-from charfix.parsing import LINK_WINDOW_LIMITS, STUCK_AFTER_LIMITS, parse_duration, parse_since, parse_uuid
+from charfix.parsing import LINK_WINDOW_LIMITS, STUCK_AFTER_LIMITS, parse_duration, parse_since, parse_user_ref
 from charfix.repository.base import Backlog, JobQuery
 from charfix.scan import Backends, scan
-from charfix.errors import UsageError
+from charfix.errors import NotFoundError, UsageError
 
 
+PROGRESS_EVERY = 250  # jobs between two progress updates: a redraw costs more than a diagnosis
 ATTENTION = (State.REPAIRABLE, State.NEEDS_REVIEW, State.LOST)
 
 
@@ -45,8 +46,9 @@ class Selection:
 
 def build_selection(
     *, now: datetime, since: str, user: str | None, states: list[str] | None, every_state: bool,
-    stuck_after: str, link_window: str, limit: int | None,
+    stuck_after: str, link_window: str, limit: int | None, backends: Callable[[], Backends] | None = None,
 ) -> Selection:
+    """`backends` (called only for a --user prefix) resolves a prefix to the one user it names."""
     chosen = set()
     for name in states or []:
         try:
@@ -56,10 +58,24 @@ def build_selection(
             raise UsageError(f"--state: '{name}' is not a state; choose from {valid}") from None
     if chosen and every_state:
         raise UsageError("--state and --all contradict each other; use one")
-    user_id: UUID | None = parse_uuid(user, what="user id") if user is not None else None
+    user_id = resolve_user(parse_user_ref(user), backends) if user is not None else None
     rules = build_rules(now=now, stuck_after=stuck_after, link_window=link_window)
     query = JobQuery(since=parse_since(since, now=now), user_id=user_id)
     return Selection(query=query, rules=rules, states=frozenset(chosen), every_state=every_state, limit=limit)
+
+
+def resolve_user(ref: UUID | str, backends: Callable[[], Backends] | None) -> UUID:
+    """A full user id as given; a prefix looked up among the jobs' users, as job prefixes are."""
+    if isinstance(ref, UUID):
+        return ref
+    if backends is None:
+        raise UsageError(f"--user {ref}: give the full user id")
+    found = backends().repository.user_ids_starting(ref, limit=2)
+    if not found:
+        raise NotFoundError(f"no job of a user whose id starts with {ref}")
+    if len(found) > 1:
+        raise UsageError(f"user id prefix {ref} is ambiguous ({found[0]}, {found[1]}, ...); give more of it")
+    return found[0]
 
 
 def build_rules(*, now: datetime, stuck_after: str = "15m", link_window: str = "1h") -> Rules:
@@ -79,11 +95,15 @@ class Tally:
     shown: int = 0
 
 
-def selected(backends: Backends, selection: Selection, tally: Tally) -> Iterator[Diagnosis]:
-    """Stream the wanted diagnoses, counting everything examined in `tally`."""
+def selected(backends: Backends, selection: Selection, tally: Tally, *,
+             progress: Callable[[Tally], None] | None = None) -> Iterator[Diagnosis]:
+    """Stream the wanted diagnoses, counting everything examined in `tally` (and telling `progress`
+    every few hundred jobs)."""
     for diagnosis in scan(backends, selection.query, selection.rules):
         tally.examined += 1
         tally.by_state[diagnosis.state] += 1
+        if progress is not None and tally.examined % PROGRESS_EVERY == 0:
+            progress(tally)
         if selection.wants(diagnosis) and (selection.limit is None or tally.shown < selection.limit):
             tally.shown += 1
             yield diagnosis
@@ -109,3 +129,18 @@ def backlog_line(backlog: Backlog, *, since: datetime, now: datetime) -> str | N
     return (f"The window (jobs created since {start:%Y-%m-%d %H:%M} UTC) hides {backlog.count} older portrait "
             f"job(s) still queued/processing, the oldest from {oldest:%Y-%m-%d}; run with "
             f"--since {since_to_show(backlog, now)} to see them.")
+
+
+def short_ids(backends: Backends, diagnoses: Sequence[Diagnosis]) -> dict[UUID, str]:
+    """The job and user ids of `diagnoses` as people see them: each its shortest unique prefix among
+    all the repository's ids (two queries, whatever the number of jobs)."""
+    from charfix.ui.ids import shortest_prefixes
+
+    jobs = [d.job_id for d in diagnoses]
+    users = list(dict.fromkeys(d.user_id for d in diagnoses))
+    if not jobs:
+        return {}
+    repository = backends.repository
+    return {**shortest_prefixes(jobs, repository.ids_sharing_prefixes("id", jobs)),
+            **shortest_prefixes(users, repository.ids_sharing_prefixes("user_id", users))}
+

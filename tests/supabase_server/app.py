@@ -49,7 +49,6 @@ class SupabaseTestServer:
         buckets: tuple[str, ...] = DEFAULT_BUCKETS,
         host: str = "127.0.0.1",
         port: int = 0,
-        jwt_secret: str = "charfix-test-secret",
     ) -> None:
         if not service_key:
             raise ValueError("service_key is required")

@@ -9,14 +9,11 @@ from typing import Annotated
 import typer
 
 from charfix.commands import options
-from charfix.commands.writing import confirm, open_audit, report_stop
+from charfix.commands.writing import confirm, open_audit, report_stop, require_terminal, show_target, where
 from charfix.errors import ExitStatus
 from charfix.interrupt import stopping_on_signals
 from charfix.metrics import recorded_run
 from charfix.runtime import Runtime
-from charfix.selection import build_selection
-from charfix.service import backfill
-from charfix.users import user_option
 
 
 def backfill_cli(
@@ -35,32 +32,46 @@ def backfill_cli(
                                               "(each with its own database connection).")] = 1,
     dry_run: options.DryRun = False,
     yes: options.Yes = False,
-    json_output: options.Json = False,
+    json_fields: options.JsonFields = None,
+    jq: options.Jq = None,
     operator: options.Operator = None,
     audit_log: options.AuditPath = None,
     metrics_file: Annotated[Path | None, typer.Option("--metrics-file", help="Also write the run's figures to this "
                                                       "file for node_exporter's textfile collector (not with --dry-run).",
                                                       show_default=False)] = None,
 ) -> None:
-    """Repair every [b]repairable[/b] portrait job; never touch needs_review, lost, failed or in_progress ones.
+    """Repair every repairable portrait job; never touch needs_review, lost, failed or in_progress ones.
 
-    Safe to run from cron (with [cyan]--yes[/cyan]): each job is locked, re-diagnosed and repaired in a transaction
+    Safe to run from cron (with --yes): each job is locked, re-diagnosed and repaired in a transaction
     (over Postgres, a page of jobs per transaction), and a second run finds nothing to do. Exit code 0 when every attempted repair succeeded,
     1 when any failed (the others are still done).
 
-    Example: [cyan]charfix --demo backfill-portraits --yes[/cyan]
+    Example: charfix --demo backfill-portraits --yes
     """
+    from charfix.selection import build_selection
+    from charfix.service import backfill
+    from charfix.users import user_option
+
     runtime: Runtime = ctx.obj
     user = user_option(runtime, user)  # an email becomes the user's id
+    json_output = options.json_output(json_fields, jq)
     selection = build_selection(
         now=runtime.now(), since=since, user=user, states=state, every_state=every_state,
-        stuck_after=stuck_after, link_window=link_window, limit=None,
+        stuck_after=stuck_after, link_window=link_window, limit=None, backends=runtime.backends,
     )
     backends = runtime.backends()
-    if not dry_run and not confirm(runtime, "Repair every repairable portrait job?", yes=yes):
-        runtime.env.err.print("Nothing written.")
-        return
-    with stopping_on_signals() as stop, _progress(runtime) as progress, \
+    total = None
+    if not dry_run and not yes:
+        # Scan first (writing nothing), show what it would do and where, then ask.
+        require_terminal(runtime)
+        plan = backfill(backends, selection, max_jobs=max_jobs, dry_run=True)
+        _show_plan(runtime, plan)
+        total = len(plan.planned)
+        if not total or not confirm(runtime, f"Repair these {total} job(s), {_steps(plan)} step(s) in all, "
+                                             f"on {where(runtime)}?", yes=False):
+            runtime.env.err.print("Nothing written.")
+            return
+    with stopping_on_signals() as stop, _progress(runtime, total) as progress, \
             recorded_run(metrics_file, clock=runtime.now, dry_run=dry_run) as run:
         audit = None if dry_run else open_audit(runtime, "backfill-portraits", path=audit_log, operator=operator)
         try:
@@ -72,8 +83,10 @@ def backfill_cli(
         finally:
             if audit is not None:
                 audit.close()
-    if json_output:
-        runtime.env.print_json(report.to_json())
+    if json_output is not None:
+        json_output.print_one(runtime.env, report.to_json())
+    elif dry_run:
+        _show_plan(runtime, report)
     else:
         from charfix.ui.results import render_backfill
 
@@ -97,10 +110,23 @@ def _remaining(report) -> str:
     return f"{left}; run again to finish them"
 
 
-def _progress(runtime: Runtime):
-    """A spinner with a count on stderr, only when a person watches it."""
+def _show_plan(runtime: Runtime, plan) -> None:
+    """The same block for --dry-run and above the question: the target, counts per state and action."""
+    from charfix.ui.results import render_backfill_plan
+
+    show_target(runtime)
+    render_backfill_plan(runtime.env.out, plan)
+
+
+def _steps(plan) -> int:
+    return sum(len(result.steps) for result in plan.planned)
+
+
+def _progress(runtime: Runtime, total: int | None):
+    """Done (of total, when a scan counted it), rate and failures on stderr, only when a person
+    watches it."""
     if not runtime.env.stderr_is_terminal:
         return nullcontext(None)
     from charfix.ui.progress import job_progress
 
-    return job_progress(runtime.env.err)
+    return job_progress(runtime.env.err, total=total)

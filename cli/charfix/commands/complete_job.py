@@ -7,12 +7,9 @@ from typing import Annotated
 import typer
 
 from charfix.commands import options
-from charfix.commands.writing import WriteOptions, preview_then_write
+from charfix.commands.writing import WriteOptions, preview_then_write, where
 from charfix.parsing import parse_job_ref
 from charfix.runtime import Runtime
-from charfix.selection import build_rules
-from charfix.scan import resolve_job_ids
-from charfix.service import complete_job
 
 
 def complete_job_cli(
@@ -26,27 +23,33 @@ def complete_job_cli(
     link_window: options.LinkWindow = "1h",
     dry_run: options.DryRun = False,
     yes: options.Yes = False,
-    json_output: options.Json = False,
+    json_fields: options.JsonFields = None,
+    jq: options.Jq = None,
     operator: options.Operator = None,
     audit_log: options.AuditPath = None,
 ) -> None:
-    """Mark a job [b]completed[/b] at the time its output was stored, then carry out the rest of its plan
-    (copy to the library, insert the row, point the character at it) unless [cyan]--no-save[/cyan].
+    """Mark a job completed at the time its output was stored, then carry out the rest of its plan
+    (copy to the library, insert the row, point the character at it) unless --no-save.
 
-    Refuses a job with no output; [cyan]--mark-failed[/cyan] records such a job as failed instead.
+    Refuses a job with no output; --mark-failed records such a job as failed instead.
 
-    Example: [cyan]charfix --demo complete-job 0767ab69 --dry-run[/cyan]
+    Example: charfix --demo complete-job 0767ab69 --dry-run
     """
+    from charfix.scan import resolve_job_ids
+    from charfix.selection import build_rules
+    from charfix.service import complete_job
+
     runtime: Runtime = ctx.obj
+    json_output = options.json_output(json_fields, jq)
     ref = parse_job_ref(job_id)
     rules = build_rules(now=runtime.now(), stuck_after=stuck_after, link_window=link_window)
     backends = runtime.backends()
     job = resolve_job_ids(backends, [ref])[0]
-    options = WriteOptions("complete-job", dry_run, yes, json_output, audit_log, operator)
-    what = "mark it failed" if mark_failed else "apply {n} step(s)"
+    write_options = WriteOptions("complete-job", dry_run, yes, json_output, audit_log, operator)
+    what = "Mark this job failed ({n} step)" if mark_failed else "Apply these {n} step(s) to this job"
     preview_then_write(
-        runtime, options,
+        runtime, write_options,
         lambda dry_run, audit: complete_job(backends, job, rules=rules, save=not no_save, mark_failed=mark_failed,
                                             dry_run=dry_run, audit=audit),
-        lambda preview: f"Job {job}: {what.format(n=len(preview.steps))}?",
+        lambda preview: f"{what.format(n=len(preview.steps))} on {where(runtime)}?",
     )

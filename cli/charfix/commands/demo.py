@@ -15,8 +15,8 @@ def demo_cli(
 ) -> None:
     """Start the embedded demo (a local Postgres and storage folder, no credentials) and say where it is.
 
-    Every command takes [cyan]--demo[/cyan] to run against it.
-    Example: [cyan]charfix demo --reset && charfix --demo list-stuck[/cyan]
+    Every command takes --demo to run against it.
+    Example: charfix demo --reset && charfix --demo list-stuck
     """
     import warnings
 

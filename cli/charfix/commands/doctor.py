@@ -5,23 +5,25 @@ from __future__ import annotations
 import typer
 
 from charfix.commands import options
-from charfix.doctor import run_doctor
 from charfix.errors import ExitStatus
 from charfix.runtime import Runtime
 
 MARKS = {"ok": "[green]✔[/]", "warn": "[yellow]![/]", "fail": "[red]✘[/]"}
 
 
-def doctor_cli(ctx: typer.Context, json_output: options.Json = False) -> None:
+def doctor_cli(ctx: typer.Context, json_fields: options.JsonFields = None, jq: options.Jq = None) -> None:
     """Check that charfix can see and change what it needs: configuration (and where each setting came
     from), the database, the four tables and every column charfix uses, privileges, the two buckets,
     and indexes that would speed up list-stuck (printed as SQL to run; never created).
 
     Exit code 0 when nothing failed (warnings allowed), 5 when a check failed.
 
-    Example: [cyan]charfix doctor --json[/cyan]
+    Example: charfix doctor --json
     """
+    from charfix.doctor import run_doctor
+
     runtime: Runtime = ctx.obj
+    json_output = options.json_output(json_fields, jq)
     demo_url = demo_storage = None
     if runtime.demo:
         import warnings
@@ -32,8 +34,8 @@ def doctor_cli(ctx: typer.Context, json_output: options.Json = False) -> None:
 
             demo_url, demo_storage = start_demo()
     checks = run_doctor(runtime.settings, demo_url=demo_url, demo_storage=demo_storage)
-    if json_output:
-        runtime.env.print_json([c.to_json() for c in checks.items])
+    if json_output is not None:
+        json_output.print_list(runtime.env, (c.to_json() for c in checks.items))
     else:
         from charfix.ui.safe import terminal_markup
 

@@ -7,13 +7,10 @@ from typing import Annotated
 import typer
 
 from charfix.commands import options
-from charfix.commands.writing import WriteOptions, preview_then_write
+from charfix.commands.writing import WriteOptions, preview_then_write, where
 from charfix.errors import UsageError
 from charfix.parsing import parse_job_ref, parse_uuid
 from charfix.runtime import Runtime
-from charfix.selection import build_rules
-from charfix.scan import diagnose_ids, resolve_job_ids
-from charfix.service import check_link, link_character
 
 
 def link_character_cli(
@@ -28,19 +25,25 @@ def link_character_cli(
     link_window: options.LinkWindow = "1h",
     dry_run: options.DryRun = False,
     yes: options.Yes = False,
-    json_output: options.Json = False,
+    json_fields: options.JsonFields = None,
+    jq: options.Jq = None,
     operator: options.Operator = None,
     audit_log: options.AuditPath = None,
 ) -> None:
     """Write the character's id into a name-only job's metadata (the name stays), then save the portrait
-    unless [cyan]--no-save[/cyan]. Only a character of the job's own user is ever accepted.
+    unless --no-save. Only a character of the job's own user is ever accepted.
 
-    Without [cyan]--character[/cyan], on a terminal, it offers the candidates: exact name matches first,
+    Without --character, on a terminal, it offers the candidates: exact name matches first,
     then near matches (case, spaces), each with its creation time and current image.
 
-    Example: [cyan]charfix --demo link-character 4db0218b --character <id> --dry-run[/cyan]
+    Example: charfix --demo link-character 4db0218b --character <id> --dry-run
     """
+    from charfix.scan import diagnose_ids, resolve_job_ids
+    from charfix.selection import build_rules
+    from charfix.service import check_link, link_character
+
     runtime: Runtime = ctx.obj
+    json_output = options.json_output(json_fields, jq)
     ref = parse_job_ref(job_id)
     # `--character ""` is a mistake, not "no character": only leaving the option out offers the candidates.
     given = parse_uuid(character, what="character id") if character is not None else None
@@ -53,12 +56,12 @@ def link_character_cli(
         runtime.env.err.print("No character chosen; nothing written.")
         return
     check_link(backends, diagnosis, chosen)
-    options = WriteOptions("link-character", dry_run, yes, json_output, audit_log, operator)
+    write_options = WriteOptions("link-character", dry_run, yes, json_output, audit_log, operator)
     preview_then_write(
-        runtime, options,
+        runtime, write_options,
         lambda dry_run, audit: link_character(backends, job, chosen, rules=rules, save=not no_save,
                                               dry_run=dry_run, audit=audit),
-        lambda preview: f"Link job {job} to character {chosen} and apply {len(preview.steps)} step(s)?",
+        lambda preview: f"Link the character and apply these {len(preview.steps)} step(s) on {where(runtime)}?",
     )
 
 
@@ -67,12 +70,12 @@ def _choose(runtime: Runtime, diagnosis):
         return diagnosis.character_id
     if not runtime.env.interactive:
         raise UsageError("--character is required when not on a terminal",
-                         hint=f"see the candidates with: charfix diagnose {diagnosis.job_id}")
+                         hint=f"see the candidates with: {runtime.env.command_prefix} diagnose {diagnosis.job_id}")
     if not diagnosis.candidates:
         raise UsageError(f"job {diagnosis.job_id} has no candidate characters; pass --character ID")
     from charfix.ui.prompts import ask_character
     from charfix.ui.render import render_story
 
-    render_story(runtime.env.out, diagnosis)
+    render_story(runtime.env.out, diagnosis, prefix=runtime.env.command_prefix)
     answer = ask_character(diagnosis.candidates)
     return parse_uuid(answer, what="character id") if answer else None

@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from charfix.audit import AuditLog, default_audit_path, default_operator
 from charfix.errors import ExitStatus, UsageError
 from charfix.interrupt import stopping_on_signals
-from charfix.repair import JobResult, Outcome
 from charfix.runtime import Runtime
+
+if TYPE_CHECKING:
+    from charfix.audit import AuditLog
+    from charfix.repair import JobResult
 
 
 @dataclass(frozen=True)
@@ -20,24 +23,28 @@ class WriteOptions:
     command: str
     dry_run: bool
     yes: bool
-    json_output: bool
+    json_output: object  # a ui.jsonout.JsonOutput, or None for people
     audit_log: Path | None
     operator: str | None
 
 
 def preview_then_write(runtime: Runtime, options: WriteOptions, run: Callable[..., JobResult],
                        question: Callable[[JobResult], str]) -> None:
-    """The one-job write flow: preview (no lock, no write), confirm, open the audit log, write, show.
-    `run(dry_run=..., audit=...)` does the work; exit 1 when the job failed, or changed under the
-    write so that what was asked did not happen."""
+    """The one-job write flow: preview (no lock, no write), show it with the target and confirm, open
+    the audit log, write, show. `run(dry_run=..., audit=...)` does the work. Exit 1 when the job failed
+    or changed under the write so that what was asked did not happen; 7 when it needs a person."""
+    from charfix.repair import Outcome
+
     preview = run(dry_run=True, audit=None)
     if options.dry_run or preview.outcome != Outcome.PLANNED:
-        show_result(runtime, preview, options.json_output)
+        show_result(runtime, preview, options.json_output, plan=options.dry_run)
         if preview.outcome == Outcome.FAILED:
             raise typer.Exit(int(ExitStatus.JOBS_FAILED))
+        if needs_person(preview):
+            raise typer.Exit(int(ExitStatus.NEEDS_PERSON))
         return
     with stopping_on_signals() as stop:
-        if not confirm(runtime, question(preview), yes=options.yes):
+        if not approve(runtime, preview, question(preview), yes=options.yes):
             runtime.env.err.print("Nothing written.")
             return
         if stop.requested:  # the signal came while the person was asked: nothing started
@@ -61,28 +68,72 @@ def report_stop(runtime: Runtime, summary: str) -> None:
     runtime.env.err.print(summary, markup=False, highlight=False)
 
 
-def show_result(runtime: Runtime, result: JobResult, json_output: bool) -> None:
-    if json_output:
-        runtime.env.print_json(result.to_json())
+def needs_person(result: JobResult) -> bool:
+    """Skipped because of the job's state (not because another run held it)."""
+    from charfix.models import State
+    from charfix.repair import Outcome
+
+    return result.outcome == Outcome.SKIPPED and result.state is not None and result.state != State.REPAIRABLE
+
+
+def show_result(runtime: Runtime, result: JobResult, json_output, *, plan: bool = False) -> None:
+    """`plan`: a --dry-run, shown exactly as the write prompt shows it (the target, then the steps)."""
+    if json_output is not None:
+        json_output.print_one(runtime.env, result.to_json())
         return
     from charfix.ui.results import render_job_result
 
+    if plan:
+        show_target(runtime)
     render_job_result(runtime.env.out, result)
+
+
+def show_target(runtime: Runtime) -> None:
+    from charfix.ui.approval import show_target as show
+
+    show(runtime.env.out, runtime.settings)
+
+
+def where(runtime: Runtime) -> str:
+    """The target in a few words, for the question."""
+    from charfix.ui.approval import short_where
+
+    return short_where(runtime.settings)
+
+
+def approve(runtime: Runtime, preview: JobResult, question: str, *, yes: bool) -> bool:
+    """Show the target and the exact plan right above the question. With --yes nobody is asked; a
+    person watching stderr still sees where it writes."""
+    if yes:
+        if runtime.env.stderr_is_terminal:
+            from charfix.ui.approval import show_target as show
+
+            show(runtime.env.err, runtime.settings)
+        return True
+    require_terminal(runtime)
+    show_result(runtime, preview, None, plan=True)
+    return confirm(runtime, question, yes=False)
+
+
+def require_terminal(runtime: Runtime) -> None:
+    if not runtime.env.interactive:
+        raise UsageError("refusing to write without --yes: not running on a terminal, so nobody can confirm",
+                         hint="add --yes, or --dry-run to see the plan")
 
 
 def confirm(runtime: Runtime, question: str, *, yes: bool) -> bool:
     """--yes answers for the person; otherwise ask, but only when a person is at the terminal."""
     if yes:
         return True
-    if not runtime.env.interactive:
-        raise UsageError("refusing to write without --yes: not running on a terminal, so nobody can confirm",
-                         hint="add --yes, or --dry-run to see the plan")
+    require_terminal(runtime)
     from charfix.ui.prompts import ask_confirm
 
     return ask_confirm(question)
 
 
 def open_audit(runtime: Runtime, command: str, *, path: Path | None, operator: str | None) -> AuditLog:
+    from charfix.audit import AuditLog, default_audit_path, default_operator
+
     settings = runtime.settings
     chosen = path or settings.audit_log or default_audit_path()
     who = operator or settings.operator or default_operator()

@@ -104,6 +104,15 @@ class Repository(Protocol):
         """Ids of jobs whose id starts with `prefix` (lower-case hex and dashes), at most `limit`."""
         ...
 
+    def ids_sharing_prefixes(self, column: str, ids: Sequence[UUID]) -> list[UUID]:
+        """The distinct values of jobs.`column` ("id" or "user_id") whose first 8 hex digits are those
+        of one of `ids`: what a shortest unique prefix must tell apart (docs/commands.md, "Ids")."""
+        ...
+
+    def user_ids_starting(self, prefix: str, *, limit: int) -> list[UUID]:
+        """Distinct user ids of jobs whose text starts with `prefix`, at most `limit`."""
+        ...
+
     def assets_for(self, job_ids: Sequence[UUID]) -> list[WorkspaceAsset]: ...
 
     def library_items_for(self, jobs: Sequence[Job], assets: Sequence[WorkspaceAsset]) -> list[LibraryItem]: ...
@@ -143,3 +152,15 @@ class Writer(Protocol):
 
     def update_character_image(self, character: Character, *, image_url: str, seed: int | None,
                                reference: bool = True) -> Character: ...
+
+
+UUID_LAYOUT = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
+
+
+def prefix_range(prefix: str) -> tuple[str, str]:
+    """The lowest and highest uuid whose text starts with `prefix` (lower-case hex, dashes in place).
+    Postgres orders uuids by their bytes, the order of their hex text, so these bound exactly the ids
+    with that prefix."""
+    rest = UUID_LAYOUT[len(prefix):]
+    return prefix + rest.replace("x", "0"), prefix + rest.replace("x", "f")
+

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from charfix.errors import BackendError, ConnectionLostError
 from charfix.facts import normalized_name
 from charfix.models import PORTRAIT, Character, Job, LibraryItem, WorkspaceAsset
-from charfix.repository.base import OPEN_STATUSES, REQUIRED_COLUMNS, Backlog, JobQuery, Page, Schema
+from charfix.repository.base import OPEN_STATUSES, REQUIRED_COLUMNS, Backlog, JobQuery, Page, Schema, prefix_range
 from charfix.repository.writes import PostgresWrites
 
 M = TypeVar("M", bound=BaseModel)
@@ -103,6 +103,24 @@ class PostgresRepository(PostgresWrites):
     def job_ids_starting(self, prefix: str, *, limit: int) -> list[UUID]:
         statement = sql.SQL("select id from jobs where id::text like %(pattern)s order by id limit %(limit)s")
         return [row["id"] for row in self._rows(statement, {"pattern": prefix + "%", "limit": limit})]
+
+    def ids_sharing_prefixes(self, column: str, ids: Sequence[UUID]) -> list[UUID]:
+        if not ids:
+            return []
+        # Ranges, not `::text like`: the primary key's index answers a range; a cast reads every row.
+        ranges = sorted({prefix_range(str(i)[:8]) for i in ids})
+        statement = sql.SQL(
+            "select distinct j.{col} as id from jobs j join unnest(%(lo)s::uuid[], %(hi)s::uuid[]) as r(lo, hi) "
+            "on j.{col} between r.lo and r.hi"
+        ).format(col=sql.Identifier(column))
+        params = {"lo": [lo for lo, _ in ranges], "hi": [hi for _, hi in ranges]}
+        return [row["id"] for row in self._rows(statement, params)]
+
+    def user_ids_starting(self, prefix: str, *, limit: int) -> list[UUID]:
+        bounds = prefix_range(prefix)
+        statement = sql.SQL("select distinct user_id from jobs where user_id between %(lo)s and %(hi)s "
+                            "order by user_id limit %(limit)s")
+        return [row["user_id"] for row in self._rows(statement, {"lo": bounds[0], "hi": bounds[1], "limit": limit})]
 
     def assets_for(self, job_ids: Sequence[UUID]) -> list[WorkspaceAsset]:
         if not job_ids:

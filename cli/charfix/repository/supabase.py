@@ -124,6 +124,37 @@ class SupabaseRepository:
         builder.filter("id", "gte", bounds[0]).filter("id", "lte", bounds[1]).order("id").limit(limit)
         return [UUID(row["id"]) for row in self._json("jobs", builder)]
 
+    def ids_sharing_prefixes(self, column: str, ids: Sequence[UUID]) -> list[UUID]:
+        ranges = sorted({_uuid_range(str(i)[:8]) for i in ids})
+        found: set[str] = set()
+        for chunk in _chunks(ranges, lambda r: 2 * len(UUID_LAYOUT) + len(column) * 2 + 20, self.url_budget):
+            offset = 0
+            while True:  # only the one column: a heavy user's jobs cost 36 characters each
+                builder = self._select("jobs", column, count=True)
+                builder.or_(",".join(f"and({column}.gte.{lo},{column}.lte.{hi})" for lo, hi in chunk))
+                builder.order(column).limit(ROW_LIMIT).offset(offset)
+                response = self._get("jobs", builder)
+                batch = response.json()
+                found |= {row[column] for row in batch}
+                offset += len(batch)
+                total = _total(response)
+                if not batch or total is None or offset >= total:
+                    break
+        return [UUID(value) for value in sorted(found)]
+
+    def user_ids_starting(self, prefix: str, *, limit: int) -> list[UUID]:
+        # No `distinct` over REST: the lowest and the highest match tell one user from several.
+        bounds = _uuid_range(prefix)
+        if bounds is None:
+            return []
+        found: list[UUID] = []
+        for descending in (False, True):
+            builder = self._select("jobs", "user_id")
+            builder.filter("user_id", "gte", bounds[0]).filter("user_id", "lte", bounds[1])
+            builder.order("user_id", desc=descending).limit(1)
+            found += [UUID(row["user_id"]) for row in self._json("jobs", builder) if UUID(row["user_id"]) not in found]
+        return found[:limit]
+
     def assets_for(self, job_ids: Sequence[UUID]) -> list[WorkspaceAsset]:
         rows = self._read_chunked("workspace_assets", [("job_id", i) for i in dict.fromkeys(job_ids)], _in_filter)
         return [WorkspaceAsset.model_validate(r) for r in rows]

@@ -9,12 +9,21 @@ import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
-
-from rich.console import Console
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TextIO
 
 from charfix.config import mask_credentials
 from charfix.ui.safe import json_text, terminal_markup, terminal_text
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+PIPED_WIDTH = 4096
+
+
+class PipeClosed(Exception):
+    """The reader of stdout went away (`| head`). Not an OSError on purpose: Click turns a broken
+    pipe into exit 1, and app.main exits quietly with 0 instead."""
 
 
 @dataclass
@@ -23,15 +32,27 @@ class Environment:
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
     stdin: TextIO = field(default_factory=lambda: sys.stdin)
     secrets: list[str] = field(default_factory=list)
+    # How a suggested command starts: `charfix` plus the global options this run needed (app.py).
+    command_prefix: str = "charfix"
 
-    def __post_init__(self) -> None:
+    @cached_property
+    def out(self) -> Console:
+        """Built on first use: `charfix --help` never needs Rich's console (start-up time)."""
+        from rich.console import Console
+
         no_color = bool(os.environ.get("NO_COLOR"))
-        # Piped output is for grep and logs: wide enough that table rows do not fold.
-        width = None if _isatty(self.stdout) else 200
-        self.out = Console(file=_Redacting(self.stdout, self.redact), no_color=no_color, highlight=False, width=width)
+        # Piped output is for grep and logs: lines never fold (and nothing piped pads to this width:
+        # every piped rendering is plain lines, docs/commands.md "Piped output").
+        width = None if _isatty(self.stdout) else PIPED_WIDTH
+        return Console(file=_Redacting(self.stdout, self.redact), no_color=no_color, highlight=False, width=width)
+
+    @cached_property
+    def err(self) -> Console:
+        from rich.console import Console
+
         # Errors are one line each, however narrow the terminal: they are read by people and by cron mail.
-        self.err = Console(file=_Redacting(self.stderr, self.redact_message), no_color=no_color, highlight=False, stderr=True,
-                           soft_wrap=True)
+        return Console(file=_Redacting(self.stderr, self.redact_message), no_color=bool(os.environ.get("NO_COLOR")),
+                       highlight=False, stderr=True, soft_wrap=True)
 
     @property
     def interactive(self) -> bool:
@@ -39,24 +60,46 @@ class Environment:
         return _isatty(self.stdin) and _isatty(self.stdout)
 
     @property
+    def stdout_is_terminal(self) -> bool:
+        return _isatty(self.stdout)
+
+    @property
     def stderr_is_terminal(self) -> bool:
         return _isatty(self.stderr)
 
     def print_json(self, data: Any) -> None:
-        self.stdout.write(self.redact(json_text(data)) + "\n")
-        self.stdout.flush()
+        self._write(self.redact(json_text(data)) + "\n")
+        self._flush()
 
     def print_json_lines(self, items) -> int:
         """A JSON array written item by item, so memory stays flat however long the list."""
         count = 0
-        self.stdout.write("[")
+        self._write("[")
         for item in items:
             text = json_text(item).replace("\n", "\n  ")
-            self.stdout.write(("," if count else "") + "\n  " + self.redact(text))
+            self._write(("," if count else "") + "\n  " + self.redact(text))
             count += 1
-        self.stdout.write("\n]\n" if count else "]\n")
-        self.stdout.flush()
+        self._write("\n]\n" if count else "]\n")
+        self._flush()
         return count
+
+    def write_lines(self, lines) -> None:
+        """Plain lines on stdout, as they are (no markup, no wrapping): for pipes and scripts."""
+        for line in lines:
+            self._write(self.redact(line) + "\n")
+        self._flush()
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stdout.write(text)
+        except BrokenPipeError:
+            raise PipeClosed from None
+
+    def _flush(self) -> None:
+        try:
+            self.stdout.flush()
+        except BrokenPipeError:
+            raise PipeClosed from None
 
     def error(self, message: str, *, hint: str | None = None) -> None:
         # Messages quote names, keys and servers' answers: terminal-safe, and one line whatever they hold.
@@ -97,10 +140,16 @@ class _Redacting:
         self.stream, self.redact = stream, redact
 
     def write(self, text: str) -> int:
-        return self.stream.write(self.redact(text))
+        try:
+            return self.stream.write(self.redact(text))
+        except BrokenPipeError:
+            raise PipeClosed from None
 
     def flush(self) -> None:
-        self.stream.flush()
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            raise PipeClosed from None
 
     def isatty(self) -> bool:
         return _isatty(self.stream)

@@ -8,6 +8,7 @@ from rich.text import Text
 
 from charfix.repair import JobResult, Outcome
 from charfix.service import BackfillReport
+from charfix.ui.render import plan_lines
 from charfix.ui.safe import terminal_text
 
 OUTCOME_STYLE = {
@@ -26,13 +27,30 @@ def render_job_result(console: Console, result: JobResult) -> None:
         head.append(f"  (state {'is now' if result.outcome == Outcome.CHANGED else 'was'} {result.state.value})")
     console.print(head)
     verb = "would" if result.outcome == Outcome.PLANNED else "done:"
-    for number, step in enumerate(result.steps, 1):
-        console.print(Text.assemble(f"  {number}. {verb} ", (step.action.value, "green"), f"  {terminal_text(step.description)}"),
-                      soft_wrap=True)  # keys and paths stay whole for grep
+    for line in plan_lines(result.steps, verb=f"{verb} "):
+        console.print(line, soft_wrap=not console.is_terminal)  # piped, keys and paths stay whole for grep
     if result.outcome == Outcome.ALREADY_FINE:
         console.print("  nothing to do: the portrait is already where it belongs")
     elif result.message:
         console.print(Text(f"  {terminal_text(result.message)}"))
+
+
+def render_backfill_plan(console: Console, report: BackfillReport) -> None:
+    """What a backfill would do, before it does it: jobs per state, then steps per action."""
+    from collections import Counter
+
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_row("examined", str(report.examined))
+    table.add_row("would repair (repairable)", str(len(report.planned)))
+    table.add_row("already fine (saved)", str(report.already_fine))
+    for state, count in sorted(report.skipped_by_state.items()):
+        table.add_row(f"left alone ({state})", str(count))
+    if report.capped:
+        table.add_row("left for the next run (--max)", str(report.capped))
+    actions = Counter(step.action.value for result in report.planned for step in result.steps)
+    for action, count in sorted(actions.items(), key=lambda item: (-item[1], item[0])):
+        table.add_row(Text(f"  step {action}", style="green"), str(count))
+    console.print(table)
 
 
 def render_backfill(console: Console, report: BackfillReport, *, dry_run: bool) -> None:
