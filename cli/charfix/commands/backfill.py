@@ -12,7 +12,6 @@ from charfix.commands import options
 from charfix.commands.writing import confirm, open_audit, report_stop, require_terminal, show_target, where
 from charfix.errors import ExitStatus
 from charfix.interrupt import stopping_on_signals
-from charfix.metrics import recorded_run
 from charfix.runtime import Runtime
 
 
@@ -49,6 +48,7 @@ def backfill_cli(
     Example: charfix --demo backfill-portraits --yes
     """
     from charfix.selection import build_selection
+    from charfix.metrics import recorded_run
     from charfix.service import backfill
     from charfix.users import user_option
 

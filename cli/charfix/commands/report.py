@@ -8,12 +8,7 @@ import typer
 
 from charfix.commands import options
 from charfix.errors import UsageError
-from charfix.parsing import parse_job_ref, parse_since
-from charfix.report import build_report
 from charfix.runtime import Runtime
-from charfix.scan import resolve_job_ids
-from charfix.selection import build_rules
-from charfix.users import resolve_user
 
 
 def report_cli(
@@ -31,8 +26,14 @@ def report_cli(
     (from the audit log), and what is left for a person. No keys, no web addresses; every text from
     the database is escaped. It writes nothing.
 
-    Example: [cyan]charfix --demo report 69e0cd17[/cyan]   or   [cyan]charfix --demo report --user mandy@example.com[/cyan]
+    Example: charfix --demo report 69e0cd17   or   charfix --demo report --user mandy@example.com
     """
+    from charfix.parsing import parse_job_ref, parse_since
+    from charfix.report import build_report
+    from charfix.scan import resolve_job_ids
+    from charfix.selection import build_rules
+    from charfix.users import resolve_user
+
     runtime: Runtime = ctx.obj
     if (job_id is None) == (user is None):
         raise UsageError("give one job id, or --user, but not both", hint="charfix report JOB  or  charfix report --user EMAIL")

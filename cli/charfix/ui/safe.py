@@ -14,7 +14,6 @@ import json
 import re
 from typing import Any
 
-from rich.markup import escape
 
 NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # Every character a terminal may act on or hide: controls (C0, DEL, C1), the line and paragraph
@@ -52,6 +51,8 @@ def terminal_text(value: Any) -> str:
 
 def terminal_markup(value: Any) -> str:
     """`terminal_text` for a Rich markup string: `[red]` or `[link=...]` in user text stays text."""
+    from rich.markup import escape  # here, not at import: `charfix --help` never needs Rich's markup
+
     return escape(terminal_text(value))
 
 
