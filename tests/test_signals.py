@@ -104,3 +104,25 @@ def test_sigterm_over_rest_finishes_the_job_in_flight_and_starts_no_other(seeded
     assert report["repaired"] + report["not_attempted_stopped"] == len(jobs) + 8
     assert _halves(seeded, jobs) == []  # the job in flight was finished, not cut
 
+
+
+def test_sigterm_during_a_one_job_write_lets_the_job_finish_then_exits_143(seeded, tmp_path, key, server):
+    """complete-job over REST, its first write held by the server: the signal lands while the write is
+    in flight (its intent is in the log); the job's plan still finishes whole, then the summary."""
+    from charfix.demo.cases import INCIDENT_JOB
+
+    server.faults.delay_next(1.5, "/rest/v1/jobs", method="PATCH")
+    log = tmp_path / "audit.jsonl"
+    env = {"SUPABASE_URL": server.url, "SUPABASE_SERVICE_ROLE_KEY": key}
+    proc = _start(["complete-job", str(INCIDENT_JOB), "--yes", "--json", "--audit-log", str(log)], tmp_path, env)
+    _once_writing(proc, log)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert json.loads(out)["outcome"] == "repaired"
+    assert f"stopped by SIGTERM: job {INCIDENT_JOB}: repaired" in err
+    assert [kind for kind, *_ in server.faults.triggered].count("delay") == 1
+    lines = audit.read(log)
+    assert [line["step"] for line in audit.writes(lines)][0] == "complete_job"
+    assert all(line["phase"] != "intent" or line["write"] in {w.get("write") for w in audit.writes(lines)}
+               for line in lines)  # every announced write landed and says so

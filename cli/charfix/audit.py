@@ -191,7 +191,8 @@ class AuditLog:
         with self._lock:
             if not self._started and lines[0]["phase"] not in ("cut", "checkpoint"):
                 # The run's first line says where it wrote: a later run settles only what it can see.
-                lines = [self._line("start", pid=os.getpid(), **self._where), *lines]
+                start = self._line("start", pid=os.getpid(), **self._where)
+                lines = [{**start, "time": lines[0]["time"]}, *lines]  # not later than the line it precedes
                 self._started = True
             data = prefix + b"".join(encode(line) for line in lines)
             try:
