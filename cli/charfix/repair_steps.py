@@ -14,6 +14,7 @@ from charfix import facts as f
 from charfix.audit import AuditLog
 from charfix.errors import BackendError, ChangedError, RefusedError
 from charfix.fetch import fetch_image
+from charfix.keys import own_key
 from charfix.models import (
     LIBRARY_BUCKET,
     PORTRAIT,
@@ -69,6 +70,13 @@ class StepContext:
             raise RefusedError(f"character {character_id} is not a character of user {self.job.user_id}")
         return found
 
+    def own(self, bucket: str, key: str) -> str:
+        """`key` when it is a plain key in the job's user's folder (keys.py); RefusedError otherwise.
+        The diagnosis never plans anything else; this keeps the rule whatever called us."""
+        if own_key(self.job.user_id, key) != key:
+            raise RefusedError(f"refusing {bucket}/{key[:200]}: not a plain key in the folder of user {self.job.user_id}")
+        return key
+
     def record(self, step: Action, target: str, before: Any, after: Any) -> None:
         if self.audit is not None:
             line = dict(job_id=self.job.id, step=step.value, target=target, before=_plain(before), after=_plain(after))
@@ -119,6 +127,7 @@ def _copy_object(ctx: StepContext, params: dict[str, Any]) -> None:
         source_bucket, source_key = _split(params["source"])
         _copy_if_needed(ctx, source_bucket, source_key, bucket, key)
     else:
+        ctx.own(bucket, key)
         data, content_type = fetch_image(params["source_url"])
         if not storage.stat(bucket, [key]):
             written = storage.write(bucket, key, data, content_type=content_type)
@@ -131,6 +140,8 @@ def _copy_object(ctx: StepContext, params: dict[str, Any]) -> None:
 
 def _copy_if_needed(ctx: StepContext, source_bucket: str, source_key: str, bucket: str, key: str) -> None:
     storage = ctx.backends.storage
+    ctx.own(source_bucket, source_key)
+    ctx.own(bucket, key)
     source = storage.stat(source_bucket, [source_key])
     if not source:
         raise BackendError(f"{source_bucket}/{source_key} is gone; nothing was copied")
@@ -144,7 +155,7 @@ def _copy_if_needed(ctx: StepContext, source_bucket: str, source_key: str, bucke
 
 def _insert_library_row(ctx: StepContext, params: dict[str, Any]) -> None:
     repo, job = ctx.backends.repository, ctx.job
-    key = params["storage_path"]
+    key = ctx.own(LIBRARY_BUCKET, params["storage_path"])
     # Idempotency (domain.md section 5): the same path, or a row that names this job.
     existing = ctx.library_items_at(key)
     known = {r.id for r in ctx.facts.library_items}
@@ -204,6 +215,7 @@ def _upgrade_library_row(ctx: StepContext, params: dict[str, Any]) -> None:
     row = next((r for r in ctx.facts.library_items if str(r.id) == params["library_row_id"]), None)
     if row is None or row.user_id != ctx.job.user_id:
         raise BackendError(f"library row {params['library_row_id']} is gone")
+    ctx.own(LIBRARY_BUCKET, row.storage_path)  # upgrading it would show that object in the Characters tab
     if f.is_visible(row):
         return
     character = ctx.character(UUID(params["character_id"]))
@@ -213,6 +225,10 @@ def _upgrade_library_row(ctx: StepContext, params: dict[str, Any]) -> None:
 
 def _update_character_image(ctx: StepContext, params: dict[str, Any]) -> None:
     character = ctx.character(UUID(params["character_id"]))
+    bucket, key = _split(params["image_url"])
+    if bucket != LIBRARY_BUCKET:
+        raise RefusedError(f"refusing to point character {character.id} outside {LIBRARY_BUCKET}")
+    ctx.own(bucket, key)
     if character.image_url == params["image_url"]:
         return
     seed = params.get("seed_locked")

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from charfix.errors import BackendError, UsageError
+from charfix.keys import key_problem
 from charfix.models import StoredObject
 from charfix.storage.base import by_folder
 
@@ -86,10 +87,9 @@ class LocalStorage:
 
     def _location(self, bucket: str, key: str) -> str:
         """The file's path as a string: listings ask for one per user folder, and Path is slow to build."""
-        parts = key.split("/")
-        if not key or any(p in ("", ".", "..") for p in parts) or "/" in bucket or bucket in ("", ".", ".."):
-            raise UsageError(f"refusing storage key '{bucket}/{key}'")
-        return os.path.join(self.root, bucket, *parts)
+        if key_problem(key) is not None or key_problem(bucket) is not None or "/" in bucket:
+            raise UsageError(f"refusing storage key '{bucket}/{key}' ({key_problem(key) or 'bad bucket'})")
+        return os.path.join(self.root, bucket, *key.split("/"))
 
     @staticmethod
     def _object(bucket: str, key: str, st: os.stat_result) -> StoredObject:
