@@ -172,3 +172,74 @@ def test_a_poisoned_row_costs_its_own_job_only(cli, seeded, request, backend, po
 
 # A 70 KB metadata does not fit a URL's filter; a number kept as text no longer equals itself in one.
 REST_COSTS_THE_JOB = {"large_metadata", "huge_number"}
+
+
+# -- overlapping cron runs (docs/reliability.md, "Concurrent runs") ---------------------------------
+
+SHARED_CHARACTERS = 30
+
+
+def plant_shared_characters(conn, storage: Path, now, *, jobs: int) -> list[uuid.UUID]:
+    """Jobs naming existing characters by id, several jobs per character, in shuffled order: each page
+    of a backfill writes many of the same characters, each page in another order."""
+    user = uuid.uuid4()
+    characters = [conn.execute("insert into characters (user_id, name, description, created_at) values "
+                               "(%s, %s, 'd', %s) returning id", (user, f"Shared {n}", now - timedelta(days=9))).fetchone()[0]
+                  for n in range(SHARED_CHARACTERS)]
+    rng = __import__("random").Random(7)
+    planted = []
+    for n in range(jobs):
+        job = uuid.uuid4()
+        created = now - timedelta(hours=3) + timedelta(seconds=n)
+        conn.execute("insert into jobs (id, user_id, job_type, status, metadata, created_at) values "
+                     "(%s, %s, 'image', 'completed', %s, %s)",
+                     (job, user, Jsonb({"destination": "character_portrait", "character_id": str(rng.choice(characters))}),
+                      created))
+        key = f"{user}/{job}_1.png"
+        conn.execute("insert into workspace_assets (user_id, job_id, asset_type, temp_storage_path, file_size_bytes, "
+                     "mime_type, generation_seed, original_prompt, model_used, created_at) values "
+                     "(%s, %s, 'image', %s, 70, 'image/png', 7, 'p', 'm', %s)", (user, job, key, created))
+        path = storage / "workspace-temp" / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(png((n % 255, 1, 1)))
+        planted.append(job)
+    return planted
+
+
+def test_overlapping_backfills_on_shared_characters_never_deadlock(seeded, tmp_path):
+    import os
+    import subprocess
+
+    from conftest import charfix_executable
+
+    with seeded.connect() as conn:
+        jobs = plant_shared_characters(conn, seeded.storage, seeded.now, jobs=600)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SUPABASE_")}, "HOME": str(tmp_path),
+           "NO_COLOR": "1"}
+    procs = [subprocess.Popen([charfix_executable(), *args(seeded, "backfill-portraits", "--yes", "--json")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(3)]
+    reports = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode in (0, 1) and out, err
+        reports.append(json.loads(out))
+    failures = [job["message"] for r in reports for job in r["jobs"] if job["outcome"] == "failed"]
+    assert failures == [] and all(proc.returncode == 0 for proc in procs)
+    # What one run skipped (another held it) the next run finishes; every job gets its one row.
+    again = json.loads(cli_run(seeded, "backfill-portraits", "--yes", "--json", env=env))
+    assert again["failed"] == 0
+    with seeded.connect() as conn:
+        saved = conn.execute("select count(distinct roleplay_metadata->>'job_id') from user_library "
+                             "where roleplay_metadata->>'job_id' = any(%s)", ([str(j) for j in jobs],)).fetchone()[0]
+    assert saved == len(jobs)
+
+
+def cli_run(seeded, *argv: str, env: dict[str, str]) -> str:
+    import subprocess
+
+    from conftest import charfix_executable
+
+    proc = subprocess.run([charfix_executable(), *args(seeded, *argv)], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
