@@ -243,3 +243,141 @@ def cli_run(seeded, *argv: str, env: dict[str, str]) -> str:
                           timeout=600)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
+
+
+# -- the acceptance test (docs/reliability.md, "Security") -----------------------------------------
+
+
+def walk(storage: Path) -> dict[str, tuple[int, int]]:
+    """Every object in every bucket (the test server keeps its objects in the same folder)."""
+    return {str(p.relative_to(storage)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in storage.rglob("*") if p.is_file() and not p.name.startswith(".")}
+
+
+def hostile_keys(a: uuid.UUID, b: uuid.UUID) -> dict[str, str]:
+    return {
+        "another-users-folder": f"{b}/private.png",
+        "top-level": "top-level.png",
+        "leading-space": f" {a}/lead.png",
+        "backslashes": f"{a}\\..\\{b}\\private.png",
+        "percent-encoded-dots": f"{a}/%2e%2e/{b}/private.png",
+        "dot-dot": f"{a}/../{b}/private.png",
+    }
+
+
+@pytest.mark.parametrize("backend", ["postgres", "supabase"])
+def test_hostile_rows_never_turn_a_backfill_against_another_user(cli, seeded, request, backend):
+    b = uuid.uuid4()
+    private = {"user-library": f"{b}/private.png", "workspace-temp": f"{b}/{uuid.uuid4()}_1.png"}
+    for bucket, key in private.items():
+        (seeded.storage / bucket / key).parent.mkdir(parents=True, exist_ok=True)
+        (seeded.storage / bucket / key).write_bytes(png((1, 2, 3)))
+    expected: dict[uuid.UUID, str] = {}
+    with seeded.connect() as conn:
+        ordinary = [plant_stuck_job(conn, seeded.storage, seeded.now) for _ in range(3)]
+        a = uuid.uuid4()
+        for name, key in hostile_keys(a, b).items():
+            planted = plant_stuck_job(conn, seeded.storage, seeded.now, user=a, name=f"A {name}")
+            library_row(conn, a, key, job=planted.job)
+            expected[planted.job] = "foreign_storage_key"
+        foreign_temp = plant_stuck_job(conn, seeded.storage, seeded.now, user=a, name="A temp")
+        conn.execute("update workspace_assets set temp_storage_path = %s where job_id = %s",
+                     (private["workspace-temp"], foreign_temp.job))
+        (seeded.storage / "workspace-temp" / foreign_temp.key).unlink()
+        expected[foreign_temp.job] = "foreign_storage_key"
+        for poison in ("deep_metadata", "null_tag", "infinite_character", "infinite_library_row", "infinite_job",
+                       "deep_key", "long_name"):
+            planted, code = POISONS[poison](conn, seeded.storage, seeded.now)
+            expected[planted.job] = code
+    before = walk(seeded.storage)
+    argv, env = backend_args(request, seeded, backend)
+    result = cli(*argv, "backfill-portraits", "--yes", "--json", env=env)
+    assert result.code == 0, result.stderr  # needs_review jobs are counted, never attempted
+    report = json.loads(result.stdout)
+    repaired = {job["job_id"] for job in report["jobs"] if job["outcome"] == "repaired"}
+    assert {str(p.job) for p in ordinary} <= repaired and not repaired & {str(j) for j in expected}
+    # Nothing written outside the folder of a repaired job's user: every new or changed object is
+    # under `{user}/{job}_` of a job this run repaired, and the other user's objects are untouched.
+    after = walk(seeded.storage)
+    changed = {path for path in after if before.get(path) != after[path]}
+    with seeded.connect() as conn:
+        owners = dict(conn.execute("select id::text, user_id::text from jobs where id = any(%s)",
+                                   ([uuid.UUID(j) for j in repaired],)).fetchall())
+    allowed = tuple(f"{bucket}/{owners[j]}/{j}_" for j in repaired for bucket in ("user-library", "workspace-temp"))
+    assert changed and all(path.startswith(allowed) for path in changed), sorted(changed - set(allowed))
+    assert set(before) <= set(after)
+    assert all(after[f"{bucket}/{key}"] == before[f"{bucket}/{key}"] for bucket, key in private.items())
+    with seeded.connect() as conn:
+        pointed = conn.execute("select count(*) from characters where image_url like %s or reference_image_url like %s",
+                               (f"%{b}%", f"%{b}%")).fetchone()[0]
+        inserted = conn.execute("select storage_path, user_id::text from user_library "
+                                "where generation_metadata->>'repaired_by' = 'charfix'").fetchall()
+    assert pointed == 0
+    assert inserted and all(path.startswith(f"{user}/") for path, user in inserted)
+    listed = cli(*argv, "list-stuck", "--json", env=env)
+    assert listed.code == 0, listed.stderr
+    by_job = {row["job_id"]: row for row in json.loads(listed.stdout)}
+    for job, code in expected.items():
+        assert (by_job[str(job)]["state"], code in by_job[str(job)]["reasons"]) == ("needs_review", True), job
+
+
+# -- defence in depth: the steps and the storage adapters -------------------------------------------
+
+
+def test_repair_steps_refuse_keys_outside_the_users_folder(seeded):
+    from charfix.demo.cases import INCIDENT_JOB
+    from charfix.errors import RefusedError
+    from charfix.models import Action, Step
+    from charfix.repair_steps import StepContext, apply_step
+    from charfix.repository.postgres import PostgresRepository
+    from charfix.scan import Backends, collect_facts
+    from charfix.storage.local import LocalStorage
+    from snapshots import snapshot
+
+    backends = Backends(repository=PostgresRepository.connect(seeded.db_url), storage=LocalStorage(seeded.storage))
+    facts = collect_facts(backends, backends.repository.jobs_by_id([INCIDENT_JOB]))[0]
+    own_source = facts.temp_objects[0].path
+    character = str(facts.characters[0].id)
+    other = uuid.uuid4()
+    (seeded.storage / "user-library" / str(other)).mkdir(parents=True)
+    (seeded.storage / "user-library" / str(other) / "private.png").write_bytes(png((4, 4, 4)))
+    steps = [
+        Step(action=Action.COPY_OBJECT, description="", params={"source": own_source,
+                                                                 "destination": f"user-library/{other}/x.png"}),
+        Step(action=Action.COPY_OBJECT, description="", params={"source": own_source, "destination": "user-library/top.png"}),
+        Step(action=Action.COPY_OBJECT, description="", params={"source": f"user-library/{other}/private.png",
+                                                                 "destination": f"user-library/{facts.job.user_id}/x.png"}),
+        Step(action=Action.COPY_OBJECT, description="", params={"source_url": "https://example.invalid/x.png",
+                                                                 "destination": f"user-library/{other}/y.png"}),
+        Step(action=Action.INSERT_LIBRARY_ROW, description="", params={"storage_path": f"{other}/private.png",
+                                                                        "character_id": character}),
+        Step(action=Action.UPDATE_CHARACTER_IMAGE, description="",
+             params={"character_id": character, "image_url": f"user-library/{other}/private.png"}),
+        Step(action=Action.UPDATE_CHARACTER_IMAGE, description="",
+             params={"character_id": character, "image_url": f"workspace-temp/{other}/private.png"}),
+    ]
+    before = snapshot(seeded.db_url, seeded.storage)
+    for step in steps:
+        context = StepContext(backends=backends, facts=facts, diagnosis=None, audit=None)
+        with pytest.raises(RefusedError):
+            apply_step(context, step)
+    assert snapshot(seeded.db_url, seeded.storage) == before
+    backends.repository.close()
+
+
+BAD_KEYS = ["", "/abs.png", "a//b.png", "a/../b.png", "a/./b.png", " a/b.png", "a/ b.png", "a\\b.png", "a/%2e.png",
+            "a/b#.png", "a/[b].png", "a/\x1b.png", "a/\u0131.png", "/".join("a" * 9), "a/" + "x" * 1100]
+
+
+@pytest.mark.parametrize("bad", BAD_KEYS, ids=range(len(BAD_KEYS)))
+def test_storage_adapters_refuse_bad_keys(tmp_path, bad):
+    from charfix.errors import UsageError
+    from charfix.storage.local import LocalStorage
+    from charfix.storage.supabase import _path
+
+    storage = LocalStorage(tmp_path)
+    with pytest.raises(UsageError):
+        storage.write("user-library", bad, b"x", content_type="image/png")
+    with pytest.raises(UsageError):
+        _path("user-library", bad)
+    assert list(tmp_path.rglob("*")) == []
