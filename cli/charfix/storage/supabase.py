@@ -17,8 +17,8 @@ from urllib.parse import quote
 import httpx
 
 from charfix.errors import BackendError, UsageError
-from charfix.keys import key_problem
 from charfix.http import Caller, Supabase, storage_code
+from charfix.keys import key_problem
 from charfix.models import StoredObject
 from charfix.storage.base import by_folder
 
