@@ -381,3 +381,22 @@ def test_storage_adapters_refuse_bad_keys(tmp_path, bad):
     with pytest.raises(UsageError):
         _path("user-library", bad)
     assert list(tmp_path.rglob("*")) == []
+
+
+def test_every_rest_request_fits_a_url_whatever_the_names(cli, seeded, request):
+    """A name of 9,000 emoji (108 KB percent-encoded) is still a name: its job is diagnosed and
+    repaired, and no request to the server is longer than a gateway takes (about 16 KB)."""
+    with seeded.connect() as conn:
+        odd = plant_stuck_job(conn, seeded.storage, seeded.now, name="🌸" * 9_000)
+        sibling = plant_stuck_job(conn, seeded.storage, seeded.now, name="🌸" * 9_000, user=odd.user)
+        ordinary = plant_stuck_job(conn, seeded.storage, seeded.now)
+    argv, env = backend_args(request, seeded, "supabase")
+    listed = cli(*argv, "list-stuck", "--json", env=env)
+    assert listed.code == 0, listed.stderr
+    by_job = {row["job_id"]: row for row in json.loads(listed.stdout)}
+    # Two drafts for one name, and two same-name characters: a person chooses (never a URL error).
+    assert by_job[str(odd.job)]["state"] == by_job[str(sibling.job)]["state"] == "needs_review"
+    assert by_job[str(ordinary.job)]["state"] == "repairable"
+    server = request.getfixturevalue("server")
+    longest = max(len(path) + len(query) for _, path, query in server.requests)
+    assert longest < 16_000

@@ -103,9 +103,10 @@ class SupabaseRepository:
 
         # A name too long for any URL is not put in one: that user's portrait jobs of the window are
         # read instead, and matched here (a bounded read: one user, a couple of hours).
-        fits = [n for n in sorted(set(names), key=str) if _encoded(quoted(n[1])) + 3 <= self.url_budget // 2]
-        odd = sorted({n for n in names if n not in set(fits)}, key=str)
-        rows = self._read_chunked("jobs", fits, configure) if fits else []
+        cost = lambda name: 2 * (_encoded(quoted(name[1])) + 3)  # each name is listed under both keys
+        fits = [n for n in sorted(set(names), key=str) if cost(n) <= self.url_budget]
+        odd = sorted(set(names) - set(fits), key=str)
+        rows = self._read_chunked("jobs", fits, configure, cost=cost) if fits else []
         for user in sorted({u for u, _ in odd}, key=str):
             builder = self._select("jobs")
             builder.filter("user_id", "eq", str(user)).filter("created_at", "gte", _stamp(since))
