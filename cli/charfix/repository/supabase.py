@@ -81,11 +81,11 @@ class SupabaseRepository:
             builder.request.params = builder.request.params.add(
                 "and", f"(or(created_at.gt.{at},and(created_at.eq.{at},id.gt.{quoted(after.id)})))")
         builder.order("created_at").order("id").limit(limit)
-        return self._models(Job, self._json("jobs", builder))
+        return read_rows(Job, self._json("jobs", builder))
 
     def jobs_by_id(self, ids: Sequence[UUID]) -> list[Job]:
         rows = self._read_chunked("jobs", [("id", i) for i in dict.fromkeys(ids)], _in_filter)
-        return sorted(self._models(Job, rows), key=lambda j: (j.created_at, j.id))
+        return sorted(read_rows(Job, rows), key=lambda j: (j.created_at, j.id))
 
     def jobs_naming(self, names: Sequence[tuple[UUID, str]], *, since: datetime, until: datetime) -> list[Job]:
         if not names:
@@ -112,8 +112,8 @@ class SupabaseRepository:
             builder.filter("user_id", "eq", str(user)).filter("created_at", "gte", _stamp(since))
             builder.filter("created_at", "lte", _stamp(until)).or_(portrait[3:-1])
             wanted = {n for u, n in odd if u == user}
-            rows += [r for r in self._json("jobs", builder) if _named(self._parsed(r, "jobs")) & wanted]
-        return self._models(Job, _unique(rows))
+            rows += [r for r in self._json("jobs", builder) if _named(r) & wanted]
+        return read_rows(Job, _unique(rows))
 
     def job_ids_starting(self, prefix: str, *, limit: int) -> list[UUID]:
         # `id=like.abc*` is refused on a uuid column (no like operator for uuid), and a cast in a
@@ -128,7 +128,7 @@ class SupabaseRepository:
 
     def assets_for(self, job_ids: Sequence[UUID]) -> list[WorkspaceAsset]:
         rows = self._read_chunked("workspace_assets", [("job_id", i) for i in dict.fromkeys(job_ids)], _in_filter)
-        return self._models(WorkspaceAsset, rows)
+        return read_rows(WorkspaceAsset, rows)
 
     def library_items_for(self, jobs: Sequence[Job], assets: Sequence[WorkspaceAsset]) -> list[LibraryItem]:
         if not jobs:
@@ -144,7 +144,7 @@ class SupabaseRepository:
         cost = lambda x: _encoded(self._library_terms([x], []) if isinstance(x, Job) else self._library_terms([], [x]))
         rows = self._read_chunked("user_library", items, configure, cost=cost)
         wanted = _library_match(jobs, assets)
-        return self._models(LibraryItem, [r for r in _unique(rows) if wanted(self._parsed(r, "user_library"))])
+        return read_rows(LibraryItem, [r for r in _unique(rows) if wanted(r)])
 
     def _library_terms(self, jobs: Sequence[Job], assets: Sequence[WorkspaceAsset]) -> str:
         # `_` is a LIKE wildcard: the filter may fetch a little more; _library_match is exact.
@@ -174,7 +174,7 @@ class SupabaseRepository:
         rows = self._read_chunked("characters", terms, configure)
         wanted_ids = {str(i) for i in ids}
         wanted_names = {(str(u), normalized_name(n)) for u, n in names}
-        return self._models(Character, [
+        return read_rows(Character, [
             r for r in _unique(rows)
             if r["id"] in wanted_ids or (r["user_id"], normalized_name(str(r["name"]))) in wanted_names])
 
@@ -211,7 +211,7 @@ class SupabaseRepository:
     def library_items_at(self, user_id: UUID, storage_path: str) -> list[LibraryItem]:
         builder = self._select("user_library")
         builder.filter("user_id", "eq", str(user_id)).filter("storage_path", "eq", storage_path).order("id")
-        return self._models(LibraryItem, self._json("user_library", builder))
+        return read_rows(LibraryItem, self._json("user_library", builder))
 
     def insert_library_item(self, item: NewLibraryItem) -> LibraryItem:
         values = {k: v for k, v in item.model_dump(mode="json").items()
@@ -233,7 +233,7 @@ class SupabaseRepository:
         if response.status_code == 409:
             # The row's id is derived from the job: another run inserted it first (unique_violation).
             raise ChangedError(f"library row {item.id} was inserted by another writer meanwhile; nothing was inserted")
-        return self._models(LibraryItem, self._check("table user_library", response))[0]
+        return read_rows(LibraryItem, self._check("table user_library", response))[0]
 
     def upgrade_library_item(self, item: LibraryItem, *, portrait: dict[str, Any], character_id: UUID) -> LibraryItem:
         values: dict[str, Any] = {
@@ -253,7 +253,7 @@ class SupabaseRepository:
         rows = self._patch("user_library", values, filters)
         if not rows:
             raise ChangedError(f"library row {item.id} changed since it was read; nothing was written to it")
-        return self._models(LibraryItem, rows)[0]
+        return read_rows(LibraryItem, rows)[0]
 
     def update_character_image(self, character: Character, *, image_url: str, seed: int | None,
                                reference: bool = True) -> Character:
@@ -270,7 +270,7 @@ class SupabaseRepository:
         rows = self._patch("characters", values, filters)
         if not rows:
             raise ChangedError(f"character {character.id} changed since it was read; nothing was written to it")
-        return self._models(Character, rows)[0]
+        return read_rows(Character, rows)[0]
 
     def _update_job(self, job: Job, values: dict[str, Any], *, landed: Callable[[Job], bool],
                     extra: Sequence[tuple[str, str, str]] = ()) -> Job:
@@ -278,7 +278,7 @@ class SupabaseRepository:
         before = self.caller.unknown_outcomes
         rows = self._patch("jobs", values, filters)
         if rows:
-            return self._models(Job, rows)[0]
+            return read_rows(Job, rows)[0]
         if self.caller.unknown_outcomes > before:
             # A retry after a broken connection finds nothing to match when the first try landed.
             now = self.jobs_by_id([job.id])
@@ -300,20 +300,6 @@ class SupabaseRepository:
     def _readable(self, table: str) -> str:
         return ",".join(f"{c}::text" if c in JSON_COLUMNS else c for c in self.schema.readable(table))
 
-    def _parsed(self, row: dict[str, Any], table: str) -> dict[str, Any]:
-        """The row with its jsonb columns (read as text) parsed, once, with the guards of rows.py."""
-        if row.get(_PARSED):
-            return row
-        for column in JSON_COLUMNS.intersection(row):
-            if isinstance(row[column], str):
-                row[column] = load_json(row[column])
-        row[_PARSED] = True
-        return row
-
-    def _models(self, model, rows: list[dict[str, Any]]) -> list:
-        table = {Job: "jobs", WorkspaceAsset: "workspace_assets", Character: "characters"}.get(model, "user_library")
-        return read_rows(model, [self._parsed(r, table) for r in rows])
-
     def _read_chunked(self, table: str, items: list[Any], configure, *,
                       cost: Callable[[Any], int] = lambda term: _encoded(quoted(term[1])) + 3) -> list[dict[str, Any]]:
         """Rows for every chunk of `items` (split to fit the URL budget), each read to its end."""
@@ -325,7 +311,7 @@ class SupabaseRepository:
                 configure(builder, chunk)
                 builder.order("id").limit(ROW_LIMIT).offset(offset)
                 response = self._get(table, builder)
-                batch = response.json()
+                batch = _parsed(response.json())
                 rows += batch
                 offset += len(batch)
                 total = _total(response)
@@ -335,11 +321,12 @@ class SupabaseRepository:
 
     def _get(self, table: str, builder) -> httpx.Response:
         response = self.caller.send(f"table {table}", lambda: builder.request.send(httpx.Headers()))
-        self._check(f"table {table}", response)
+        if not response.is_success:
+            raise self.caller.fail(f"table {table}", response)
         return response
 
     def _json(self, table: str, builder) -> list[dict[str, Any]]:
-        return self._get(table, builder).json()
+        return _parsed(self._get(table, builder).json())
 
     def _patch(self, table: str, values: dict[str, Any], filters: Sequence[tuple[str, str, str]]) -> list[dict]:
         if sum(_encoded(value) for _, _, value in filters) > self.url_budget:
@@ -359,7 +346,7 @@ class SupabaseRepository:
     def _check(self, what: str, response: httpx.Response) -> list[dict[str, Any]]:
         if not response.is_success:
             raise self.caller.fail(what, response)
-        return response.json()
+        return _parsed(response.json())
 
 
 def _in_filter(builder, chunk) -> None:
@@ -439,7 +426,13 @@ def _stamp(at: datetime) -> str:
     return "infinity" if at == END_OF_TIME else at.isoformat()
 
 
-_PARSED = "\0parsed"  # marks a row whose jsonb columns were parsed (no column has this name)
+def _parsed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with their jsonb columns (asked for as text) parsed with the guards of rows.py."""
+    for row in rows:
+        for column in JSON_COLUMNS.intersection(row):
+            if isinstance(row[column], str):
+                row[column] = load_json(row[column])
+    return rows
 
 
 def _named(row: dict[str, Any]) -> set[str]:
