@@ -301,6 +301,30 @@ def foreign_asset() -> JobFacts:
                       characters=[character])
 
 
+def only_foreign_asset() -> JobFacts:
+    """The job's only asset row is another user's, and nothing is in the job's own folder."""
+    job = make_job("only-foreign-asset", status="processing", metadata=portrait(characterName="Talon"))
+    return make_facts(job, assets=[make_asset(job, user=MALLORY)])
+
+
+def foreign_row_key(key: str, *, status: str = "processing", label: str = "") -> JobFacts:
+    """Alice's own row names this job but points at `key` (another user's object, the top level...)."""
+    facts = by_id(status=status, label=f"foreign-key:{label or key}")
+    row = make_row(key, created=T0 + 10 * S, character=facts.characters[0], job=facts.job, label=label)
+    return with_(facts, rows=[row], generic=[lib_obj(key)] if "/" in key else [])
+
+
+def foreign_temp_path() -> JobFacts:
+    job = make_job("foreign-temp", status="processing", metadata=portrait(characterName="Rook"))
+    asset = make_asset(job, path=f"{MALLORY}/{job.id}_1.png")
+    return make_facts(job, assets=[asset], characters=[make_character("Rook", created=T0 + 20 * S)])
+
+
+def unreadable_job() -> JobFacts:
+    job = make_job("unreadable", status="processing").model_copy(update={"unreadable": ("jobs.metadata",)})
+    return make_facts(job)
+
+
 def cleaned_up() -> JobFacts:
     character = make_character("Juno", created=T0 - timedelta(days=1))
     job = make_job("cleaned-up", status="failed", error=CLEANUP_ERROR,
@@ -399,6 +423,13 @@ TABLE = [
     row("object-gone", with_(by_id(label="gone"), temp=[]), State.LOST, [R.OUTPUT_MISSING], []),
     row("asset-owner-mismatch", foreign_asset(), State.NEEDS_REVIEW, [R.JOB_NOT_COMPLETED, R.ASSET_OWNER_MISMATCH],
         [], None),
+    row("only-asset-foreign", only_foreign_asset(), State.NEEDS_REVIEW, [R.JOB_NO_OUTPUT, R.ASSET_OWNER_MISMATCH],
+        [], None),
+    row("foreign-storage-key", foreign_row_key(f"{MALLORY}/secret.png"), State.NEEDS_REVIEW,
+        [R.JOB_NOT_COMPLETED, R.FOREIGN_STORAGE_KEY], [A.COMPLETE_JOB], None),
+    row("foreign-temp-path", foreign_temp_path(), State.NEEDS_REVIEW, [R.JOB_NOT_COMPLETED, R.FOREIGN_STORAGE_KEY],
+        [], None),
+    row("unreadable-data", unreadable_job(), State.NEEDS_REVIEW, [R.UNREADABLE_DATA], [], None),
     row("character-not-found", by_name("Ghost"), State.NEEDS_REVIEW, [R.CHARACTER_ID_MISSING, R.CHARACTER_NOT_FOUND],
         [], None, []),
     row("character-ambiguous", by_name("Luna", characters=_later_pair("Luna")), State.NEEDS_REVIEW,
@@ -462,6 +493,36 @@ def test_the_table_covers_every_reason_code_and_state():
 # ---------------------------------------------------------------------------------------------
 # The incident, in detail
 # ---------------------------------------------------------------------------------------------
+
+
+HOSTILE_KEYS = {
+    "another-users-folder": f"{MALLORY}/secret.png",
+    "top-level": "secret.png",
+    "leading-space": f" {ALICE}/x.png",
+    "padded-segment": f"{ALICE}/ x.png",
+    "backslashes": f"{ALICE}\\..\\{MALLORY}\\secret.png",
+    "percent-encoded-dots": f"{ALICE}/%2e%2e/{MALLORY}/secret.png",
+    "dot-dot": f"{ALICE}/../{MALLORY}/secret.png",
+    "dot": f"{ALICE}/./x.png",
+    "absolute": f"/{ALICE}/x.png",
+    "empty-segment": f"{ALICE}//x.png",
+    "control-character": f"{ALICE}/x\x1b.png",
+    "non-ascii": f"{ALICE}/\u0131.png",
+    "hash": f"{ALICE}/x#.png",
+    "deep": f"{ALICE}/" + "a/" * 2000 + "x.png",
+    "long": f"{ALICE}/" + "x" * 1100 + ".png",
+    "bucket-prefixed": f"{LIBRARY_BUCKET}/{ALICE}/x.png",
+}
+
+
+@pytest.mark.parametrize("key", HOSTILE_KEYS.values(), ids=HOSTILE_KEYS.keys())
+def test_a_row_with_a_key_outside_the_users_folder_is_evidence_of_nothing(key):
+    diagnosis = run(foreign_row_key(key, status="completed", label=key[:30]))
+    assert diagnosis.state == State.NEEDS_REVIEW and R.FOREIGN_STORAGE_KEY in diagnosis.reasons[-1].code
+    evidence = diagnosis.reasons[-1].evidence
+    assert (evidence["table"], evidence["column"]) == ("user_library", "storage_path")
+    assert evidence["value"].startswith(key[:100]) and evidence["problem"]
+    assert diagnosis.plan == []  # a completed job: nothing is copied, written or pointed at
 
 
 def test_incident_plan_in_detail():

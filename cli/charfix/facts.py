@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
+from charfix.keys import own_key
 from charfix.models import (
     LIBRARY_BUCKET,
     PORTRAIT,
@@ -30,6 +31,9 @@ INT4_MAX = 2_147_483_647
 PREFIX_LENGTH = 74  # len("{user uuid}/{job uuid}_")
 INT4_MIN = -2_147_483_648
 ORIGINAL_FAL_URL = "original_fal_url"
+# A name longer than this is no person's character name (a planted row): the job needs a person
+# (unreadable_data), on both backends alike. Shorter odd names are matched exactly.
+MAX_NAME_LENGTH = 10_000
 
 
 def as_dict(value: Any) -> dict[str, Any]:
@@ -65,6 +69,7 @@ class Request:
     character_id: UUID | None
     raw_character_id: str | None
     character_name: str | None
+    name_too_long: bool = False
 
 
 def read_request(job: Job) -> Request:
@@ -72,13 +77,39 @@ def read_request(job: Job) -> Request:
     destination = meta.get("destination")
     source = meta.get("source")
     raw_id = meta.get("character_id")
+    name = text_value(meta, "character_name", "characterName")
+    too_long = name is not None and len(name) > MAX_NAME_LENGTH
     return Request(
         is_portrait=PORTRAIT in (destination, source),
         source_only=source == PORTRAIT and destination != PORTRAIT,
         character_id=as_uuid(raw_id),
-        raw_character_id=None if raw_id is None else str(raw_id),
-        character_name=text_value(meta, "character_name", "characterName"),
+        raw_character_id=None if raw_id is None else str(raw_id)[:100],
+        character_name=None if too_long else name,
+        name_too_long=too_long,
     )
+
+
+@dataclass(frozen=True)
+class UnreadableValue:
+    column: str  # table.column
+    row_id: UUID
+    problem: str
+
+
+def unreadable_values(facts: JobFacts) -> list[UnreadableValue]:
+    """Values of this job's own rows that the adapter could not read (repository/rows.py), and names
+    too long to be anyone's: each makes the job one for a person, and only this job."""
+    job = facts.job
+    found = [UnreadableValue(c, job.id, "could not be read") for c in job.unreadable]
+    if read_request(job).name_too_long:
+        found.append(UnreadableValue("jobs.metadata", job.id, f"the character name is longer than {MAX_NAME_LENGTH}"))
+    related = [*(a for a in facts.assets if a.job_id == job.id), *tied_rows(facts), *facts.characters]
+    for record in related:
+        found += [UnreadableValue(c, record.id, "could not be read") for c in record.unreadable]
+    for character in facts.characters:
+        if len(character.name) > MAX_NAME_LENGTH:
+            found.append(UnreadableValue("characters.name", character.id, f"longer than {MAX_NAME_LENGTH}"))
+    return found
 
 
 def job_prefix(job: Job) -> str:
@@ -95,17 +126,9 @@ def is_thumbnail(key: str) -> bool:
 
 
 def extension(key: str, default: str = "png") -> str:
+    """The extension for a key charfix writes: only letters and digits (a URL may end in anything)."""
     ext = posixpath.splitext(key)[1].lstrip(".").lower()
-    return ext or default
-
-
-def strip_bucket(path: str, bucket: str) -> str:
-    return path[len(bucket) + 1 :] if path.startswith(bucket + "/") else path
-
-
-def is_safe_key(key: str) -> bool:
-    """A storage key charfix will touch: no empty, `.` or `..` segment (rows may hold anything)."""
-    return bool(key) and all(part not in ("", ".", "..") for part in key.split("/"))
+    return ext if ext.isascii() and ext.isalnum() and len(ext) <= 5 else default
 
 
 def is_url(value: str | None) -> bool:
@@ -128,7 +151,8 @@ class Output:
     empty_path: bool
     # Where external_url was read: the asset's temp_storage_path, or the job's metadata.original_fal_url.
     external_from: str | None
-    recorded_key: str | None  # temp_storage_path when it is a key
+    recorded_key: str | None  # temp_storage_path when it is a key in the job's user's folder
+    untrusted_path: str | None = None  # temp_storage_path when it is a key anywhere else (keys.py)
 
     @property
     def created_at(self) -> datetime | None:
@@ -154,7 +178,9 @@ def find_output(facts: JobFacts) -> Output:
     prefix = job_prefix(facts.job)
     objects = {o.key: o for o in facts.temp_objects if o.key.startswith(prefix)}
     path = asset.temp_storage_path.strip() if asset else ""
-    recorded = None if (not path or is_url(path)) else strip_bucket(path, WORKSPACE_BUCKET)
+    raw = asset.temp_storage_path if asset else ""
+    recorded = None if (not path or is_url(path)) else own_key(facts.job.user_id, raw, WORKSPACE_BUCKET)
+    untrusted = raw if (path and not is_url(path) and recorded is None) else None
     source = objects.get(recorded) if recorded else None
     if source is None:
         # The asset row may be gone (clean-ups) or name a key that was never written.
@@ -178,6 +204,7 @@ def find_output(facts: JobFacts) -> Output:
         empty_path=asset is not None and not path,
         external_from=external_from,
         recorded_key=recorded,
+        untrusted_path=untrusted,
     )
 
 
@@ -202,6 +229,19 @@ def row_character_id(item: LibraryItem) -> UUID | None:
 
 
 def job_rows(facts: JobFacts) -> list[LibraryItem]:
+    """Library rows that belong to this job and name a key in its user's folder: the only rows that
+    are evidence (keys.py). A row tied to the job whose key is anywhere else is in foreign_rows."""
+    user = facts.job.user_id
+    return [r for r in tied_rows(facts) if own_key(user, r.storage_path) is not None]
+
+
+def foreign_rows(facts: JobFacts) -> list[LibraryItem]:
+    """Rows of the job's user tied to this job whose storage_path is not a plain key in their folder."""
+    user = facts.job.user_id
+    return [r for r in tied_rows(facts) if own_key(user, r.storage_path) is None]
+
+
+def tied_rows(facts: JobFacts) -> list[LibraryItem]:
     """Library rows that belong to this job: by key, by recorded job id, or by asset id (manual save)."""
     job = facts.job
     prefix = job_prefix(job)

@@ -24,6 +24,10 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 class Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
+    # `table.column` of the values the adapter could not read (repository/rows.py): they hold their
+    # default instead, and the diagnosis gives the job unreadable_data. Not a column; never written.
+    unreadable: tuple[str, ...] = Field(default=(), exclude=True)
+
     @field_validator("created_at", mode="before", check_fields=False)
     @classmethod
     def _missing_is_old(cls, value: Any) -> Any:
@@ -203,6 +207,8 @@ class ReasonCode(StrEnum):
     LIBRARY_ROW_GENERIC = "library_row_generic"
     LIBRARY_DUPLICATES = "library_duplicates"
     CHARACTER_IMAGE_NOT_UPDATED = "character_image_not_updated"
+    FOREIGN_STORAGE_KEY = "foreign_storage_key"
+    UNREADABLE_DATA = "unreadable_data"
 
 
 class Action(StrEnum):

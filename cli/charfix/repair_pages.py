@@ -80,10 +80,11 @@ def _page_failed(page: PageResult, job_ids: Sequence[UUID], message: str) -> Pag
 def _repair_locked(backends: Backends, facts: list[JobFacts], options: RepairOptions, audit: AuditLog | None,
                    page: PageResult) -> None:
     plans = [(item, planned(diagnose(item, options.rules), options)) for item in facts]
+    changed = _lock_characters(backends, plans)
     rows_at = _rows_at(backends, plans)
     written: set[UUID] = set()  # characters and library rows an earlier job of this page wrote
     for item, result in plans:
-        if written & _read_rows(item):
+        if written & _read_rows(item) or changed & {c.id for c in item.characters}:
             page.deferred.append(item.job.id)
             continue
         if result.outcome == Outcome.PLANNED:
@@ -91,6 +92,16 @@ def _repair_locked(backends: Backends, facts: list[JobFacts], options: RepairOpt
             if result.outcome == Outcome.REPAIRED:
                 written |= _written_rows(result)
         page.results.append(result)
+
+
+def _lock_characters(backends: Backends, plans: list[tuple[JobFacts, JobResult]]) -> set[UUID]:
+    """Lock every character the page will write, in one global order (writes.lock_characters), so two
+    overlapping runs never deadlock. Returns those another run changed since they were read: their
+    jobs are handed back, to be read again in a later page."""
+    wanted = {UUID(step.params["character_id"]) for _, result in plans if result.outcome == Outcome.PLANNED
+              for step in result.steps if "character_id" in step.params}
+    seen = {c.id: c for item, _ in plans for c in item.characters}
+    return {c.id for c in backends.repository.lock_characters(sorted(wanted)) if seen.get(c.id) != c}
 
 
 def _rows_at(backends: Backends, plans: list[tuple[JobFacts, JobResult]]) -> dict[tuple[UUID, str], list]:

@@ -15,6 +15,7 @@ from charfix import facts as f
 from charfix.audit import AuditLog
 from charfix.errors import BackendError, ChangedError, CharfixError, RefusedError
 from charfix.fetch import EXTENSIONS
+from charfix.keys import own_key
 from charfix.models import (
     LIBRARY_BUCKET,
     PORTRAIT,
@@ -75,6 +76,13 @@ class StepContext:
             # The diagnosis never plans this; refusing here keeps the rule whatever called us.
             raise RefusedError(f"character {character_id} is not a character of user {self.job.user_id}")
         return found
+
+    def own(self, bucket: str, key: str) -> str:
+        """`key` when it is a plain key in the job's user's folder (keys.py); RefusedError otherwise.
+        The diagnosis never plans anything else; this keeps the rule whatever called us."""
+        if own_key(self.job.user_id, key) != key:
+            raise RefusedError(f"refusing {bucket}/{key[:200]}: not a plain key in the folder of user {self.job.user_id}")
+        return key
 
     def stored(self, path: str) -> str:
         """Where a planned `bucket/key` was written: a fetched copy may have changed its extension."""
@@ -149,6 +157,7 @@ def _copy_object(ctx: StepContext, params: dict[str, Any]) -> None:
         source_bucket, source_key = _split(params["source"])
         _copy_if_needed(ctx, source_bucket, source_key, bucket, key)
     else:
+        ctx.own(bucket, key)
         _fetch_if_needed(ctx, params["source_url"], bucket, key)
     if "thumbnail_source" in params:
         source_bucket, source_key = _split(params["thumbnail_source"])
@@ -158,6 +167,8 @@ def _copy_object(ctx: StepContext, params: dict[str, Any]) -> None:
 
 def _copy_if_needed(ctx: StepContext, source_bucket: str, source_key: str, bucket: str, key: str) -> None:
     storage = ctx.backends.storage
+    ctx.own(source_bucket, source_key)
+    ctx.own(bucket, key)
     source = storage.stat(source_bucket, [source_key])
     if not source:
         raise BackendError(f"{source_bucket}/{source_key} is gone; nothing was copied")
@@ -184,7 +195,7 @@ def _fetch_if_needed(ctx: StepContext, url: str, bucket: str, key: str) -> None:
         _stored(ctx, bucket, key, present[0].key, None)
         return
     fetched = ctx.backends.fetcher(url)
-    final = f"{stem}.{fetched.extension}" if chosen else key
+    final = ctx.own(bucket, f"{stem}.{fetched.extension}" if chosen else key)
     origin = {"source_url": url, "content_type": fetched.content_type}
     ctx.write(Action.COPY_OBJECT, f"{bucket}/{final}", None, {**origin, "size": len(fetched.data)},
               lambda: storage.write(bucket, final, fetched.data, content_type=fetched.content_type),
@@ -218,7 +229,7 @@ def _whole_copy(storage, copy: StoredObject, size: int, md5: str | Callable[[], 
 
 def _insert_library_row(ctx: StepContext, params: dict[str, Any]) -> None:
     repo, job = ctx.backends.repository, ctx.job
-    key = _split(ctx.stored(f"{LIBRARY_BUCKET}/{params['storage_path']}"))[1]
+    key = ctx.own(LIBRARY_BUCKET, _split(ctx.stored(f"{LIBRARY_BUCKET}/{params['storage_path']}"))[1])
     # Idempotency (docs/domain.md section 5): the same path, or a row that names this job.
     existing = ctx.library_items_at(key)
     known = {r.id for r in ctx.facts.library_items}
@@ -279,6 +290,7 @@ def _upgrade_library_row(ctx: StepContext, params: dict[str, Any]) -> None:
     row = next((r for r in ctx.facts.library_items if str(r.id) == params["library_row_id"]), None)
     if row is None or row.user_id != ctx.job.user_id:
         raise BackendError(f"library row {params['library_row_id']} is gone")
+    ctx.own(LIBRARY_BUCKET, row.storage_path)  # upgrading it would show that object in the Characters tab
     if f.is_visible(row):
         return
     character = ctx.character(UUID(params["character_id"]))
@@ -291,6 +303,10 @@ def _upgrade_library_row(ctx: StepContext, params: dict[str, Any]) -> None:
 def _update_character_image(ctx: StepContext, params: dict[str, Any]) -> None:
     character = ctx.character(UUID(params["character_id"]))
     image_url = ctx.stored(params["image_url"])
+    bucket, key = _split(image_url)
+    if bucket != LIBRARY_BUCKET:
+        raise RefusedError(f"refusing to point character {character.id} outside {LIBRARY_BUCKET}")
+    ctx.own(bucket, key)
     if character.image_url == image_url:
         return
     seed = params.get("seed_locked")

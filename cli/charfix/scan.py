@@ -17,6 +17,7 @@ from charfix import facts as f
 from charfix.diagnosis import Rules, diagnose
 from charfix.errors import NotFoundError, UsageError
 from charfix.fetch import FetchedImage, fetch_image
+from charfix.keys import own_key
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Diagnosis, Job, JobFacts
 from charfix.repository.base import JobQuery, Page, Repository
 from charfix.storage import Storage
@@ -48,7 +49,7 @@ def _with_siblings(repo: Repository, facts: list[JobFacts], requests: dict[UUID,
     named = {}
     for item in facts:
         request = requests[item.job.id]
-        if request.character_name:
+        if request.character_name and not item.job.unreadable:
             named[item.job.id] = (item.job.user_id, request.character_name)
     if not named:
         return facts
@@ -73,7 +74,8 @@ def _gather(backends: Backends, jobs: Sequence[Job], requests: dict[UUID, f.Requ
     temp = storage.list_prefixes(WORKSPACE_BUCKET, prefixes)
     library = storage.list_prefixes(LIBRARY_BUCKET, prefixes)
     listed = {o.key for o in library}
-    named = {r.storage_path for r in rows if f.is_safe_key(r.storage_path)}
+    # Only keys inside the row's user's folder are looked at: anything else is evidence of nothing.
+    named = {key for r in rows if (key := own_key(r.user_id, r.storage_path)) is not None}
     generic = storage.stat(LIBRARY_BUCKET, sorted(named - listed))
     characters = repo.characters_for(*_character_keys(jobs, requests, rows, library))
     return _group(jobs, requests, assets, rows, temp, library, generic, characters)
@@ -114,7 +116,8 @@ def _group(jobs, requests, assets, rows, temp, library, generic, characters) -> 
         )
         own_rows = f.job_rows(gathered)
         update = {
-            "library_items": tuple(own_rows),
+            # Rows with a key outside the user's folder stay, for the diagnosis to report them.
+            "library_items": tuple(f.tied_rows(gathered)),
             "generic_objects": tuple(generic_by_key[r.storage_path] for r in own_rows if r.storage_path in generic_by_key),
             "characters": tuple(known.wanted(gathered, requests[job.id], own_rows)),
         }

@@ -223,6 +223,30 @@ def foreign_asset(s: Sample) -> None:
              "The job's workspace asset row belongs to another user.")
 
 
+def foreign_key(s: Sample) -> None:
+    t = s.at(hours=9)
+    character = s.character("Corvina", CHLOE, created=t - timedelta(days=3))
+    job = s.job("foreign-key", CHLOE, status="processing", created=t, metadata=portrait(character_id=str(character)))
+    s.asset(job, CHLOE, created=t + 8 * S)
+    # Chloe's own row (a manual save can hold any storage_path) names her job but Mallory's object.
+    s.library_row(CHLOE, f"{MALLORY}/private-portrait.png", created=t + 20 * S, character_id=character,
+                  character_name="Corvina", job_id=job)
+    s.expect("foreign_storage_key", job, "needs_review", ["job_not_completed", "foreign_storage_key"],
+             "The user's own library row points into another user's folder: evidence of nothing.")
+
+
+def unreadable(s: Sample) -> None:
+    t = s.at(hours=11)
+    character = s.character("Ottilie", CHLOE, created=t - timedelta(days=3))
+    job = s.job("unreadable", CHLOE, status="completed", created=t, metadata=portrait(character_id=str(character)))
+    s.asset(job, CHLOE, created=t + 8 * S)
+    s.library_row(CHLOE, f"{CHLOE}/{job}_{character}.png", created=t + 10 * S, character_id=character,
+                  character_name="Ottilie", job_id=job)
+    s.library[-1]["tags"] = ["character", None]  # text[] allows a NULL element; no model of charfix does
+    s.expect("unreadable_data", job, "needs_review", ["unreadable_data"],
+             "The job's library row holds a NULL tag: charfix cannot read it whole, so a person looks.")
+
+
 def odd_name(s: Sample) -> None:
     t = s.at(hours=7)
     name = "Zoë “Z” O'Brien, (the 2nd)"
@@ -262,5 +286,5 @@ STORIES = [
     incident, saved, copy_failed, row_failed, character_not_updated, generic_row, duplicates, ambiguous,
     not_found, linked_to_older, deleted, owner_mismatch, no_reference, source_only, external_url,
     output_missing, no_output, cleaned_up, failed_for_real, in_progress, foreign_asset, odd_name, null_status,
-    cancelled, not_a_portrait,
+    cancelled, not_a_portrait, foreign_key, unreadable,
 ]

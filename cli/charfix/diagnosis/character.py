@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from charfix import facts as f
 from charfix.diagnosis.work import Work, duration
+from charfix.keys import own_key
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Action, Candidate, Character, LibraryItem, ReasonCode as R
 
 
@@ -140,9 +141,15 @@ def _copied_to_older(work: Work) -> Character | None:
         if character.user_id != job.user_id or character.created_at >= job.created_at:
             continue
         images = (character.image_url or "", character.reference_image_url or "")
-        if character.id in copied or any(image.startswith(prefixes) for image in images):
+        # An image counts only as a plain key in the user's folder (keys.py): `{prefix}../..` does not.
+        if character.id in copied or any(image.startswith(prefixes) and _own_image(job, image) for image in images):
             return character
     return None
+
+
+def _own_image(job, image: str) -> bool:
+    bucket = image.split("/", 1)[0]
+    return own_key(job.user_id, image, bucket) is not None
 
 
 def _bound_character(work: Work, rows: list[LibraryItem]) -> Character | None:

@@ -7,6 +7,7 @@ from charfix.diagnosis.character import resolve_character
 from charfix.diagnosis.library import plan_library
 from charfix.diagnosis.status import judge_status
 from charfix.diagnosis.work import Rules, Work
+from charfix.keys import why_not_own
 from charfix.models import (
     Action,
     LIBRARY_BUCKET,
@@ -27,21 +28,35 @@ REVIEW_CODES = frozenset(
         R.CHARACTER_LINKED_TO_OLDER,
         R.CHARACTER_NOT_FOUND,
         R.CHARACTER_OWNER_MISMATCH,
+        R.FOREIGN_STORAGE_KEY,
         R.NO_CHARACTER_REFERENCE,
         R.OUTPUT_EXTERNAL_URL,
+        R.UNREADABLE_DATA,
     }
 )
+SHOWN_KEY = 200  # characters of an untrusted key shown as evidence (one may be 2,000 folders deep)
 
 
 def diagnose(facts: JobFacts, rules: Rules) -> Diagnosis:
     work = Work(facts=facts, rules=rules)
+    if _unreadable(work):
+        return _finish(work, State.NEEDS_REVIEW)
     request = f.read_request(facts.job)
     if not request.is_portrait:
         return _finish(work, State.NOT_APPLICABLE)
+    # Only evidence inside the job's user's folder counts (keys.py): rows and assets naming keys
+    # anywhere else are reported below, never used.
     output = f.find_output(facts)
     rows = f.job_rows(facts)
     has_output = output.source is not None or f.saved_copy(facts, rows) is not None
     early = judge_status(work, output, has_output=has_output)
+    if _foreign_asset(work):
+        work.plan = []  # never repair across users, not even the job's status (domain.md section 4)
+        return _finish(work, State.NEEDS_REVIEW)
+    if _foreign_keys(work, output):
+        # The job's own output, proven inside its folder, may still be marked completed; nothing else.
+        work.plan = [s for s in work.plan if s.action == Action.COMPLETE_JOB and has_output]
+        return _finish(work, State.NEEDS_REVIEW)
     if early is not None:
         return _finish(work, early)
     if request.source_only:
@@ -50,9 +65,6 @@ def diagnose(facts: JobFacts, rules: Rules) -> Diagnosis:
             "The request set metadata.source instead of metadata.destination, so auto-save never ran.",
             source="character_portrait",
         )
-    if _foreign_asset(work):
-        work.plan = []  # never repair across users, not even the job's status (docs/domain.md section 4)
-        return _finish(work, State.NEEDS_REVIEW)
     autosave_had_inputs = resolve_character(work, request, rows) and not request.source_only
     if not has_output:
         _no_output(work, output)
@@ -92,6 +104,44 @@ def _foreign_asset(work: Work) -> bool:
             job_user_id=work.facts.job.user_id,
         )
     return bool(foreign)
+
+
+def _unreadable(work: Work) -> bool:
+    """A value of the job's own rows could not be read (docs/diagnosis.md, unreadable_data): nothing
+    about the job can be trusted to be complete, so a person looks at it; the scan goes on."""
+    found = f.unreadable_values(work.facts)
+    for value in found:
+        table, _, column = value.column.partition(".")
+        work.because(
+            R.UNREADABLE_DATA,
+            f"{value.column} of row {value.row_id} {value.problem}; charfix does not repair a job it cannot read whole.",
+            table=table,
+            column=column,
+            row_id=value.row_id,
+            problem=value.problem,
+        )
+    return bool(found)
+
+
+def _foreign_keys(work: Work, output: f.Output) -> bool:
+    """Keys that tie themselves to this job but are not plain keys in its user's folder: another user's
+    object, the bucket's top level, `..`, backslashes, percent-encoding (keys.py). Evidence of nothing."""
+    job = work.facts.job
+    found = [("user_library", "storage_path", row.id, row.storage_path) for row in f.foreign_rows(work.facts)]
+    if output.untrusted_path is not None and output.asset is not None:
+        found.append(("workspace_assets", "temp_storage_path", output.asset.id, output.untrusted_path))
+    for table, column, row_id, raw in found:
+        problem = why_not_own(job.user_id, raw, WORKSPACE_BUCKET if table == "workspace_assets" else None)
+        work.because(
+            R.FOREIGN_STORAGE_KEY,
+            f"{table}.{column} of row {row_id} names a key {problem}; charfix never reads or writes it.",
+            table=table,
+            column=column,
+            row_id=row_id,
+            value=raw if len(raw) <= SHOWN_KEY else raw[:SHOWN_KEY] + f"... ({len(raw)} characters)",
+            problem=problem,
+        )
+    return bool(found)
 
 
 def _no_output(work: Work, output: f.Output) -> None:

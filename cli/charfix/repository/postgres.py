@@ -13,14 +13,17 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
+from psycopg.adapt import Loader
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
 from pydantic import BaseModel
 
 from charfix.errors import BackendError, ConnectionLostError
 from charfix.facts import normalized_name
 from charfix.models import PORTRAIT, Character, Job, LibraryItem, WorkspaceAsset
 from charfix.repository.base import OPEN_STATUSES, REQUIRED_COLUMNS, Backlog, JobQuery, Page, Schema, prefix_range
+from charfix.repository.rows import END_OF_TIME, Unreadable, load_json, read_rows
 from charfix.repository.writes import PostgresWrites
 
 M = TypeVar("M", bound=BaseModel)
@@ -32,6 +35,7 @@ NORMALIZED_NAME = "lower(regexp_replace(name, '\\s', '', 'g'))"
 class PostgresRepository(PostgresWrites):
     def __init__(self, conn: psycopg.Connection, *, schema_name: str = "public"):
         self.conn = conn
+        _read_defensively(conn)
         self.schema_name = schema_name
         self.queries = 0
         self.schema = Schema.from_columns(self._live_columns())
@@ -63,8 +67,10 @@ class PostgresRepository(PostgresWrites):
             where.append(sql.SQL("user_id = %(user_id)s"))
             params["user_id"] = query.user_id
         if after is not None:
-            where.append(sql.SQL("(created_at, id) > (%(after_at)s, %(after_id)s)"))
-            params.update(after_at=after.created_at, after_id=after.id)
+            where.append(sql.SQL("(created_at, id) > (%(after_at)s::timestamptz, %(after_id)s)"))
+            # A job whose created_at Python cannot hold (infinity) read as the end of time.
+            params.update(after_at="infinity" if after.created_at == END_OF_TIME else after.created_at,
+                          after_id=after.id)
         statement = sql.SQL("select {cols} from jobs where {where} order by created_at, id limit %(limit)s").format(
             cols=self._columns("jobs"), where=sql.SQL(" and ").join(where)
         )
@@ -73,7 +79,7 @@ class PostgresRepository(PostgresWrites):
     def open_before(self, query: JobQuery) -> Backlog:
         # The app's partial index on (status, created_at) for queued/processing serves this.
         statement = sql.SQL(
-            "select count(*) as count, min(created_at) as oldest from jobs where status = any(%(open)s) "
+            "select count(*) as count, min(created_at) filter (where isfinite(created_at)) as oldest from jobs where status = any(%(open)s) "
             "and created_at < %(since)s "
             "and (metadata->>'destination' = %(portrait)s or metadata->>'source' = %(portrait)s)"
             "{user}"
@@ -190,7 +196,7 @@ class PostgresRepository(PostgresWrites):
         return sql.SQL(", ").join(sql.Identifier(c) for c in self.schema.readable(table))
 
     def _fetch(self, model: type[M], statement: sql.Composable, params: dict[str, Any]) -> list[M]:
-        return [model.model_validate(row) for row in self._rows(statement, params)]
+        return read_rows(model, self._rows(statement, params))
 
     def _rows(self, statement: sql.Composable, params: dict[str, Any]) -> list[dict[str, Any]]:
         with self._errors():
@@ -208,6 +214,34 @@ class PostgresRepository(PostgresWrites):
                     "run again to finish the rest"
                 ) from exc
             raise BackendError(f"database error: {_first_line(exc)}") from exc
+
+
+def _read_defensively(conn: psycopg.Connection) -> None:
+    """Values psycopg would raise on (a jsonb nested 1,000 deep, a 5,000-digit number, an `infinity`
+    timestamp) load as Unreadable instead, for repository/rows.py to pin on their row alone."""
+    set_json_loads(load_json, conn)
+    for name in ("timestamptz", "timestamp", "date"):
+        info = conn.adapters.types.get(name)
+        if info is None:
+            continue
+        inner = conn.adapters.get_loader(info.oid, pq.Format.TEXT)
+        if inner is not None:
+            conn.adapters.register_loader(info.oid, _guarded(inner))
+
+
+def _guarded(inner: type[Loader]) -> type[Loader]:
+    class Guarded(Loader):
+        def __init__(self, oid: int, context=None):
+            super().__init__(oid, context)
+            self.inner = inner(oid, context)
+
+        def load(self, data):
+            try:
+                return self.inner.load(data)
+            except psycopg.DataError:  # infinity, or a year Python cannot hold
+                return Unreadable(f"{bytes(data).decode('ascii', 'replace')[:40]} is out of range")
+
+    return Guarded
 
 
 def _member(expression: sql.Composable, param: str, kind: str) -> sql.Composable:

@@ -24,16 +24,20 @@ from uuid import UUID
 
 import httpx
 
-from charfix.errors import ChangedError
+from charfix.errors import BackendError, ChangedError
 from charfix.facts import PREFIX_LENGTH, normalized_name
 from charfix.http import Caller, OutcomeUnknown, Supabase, array_literal, in_list, quoted
 from charfix.models import PORTRAIT, Character, Job, LibraryItem, NewLibraryItem, WorkspaceAsset
 from charfix.repository.base import OPEN_STATUSES, REQUIRED_COLUMNS, Backlog, JobQuery, Page, Schema
+from charfix.repository.rows import END_OF_TIME, load_json, read_rows
 
 URL_BUDGET = 12_000  # encoded characters of filter values per request; gateways refuse URLs of ~16 KB
 ROW_LIMIT = 1000  # rows asked per response (Supabase's default max_rows)
 PORTRAIT_TAGS = ["character", "portrait"]
 UUID_LAYOUT = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
+# jsonb columns are asked for as text and parsed one value at a time (repository/rows.py): a value
+# nested 1,000 deep or holding a 5,000-digit number then costs its own row, not the whole response.
+JSON_COLUMNS = frozenset({"metadata", "roleplay_metadata", "generation_metadata"})
 
 
 class SupabaseRepository:
@@ -77,7 +81,7 @@ class SupabaseRepository:
             builder.request.params = builder.request.params.add(
                 "and", f"(or(created_at.gt.{at},and(created_at.eq.{at},id.gt.{quoted(after.id)})))")
         builder.order("created_at").order("id").limit(limit)
-        return [Job.model_validate(row) for row in self._json("jobs", builder)]
+        return read_rows(Job, self._json("jobs", builder))
 
     def open_before(self, query: JobQuery) -> Backlog:
         # One request: PostgREST counts the matches (Prefer: count=exact) and returns the oldest.
@@ -89,12 +93,11 @@ class SupabaseRepository:
         builder.order("created_at").limit(1)
         response = self._get("jobs", builder)
         rows = response.json()
-        oldest = datetime.fromisoformat(rows[0]["created_at"]) if rows else None
-        return Backlog(count=_total(response) or len(rows), oldest=oldest)
+        return Backlog(count=_total(response) or len(rows), oldest=_finite_time(rows[0]["created_at"]) if rows else None)
 
     def jobs_by_id(self, ids: Sequence[UUID]) -> list[Job]:
         rows = self._read_chunked("jobs", [("id", i) for i in dict.fromkeys(ids)], _in_filter)
-        return sorted((Job.model_validate(r) for r in rows), key=lambda j: (j.created_at, j.id))
+        return sorted(read_rows(Job, rows), key=lambda j: (j.created_at, j.id))
 
     def jobs_naming(self, names: Sequence[tuple[UUID, str]], *, since: datetime, until: datetime) -> list[Job]:
         if not names:
@@ -110,8 +113,19 @@ class SupabaseRepository:
             builder.request.params = builder.request.params.add(
                 "and", f"({portrait},or(metadata->>character_name.in.{listed},metadata->>characterName.in.{listed}))")
 
-        rows = self._read_chunked("jobs", sorted(set(names), key=str), configure)
-        return [Job.model_validate(r) for r in _unique(rows)]
+        # A name too long for any URL is not put in one: that user's portrait jobs of the window are
+        # read instead, and matched here (a bounded read: one user, a couple of hours).
+        cost = lambda name: 2 * (_encoded(quoted(name[1])) + 3)  # each name is listed under both keys
+        fits = [n for n in sorted(set(names), key=str) if cost(n) <= self.url_budget]
+        odd = sorted(set(names) - set(fits), key=str)
+        rows = self._read_chunked("jobs", fits, configure, cost=cost) if fits else []
+        for user in sorted({u for u, _ in odd}, key=str):
+            builder = self._select("jobs")
+            builder.filter("user_id", "eq", str(user)).filter("created_at", "gte", _stamp(since))
+            builder.filter("created_at", "lte", _stamp(until)).or_(portrait[3:-1])
+            wanted = {n for u, n in odd if u == user}
+            rows += [r for r in self._json("jobs", builder) if _named(r) & wanted]
+        return read_rows(Job, _unique(rows))
 
     def job_ids_starting(self, prefix: str, *, limit: int) -> list[UUID]:
         # `id=like.abc*` is refused on a uuid column (no like operator for uuid), and a cast in a
@@ -157,7 +171,7 @@ class SupabaseRepository:
 
     def assets_for(self, job_ids: Sequence[UUID]) -> list[WorkspaceAsset]:
         rows = self._read_chunked("workspace_assets", [("job_id", i) for i in dict.fromkeys(job_ids)], _in_filter)
-        return [WorkspaceAsset.model_validate(r) for r in rows]
+        return read_rows(WorkspaceAsset, rows)
 
     def library_items_for(self, jobs: Sequence[Job], assets: Sequence[WorkspaceAsset]) -> list[LibraryItem]:
         if not jobs:
@@ -173,7 +187,7 @@ class SupabaseRepository:
         cost = lambda x: _encoded(self._library_terms([x], []) if isinstance(x, Job) else self._library_terms([], [x]))
         rows = self._read_chunked("user_library", items, configure, cost=cost)
         wanted = _library_match(jobs, assets)
-        return [LibraryItem.model_validate(r) for r in _unique(rows) if wanted(r)]
+        return read_rows(LibraryItem, [r for r in _unique(rows) if wanted(r)])
 
     def _library_terms(self, jobs: Sequence[Job], assets: Sequence[WorkspaceAsset]) -> str:
         # `_` is a LIKE wildcard: the filter may fetch a little more; _library_match is exact.
@@ -203,8 +217,9 @@ class SupabaseRepository:
         rows = self._read_chunked("characters", terms, configure)
         wanted_ids = {str(i) for i in ids}
         wanted_names = {(str(u), normalized_name(n)) for u, n in names}
-        return [Character.model_validate(r) for r in _unique(rows)
-                if r["id"] in wanted_ids or (r["user_id"], normalized_name(r["name"])) in wanted_names]
+        return read_rows(Character, [
+            r for r in _unique(rows)
+            if r["id"] in wanted_ids or (r["user_id"], normalized_name(str(r["name"]))) in wanted_names])
 
     # -- writes (no transactions over REST: each is conditional on the row as read) ---------------
 
@@ -239,14 +254,14 @@ class SupabaseRepository:
     def library_items_at(self, user_id: UUID, storage_path: str) -> list[LibraryItem]:
         builder = self._select("user_library")
         builder.filter("user_id", "eq", str(user_id)).filter("storage_path", "eq", storage_path).order("id")
-        return [LibraryItem.model_validate(r) for r in self._json("user_library", builder)]
+        return read_rows(LibraryItem, self._json("user_library", builder))
 
     def insert_library_item(self, item: NewLibraryItem) -> LibraryItem:
         values = {k: v for k, v in item.model_dump(mode="json").items()
                   if self.schema.has("user_library", k) and v is not None}
 
         def post() -> httpx.Response:
-            builder = self._table("user_library").insert(values).select(",".join(self.schema.readable("user_library")))
+            builder = self._table("user_library").insert(values).select(self._readable("user_library"))
             return builder.request.send(httpx.Headers())
 
         try:
@@ -261,7 +276,7 @@ class SupabaseRepository:
         if response.status_code == 409:
             # The row's id is derived from the job: another run inserted it first (unique_violation).
             raise ChangedError(f"library row {item.id} was inserted by another writer meanwhile; nothing was inserted")
-        return LibraryItem.model_validate(self._check("table user_library", response)[0])
+        return read_rows(LibraryItem, self._check("table user_library", response))[0]
 
     def upgrade_library_item(self, item: LibraryItem, *, portrait: dict[str, Any], character_id: UUID) -> LibraryItem:
         values: dict[str, Any] = {
@@ -281,7 +296,7 @@ class SupabaseRepository:
         rows = self._patch("user_library", values, filters)
         if not rows:
             raise ChangedError(f"library row {item.id} changed since it was read; nothing was written to it")
-        return LibraryItem.model_validate(rows[0])
+        return read_rows(LibraryItem, rows)[0]
 
     def update_character_image(self, character: Character, *, image_url: str, seed: int | None,
                                reference: bool = True) -> Character:
@@ -298,7 +313,7 @@ class SupabaseRepository:
         rows = self._patch("characters", values, filters)
         if not rows:
             raise ChangedError(f"character {character.id} changed since it was read; nothing was written to it")
-        return Character.model_validate(rows[0])
+        return read_rows(Character, rows)[0]
 
     def _update_job(self, job: Job, values: dict[str, Any], *, landed: Callable[[Job], bool],
                     extra: Sequence[tuple[str, str, str]] = ()) -> Job:
@@ -306,7 +321,7 @@ class SupabaseRepository:
         before = self.caller.unknown_outcomes
         rows = self._patch("jobs", values, filters)
         if rows:
-            return Job.model_validate(rows[0])
+            return read_rows(Job, rows)[0]
         if self.caller.unknown_outcomes > before:
             # A retry after a broken connection finds nothing to match when the first try landed.
             now = self.jobs_by_id([job.id])
@@ -323,8 +338,10 @@ class SupabaseRepository:
         return self.supabase.client.postgrest.from_(table)
 
     def _select(self, table: str, columns: str | None = None, *, count: bool = False):
-        return self._table(table).select(columns or ",".join(self.schema.readable(table)),
-                                         count="exact" if count else None)
+        return self._table(table).select(columns or self._readable(table), count="exact" if count else None)
+
+    def _readable(self, table: str) -> str:
+        return ",".join(f"{c}::text" if c in JSON_COLUMNS else c for c in self.schema.readable(table))
 
     def _read_chunked(self, table: str, items: list[Any], configure, *,
                       cost: Callable[[Any], int] = lambda term: _encoded(quoted(term[1])) + 3) -> list[dict[str, Any]]:
@@ -337,7 +354,7 @@ class SupabaseRepository:
                 configure(builder, chunk)
                 builder.order("id").limit(ROW_LIMIT).offset(offset)
                 response = self._get(table, builder)
-                batch = response.json()
+                batch = _parsed(response.json())
                 rows += batch
                 offset += len(batch)
                 total = _total(response)
@@ -347,15 +364,21 @@ class SupabaseRepository:
 
     def _get(self, table: str, builder) -> httpx.Response:
         response = self.caller.send(f"table {table}", lambda: builder.request.send(httpx.Headers()))
-        self._check(f"table {table}", response)
+        if not response.is_success:
+            raise self.caller.fail(f"table {table}", response)
         return response
 
     def _json(self, table: str, builder) -> list[dict[str, Any]]:
-        return self._get(table, builder).json()
+        return _parsed(self._get(table, builder).json())
 
     def _patch(self, table: str, values: dict[str, Any], filters: Sequence[tuple[str, str, str]]) -> list[dict]:
+        if sum(_encoded(value) for _, _, value in filters) > self.url_budget:
+            # The row as read (a huge name or metadata) cannot be compared within a URL: this job fails
+            # alone, with the way out named, rather than the gateway refusing a request.
+            raise BackendError(f"table {table}: the row's values are too long to compare in a URL over REST; "
+                               "repair this job over Postgres (SUPABASE_DB_URL)")
         def patch() -> httpx.Response:
-            builder = self._table(table).update(values).select(",".join(self.schema.readable(table)))
+            builder = self._table(table).update(values).select(self._readable(table))
             for column, operator, value in filters:
                 builder.filter(column, operator, value)
             return builder.request.send(httpx.Headers())
@@ -366,7 +389,7 @@ class SupabaseRepository:
     def _check(self, what: str, response: httpx.Response) -> list[dict[str, Any]]:
         if not response.is_success:
             raise self.caller.fail(what, response)
-        return response.json()
+        return _parsed(response.json())
 
 
 def _in_filter(builder, chunk) -> None:
@@ -442,7 +465,24 @@ def _json(value: Any) -> str:
 
 
 def _stamp(at: datetime) -> str:
-    return at.isoformat()
+    # A job whose created_at could not be read (infinity) reads as the end of time: page after it as such.
+    return "infinity" if at == END_OF_TIME else at.isoformat()
+
+
+def _parsed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with their jsonb columns (asked for as text) parsed with the guards of rows.py."""
+    for row in rows:
+        for column in JSON_COLUMNS.intersection(row):
+            if isinstance(row[column], str):
+                row[column] = load_json(row[column])
+    return rows
+
+
+def _named(row: dict[str, Any]) -> set[str]:
+    metadata = row.get("metadata")
+    if not isinstance(metadata, dict):
+        return set()
+    return {v for v in (metadata.get("character_name"), metadata.get("characterName")) if isinstance(v, str)}
 
 
 def _total(response: httpx.Response) -> int | None:
@@ -470,3 +510,11 @@ def openapi_columns(supabase: Supabase, caller: Caller | None = None) -> dict[st
         raise caller.fail("the OpenAPI description (GET /rest/v1/)", response)
     definitions = response.json().get("definitions") or {}
     return {t: set((definitions[t].get("properties") or {})) for t in REQUIRED_COLUMNS if t in definitions}
+
+
+def _finite_time(value) -> datetime | None:
+    """A row's time, or None when it is not one Python can hold (`-infinity`, a planted row)."""
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None

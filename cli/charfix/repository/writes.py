@@ -60,6 +60,17 @@ class PostgresWrites:
                 found[xid] = None
         return found
 
+    def lock_characters(self, ids: Sequence[UUID]) -> list[Character]:
+        """Inside `locked_jobs`: lock the characters the page will write, in id order, waiting for a
+        run that holds one, and return them as stored now. Job locks never wait (SKIP LOCKED) and every
+        page takes its character locks at once, in the same global order, before its first write: so
+        two overlapping runs can wait for each other but never deadlock (docs/reliability.md)."""
+        if not ids:
+            return []
+        statement = sql.SQL("select {cols} from characters where id = any(%(ids)s) order by id for update").format(
+            cols=self._columns("characters"))
+        return self._fetch(Character, statement, {"ids": sorted(set(ids))})
+
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """Inside `locked_jobs`: an exception rolls back only the writes made in this block."""

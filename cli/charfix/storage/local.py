@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from charfix.errors import BackendError, ConfigError, UsageError
+from charfix.keys import key_problem
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, StoredObject
 from charfix.storage.base import by_folder
 
@@ -154,9 +155,9 @@ class LocalStorage:
 
     @staticmethod
     def _parts(bucket: str, key: str) -> tuple[list[str], str]:
+        if key_problem(key) is not None or key_problem(bucket) is not None or "/" in bucket:
+            raise UsageError(f"refusing storage key '{bucket}/{key}' ({key_problem(key) or 'bad bucket'})")
         parts = key.split("/")
-        if not key or any(p in ("", ".", "..") for p in parts) or "/" in bucket or bucket in ("", ".", ".."):
-            raise UsageError(f"refusing storage key '{bucket}/{key}'")
         return parts[:-1], parts[-1]
 
     @staticmethod

@@ -19,6 +19,7 @@ import httpx
 
 from charfix.errors import BackendError, ConfigError, UsageError
 from charfix.http import Caller, Supabase, error_fields, storage_code
+from charfix.keys import key_problem
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, StoredObject
 from charfix.storage.base import by_folder
 
@@ -164,10 +165,9 @@ def _body_status(response: httpx.Response) -> str | None:
 
 
 def _path(bucket: str, key: str) -> str:
-    parts = key.split("/")
-    if not key or any(p in ("", ".", "..") for p in parts) or "/" in bucket or bucket in ("", ".", ".."):
-        raise UsageError(f"refusing storage key '{bucket}/{key}'")
-    return "/".join(quote(p, safe="") for p in parts)
+    if key_problem(key) is not None or key_problem(bucket) is not None or "/" in bucket:
+        raise UsageError(f"refusing storage key '{bucket}/{key}' ({key_problem(key) or 'bad bucket'})")
+    return "/".join(quote(p, safe="") for p in key.split("/"))
 
 
 def _key(folder: str, name: str) -> str:
