@@ -100,16 +100,21 @@ def unreadable_values(facts: JobFacts) -> list[UnreadableValue]:
     """Values of this job's own rows that the adapter could not read (repository/rows.py), and names
     too long to be anyone's: each makes the job one for a person, and only this job."""
     job = facts.job
-    found = [UnreadableValue(c, job.id, "could not be read") for c in job.unreadable]
+    found = [_unreadable(mark, job.id) for mark in job.unreadable]
     if read_request(job).name_too_long:
         found.append(UnreadableValue("jobs.metadata", job.id, f"the character name is longer than {MAX_NAME_LENGTH}"))
     related = [*(a for a in facts.assets if a.job_id == job.id), *tied_rows(facts), *facts.characters]
     for record in related:
-        found += [UnreadableValue(c, record.id, "could not be read") for c in record.unreadable]
+        found += [_unreadable(mark, record.id) for mark in record.unreadable]
     for character in facts.characters:
         if len(character.name) > MAX_NAME_LENGTH:
             found.append(UnreadableValue("characters.name", character.id, f"longer than {MAX_NAME_LENGTH}"))
     return found
+
+
+def _unreadable(mark: str, row_id: UUID) -> UnreadableValue:
+    column, _, why = mark.partition(": ")  # `table.column: why` (repository/rows.py)
+    return UnreadableValue(column, row_id, why or "could not be read")
 
 
 def job_prefix(job: Job) -> str:

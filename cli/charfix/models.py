@@ -24,7 +24,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 class Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    # `table.column` of the values the adapter could not read (repository/rows.py): they hold their
+    # `table.column: why` of the values the adapter could not read (repository/rows.py): they hold their
     # default instead, and the diagnosis gives the job unreadable_data. Not a column; never written.
     unreadable: tuple[str, ...] = Field(default=(), exclude=True)
 

@@ -90,13 +90,15 @@ def read_rows(model: type[M], rows: Iterable[dict[str, Any]]) -> list[M]:
 
 
 def read_row(model: type[M], row: dict[str, Any], table: str) -> M | None:
-    bad = {k for k, v in row.items() if isinstance(v, Unreadable)}
+    """The row as a model; each column that cannot be read is named in `unreadable` as
+    `table.column: why` and holds NULL (or its default) instead."""
+    bad = {k: v.why for k, v in row.items() if isinstance(v, Unreadable)}
     if not bad:
         try:
             return model.model_validate(row)
         except (ValidationError, ValueError, TypeError, RecursionError) as exc:
             bad = _failing_columns(exc, row)
-    marks = {"unreadable": tuple(sorted(f"{table}.{column}" for column in bad))}
+    marks: dict[str, Any] = {"unreadable": tuple(sorted(f"{table}.{column}: {why}" for column, why in bad.items()))}
     if "created_at" in bad and table == "jobs":
         marks["created_at"] = END_OF_TIME
     # First as NULL (created_at then reads as long ago, models.Record), else the field's default.
@@ -108,10 +110,15 @@ def read_row(model: type[M], row: dict[str, Any], table: str) -> M | None:
     return None
 
 
-def _failing_columns(exc: Exception, row: dict[str, Any]) -> set[str]:
+def _failing_columns(exc: Exception, row: dict[str, Any]) -> dict[str, str]:
     if isinstance(exc, ValidationError):
-        columns = {str(error["loc"][0]) for error in exc.errors() if error.get("loc")}
-        if columns & row.keys():
-            return columns & row.keys()
+        found: dict[str, str] = {}
+        for error in exc.errors():
+            column = str(error["loc"][0]) if error.get("loc") else None
+            if column in row and column not in found:
+                where = "".join(f"[{part}]" for part in error["loc"][1:])
+                found[column] = f"{error['msg'].lower()}{' at ' + where if where else ''}"[:120]
+        if found:
+            return found
     # Nothing names a column (a recursion deep inside a value): every structured value is suspect.
-    return {k for k, v in row.items() if isinstance(v, dict | list)}
+    return {k: "could not be read" for k, v in row.items() if isinstance(v, dict | list)}
