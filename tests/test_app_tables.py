@@ -130,8 +130,10 @@ def test_a_repair_killed_between_any_two_steps_is_finished_by_the_next_run(kind,
         again = cli(*args, "diagnose", job, "--json", env=env)
     incident_saved(seeded)
     assert json.loads(again.stdout)[0]["state"] == "saved"
-    lines = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
-    assert sorted(line["step"] for line in lines if line["step"] != "copy_object") == sorted(
+    from charfix import audit
+
+    made = audit.writes(audit.read(tmp_path / "a.jsonl"))  # what happened, killed run and finishing run together
+    assert sorted(line["step"] for line in made if line["step"] != "copy_object") == sorted(
         ["complete_job", "link_character", "insert_library_row", "update_character_image"])
 
 
@@ -245,13 +247,14 @@ def test_list_stuck_says_what_the_window_hides(kind, seeded, cli):
         as_json = cli(*args, "list-stuck", "--json", env=env)
         wide = cli(*args, "list-stuck", "--since", "45d", env=env)
     assert plain.code == as_json.code == wide.code == 0, plain.stderr + as_json.stderr + wide.stderr
-    line = [text for text in plain.stdout.splitlines() if "hides" in text]
+    # Piped, stdout holds only jobs: the counts and the window's line go to stderr (docs/commands.md).
+    line = [text for text in plain.stderr.splitlines() if "hides" in text]
     assert len(line) == 1 and "hides 2 older portrait job(s) still queued/processing" in line[0]
     assert "--since 45d" in line[0]
-    assert "portrait job(s) examined" in plain.stdout
+    assert "hides" not in plain.stdout and "portrait job(s) examined" in plain.stderr
     assert "hides 2 older" in " ".join(as_json.stderr.split()) and isinstance(json.loads(as_json.stdout), list)
-    assert "hides" not in wide.stdout  # nothing queued or processing is older than 45 days
-    assert examined(wide.stdout) == examined(plain.stdout) + 2  # the window now reaches them
+    assert "hides" not in wide.stderr  # nothing queued or processing is older than 45 days
+    assert examined(wide.stderr) == examined(plain.stderr) + 2  # the window now reaches them
 
 
 def examined(stdout: str) -> int:

@@ -13,7 +13,7 @@ from conftest import charfix_executable
 from snapshots import snapshot
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-TESTED = {0, 1, 2, 3, 4, 5, 6, 7, 70, 130}
+TESTED = {0, 1, 2, 3, 4, 5, 6, 7, 70, 130, 143}
 
 
 def args(seeded, *rest):
@@ -106,3 +106,19 @@ def test_130_interrupted(seeded, tmp_path):
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 130
+
+
+def test_143_stopped_by_sigterm(seeded, tmp_path):
+    """cron's `timeout` and systemd stop a run with SIGTERM: the page in flight finishes, then 143."""
+    import signal
+
+    from test_cli import _bulk_incidents
+    from test_signals import _once_writing, _start
+
+    _bulk_incidents(seeded, 292)
+    log = tmp_path / "audit.jsonl"
+    proc = _start(args(seeded, "backfill-portraits", "--yes", "--audit-log", str(log)), tmp_path)
+    _once_writing(proc, log)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143 and "stopped by SIGTERM" in err, err

@@ -101,7 +101,9 @@ def test_list_stuck_and_diagnose_show_planted_text_escaped_and_json_keeps_it_exa
     planted = plant(seeded)
     table = run("list-stuck", "--all", "--user", str(planted.user))
     assert table.code == 0, table.stderr
-    assert str(planted.review)[:8] in table.stdout and raw_controls(table.stdout) == []
+    # Piped, list-stuck is one tab-separated line per job: the tabs are its own, seven fields a line.
+    assert str(planted.review)[:8] in table.stdout and raw_controls(table.stdout.replace("\t", " ")) == []
+    assert all(len(line.split("\t")) == 7 for line in table.stdout.splitlines())
     stories = {}
     for job in (planted.review, planted.external, planted.repairable):
         story = run("diagnose", str(job))

@@ -51,7 +51,7 @@ def diagnose(facts: JobFacts, rules: Rules) -> Diagnosis:
     has_output = output.source is not None or f.saved_copy(facts, rows) is not None
     early = judge_status(work, output, has_output=has_output)
     if _foreign_asset(work):
-        work.plan = []  # never repair across users, not even the job's status (domain.md section 4)
+        work.plan = []  # never repair across users, not even the job's status (docs/domain.md section 4)
         return _finish(work, State.NEEDS_REVIEW)
     if _foreign_keys(work, output):
         # The job's own output, proven inside its folder, may still be marked completed; nothing else.

@@ -33,7 +33,9 @@ def render_user(console: Console, view: UserView, *, now: datetime) -> None:
     console.print(head)
     console.print(_jobs_line(view, now))
     if view.attention:
-        console.print(stuck_table(view.attention, now=now))
+        # Full ids here (no repository at hand to shorten them safely); the columns fit the console.
+        table, _hidden = stuck_table(view.attention, now=now, ids={}, width=console.width)
+        console.print(table)
     console.print(Text("\nCharacters", style="bold"))
     console.print(_characters(view, now) if view.characters else Text("  none"))
     console.print(Text("\nLibrary portraits (the Characters tab)", style="bold"))
