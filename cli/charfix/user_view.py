@@ -49,7 +49,10 @@ def image_kind(value: str | None) -> ImageKind:
         return ImageKind.WORKSPACE
     if not f.is_url(value):
         return ImageKind.OTHER
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # `https://[x`: the user's text, not a URL the app writes
+        return ImageKind.OTHER
     host = (parts.hostname or "").lower()
     if "/storage/v1/object/sign/" in parts.path:
         return ImageKind.SIGNED_URL
@@ -64,7 +67,11 @@ def image_shown(value: str | None) -> str | None:
     """The image as a person may see it: a URL without its query (a signed URL's token stays out)."""
     if not value or not f.is_url(value):
         return value
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # not a URL urllib can read: still no query shown
+        base, query, _ = value.partition("?")
+        return base + ("?…" if query else "")
     return f"{parts.scheme}://{parts.netloc}{parts.path}" + ("?…" if parts.query else "")
 
 
