@@ -54,3 +54,22 @@ def test_an_image_url_that_urllib_cannot_parse_costs_nothing(cli, seeded, reques
     assert repaired.code in (0, 1), repaired.stderr
     outcome = {job["job_id"]: job["outcome"] for job in json.loads(repaired.stdout)["jobs"]}
     assert outcome[str(ordinary.job)] == "repaired"
+
+
+@pytest.mark.parametrize("backend", ["postgres", "supabase"])
+@pytest.mark.parametrize("planted", ["-infinity", "0044-03-15 BC"])
+def test_a_job_from_before_time_neither_stops_nor_hides_the_backlog_line(cli, seeded, request, backend, planted):
+    """`list-stuck` says when its window hides old stuck jobs (repository open_before). A queued
+    portrait job whose created_at Python cannot hold is the oldest of all: it must neither end the
+    command (exit 70) nor blank the line about the jobs a person can see with a wider --since."""
+    metadata = json.dumps({"destination": "character_portrait", "characterName": "Old"})
+    with seeded.connect() as conn:
+        conn.execute("insert into jobs (user_id, job_type, status, metadata, created_at) values "
+                     "(gen_random_uuid(), 'image', 'queued', %s, %s)", (metadata, planted))
+        conn.execute("insert into jobs (user_id, job_type, status, metadata, created_at) values "
+                     "(gen_random_uuid(), 'image', 'processing', %s, now() - interval '30 days')", (metadata,))
+    argv, env = backend_args(request, seeded, backend)
+    listed = cli(*argv, "list-stuck", env=env)
+    assert listed.code == 0, listed.stderr
+    line = [text for text in listed.stderr.splitlines() if "hides" in text]
+    assert len(line) == 1 and "hides 1 older portrait job(s)" in line[0] and "--since 31d" in line[0], listed.stderr
