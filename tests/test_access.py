@@ -108,6 +108,19 @@ def test_a_storage_folder_without_a_bucket_folder_is_a_configuration_error(cli, 
     assert snapshot(seeded.db_url, seeded.storage) == before
 
 
+@pytest.mark.parametrize("linked", ["workspace-temp", "user-library"])
+def test_a_bucket_folder_that_is_a_symbolic_link_is_a_configuration_error(cli, seeded, tmp_path, linked):
+    """The local adapter never walks through a link under the storage folder (docs/reliability.md), so
+    a linked bucket folder would list as empty and every job read lost, exit 0: refused up front."""
+    shutil.move(str(seeded.storage / linked), str(tmp_path / "elsewhere"))
+    (seeded.storage / linked).symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    before = snapshot(seeded.db_url, seeded.storage)
+    for args in COMMANDS:
+        result = cli("--db-url", seeded.db_url, "--storage-dir", str(seeded.storage), *command(args, seeded))
+        assert_refused(result, linked, "symbolic link")
+    assert snapshot(seeded.db_url, seeded.storage) == before
+
+
 def test_a_service_key_passes_the_check_with_two_requests(cli, seeded, served):
     srv, env = served
     srv.reset_counters()
