@@ -121,6 +121,40 @@ def test_a_bucket_folder_that_is_a_symbolic_link_is_a_configuration_error(cli, s
     assert snapshot(seeded.db_url, seeded.storage) == before
 
 
+def test_a_server_that_answers_200_to_everything_is_not_taken_for_storage(cli, seeded):
+    """A SUPABASE_URL that reaches some other web server (a catch-all proxy, the app's own site) answers
+    the bucket look-up 200 with a page: that is not a bucket, and no listing of it is evidence."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Page(BaseHTTPRequestHandler):
+        def _page(self):
+            body = b"<!doctype html><title>Welcome</title>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _page
+
+        def log_message(self, *args):
+            pass
+
+    site = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    try:
+        env = {"SUPABASE_URL": f"http://127.0.0.1:{site.server_address[1]}", "SUPABASE_SERVICE_ROLE_KEY": make_service_key()}
+        before = snapshot(seeded.db_url, seeded.storage)
+        for args in COMMANDS:
+            result = cli("--db-url", seeded.db_url, *command(args, seeded), env=env)
+            assert_refused(result, "workspace-temp")
+        assert snapshot(seeded.db_url, seeded.storage) == before
+    finally:
+        site.shutdown()
+        site.server_close()
+
+
 def test_a_service_key_passes_the_check_with_two_requests(cli, seeded, served):
     srv, env = served
     srv.reset_counters()
