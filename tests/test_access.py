@@ -108,6 +108,53 @@ def test_a_storage_folder_without_a_bucket_folder_is_a_configuration_error(cli, 
     assert snapshot(seeded.db_url, seeded.storage) == before
 
 
+@pytest.mark.parametrize("linked", ["workspace-temp", "user-library"])
+def test_a_bucket_folder_that_is_a_symbolic_link_is_a_configuration_error(cli, seeded, tmp_path, linked):
+    """The local adapter never walks through a link under the storage folder (docs/reliability.md), so
+    a linked bucket folder would list as empty and every job read lost, exit 0: refused up front."""
+    shutil.move(str(seeded.storage / linked), str(tmp_path / "elsewhere"))
+    (seeded.storage / linked).symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    before = snapshot(seeded.db_url, seeded.storage)
+    for args in COMMANDS:
+        result = cli("--db-url", seeded.db_url, "--storage-dir", str(seeded.storage), *command(args, seeded))
+        assert_refused(result, linked, "symbolic link")
+    assert snapshot(seeded.db_url, seeded.storage) == before
+
+
+def test_a_server_that_answers_200_to_everything_is_not_taken_for_storage(cli, seeded):
+    """A SUPABASE_URL that reaches some other web server (a catch-all proxy, the app's own site) answers
+    the bucket look-up 200 with a page: that is not a bucket, and no listing of it is evidence."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Page(BaseHTTPRequestHandler):
+        def _page(self):
+            body = b"<!doctype html><title>Welcome</title>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _page
+
+        def log_message(self, *args):
+            pass
+
+    site = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    try:
+        env = {"SUPABASE_URL": f"http://127.0.0.1:{site.server_address[1]}", "SUPABASE_SERVICE_ROLE_KEY": make_service_key()}
+        before = snapshot(seeded.db_url, seeded.storage)
+        for args in COMMANDS:
+            result = cli("--db-url", seeded.db_url, *command(args, seeded), env=env)
+            assert_refused(result, "workspace-temp")
+        assert snapshot(seeded.db_url, seeded.storage) == before
+    finally:
+        site.shutdown()
+        site.server_close()
+
+
 def test_a_service_key_passes_the_check_with_two_requests(cli, seeded, served):
     srv, env = served
     srv.reset_counters()

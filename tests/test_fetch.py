@@ -273,6 +273,16 @@ def test_a_redirect_to_a_private_or_odd_address_is_refused(site, location):
     assert len(site.requests) == 1
 
 
+@pytest.mark.parametrize("location", ["http://[oops/a.png", "https://a]b/", "http://images.example:99999/a.png"])
+def test_a_malformed_redirect_is_refused_for_this_job_alone(site, location):
+    """The provider's server writes the Location: one it cannot parse is the job's failure (BackendError),
+    never an error that stops the run (exit 70)."""
+    site.routes["/r"] = redirect(location, 302)
+    with pytest.raises(BackendError):
+        fetcher(["127.0.0.1"])(f"http://{HOST}:{site.port}/r")
+    assert len(site.requests) == 1
+
+
 def test_redirects_on_the_same_checked_host_are_followed_a_few_times(site):
     site.routes["/1"] = redirect("/2", 301)
     site.routes["/2"] = redirect(f"http://{HOST}:{site.port}/a.png", 307)

@@ -112,3 +112,31 @@ def test_report_needs_one_job_or_a_user(cli, seeded):
 def test_an_unreadable_audit_log_is_one_line_and_exit_3(cli, seeded, tmp_path):
     result = cli(*args(seeded, "report", str(INCIDENT_JOB), "--audit-log", str(tmp_path)))  # a directory
     assert result.code == 3 and result.stderr.startswith("error: cannot read the audit log")
+
+
+def test_the_report_shows_each_write_once_with_its_outcome_as_the_audit_log_records_it(cli, seeded, tmp_path):
+    """The audit log's lines (docs/repairs.md, "The audit log"): an object write is an `intent` then
+    `done`/`failed`; row writes are `pending`, then their transaction's `committed`/`rolled_back`. A
+    write that rolled back or failed is not shown as done, and a write is one row, not two."""
+    from charfix.audit import AuditLog
+
+    log_path = tmp_path / "audit.jsonl"
+    log = AuditLog(path=log_path, operator="support-bot", command="repair").open()
+    log.record(job_id=INCIDENT_JOB, step="complete_job", target=f"jobs/{INCIDENT_JOB}", before={}, after={})
+    log.flush(lambda: 1)
+    log.rolled_back()
+    failed = log.intent(job_id=INCIDENT_JOB, step="copy_object", target="user-library/x.png", before=None, after={})
+    log.not_done(failed, error="Supabase Storage: refused")
+    made = log.intent(job_id=INCIDENT_JOB, step="copy_object", target="user-library/y.png", before=None, after={})
+    log.done(made, after={})
+    log.record(job_id=INCIDENT_JOB, step="insert_library_row", target="user_library/1", before=None, after={})
+    log.flush(lambda: 2)
+    log.committed()
+    log.close()
+    result = cli(*args(seeded, "report", str(INCIDENT_JOB), "--audit-log", str(log_path)))
+    assert result.code == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "support-bot" in line]
+    steps = [(cells[3], cells[4]) for cells in (line.split(" | ") for line in rows)]
+    assert len(rows) == 4, rows
+    assert ("complete\\_job", "rolled back |") in steps and ("insert\\_library\\_row", "committed |") in steps
+    assert sorted(outcome for step, outcome in steps if step == "copy\\_object") == ["done |", "failed |"]

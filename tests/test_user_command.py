@@ -70,3 +70,18 @@ def test_an_unknown_user_is_exit_4(cli, seeded):
     assert result.code == 4 and result.stderr.startswith("error: no user has the email")
     bad = cli(*args(seeded, "user", "not-an-id"))
     assert bad.code == 2 and "neither a user id nor an email" in bad.stderr
+
+
+def test_an_image_in_another_users_folder_is_not_called_a_library_portrait(cli, seeded):
+    """The app shows a user only the objects in their own folder (docs/reliability.md, "The trust
+    boundary"): a character pointed at another user's object shows nothing to its owner."""
+    from charfix.demo.sample import BEN
+
+    character_id = uuid.uuid4()
+    with seeded.connect() as conn:
+        conn.execute("insert into characters (id, user_id, name, description, image_url, created_at) "
+                     "values (%s, %s, 'Borrowed', 'd', %s, now())", (character_id, ALICE, f"user-library/{BEN}/x.png"))
+    result = cli(*args(seeded, "user", str(ALICE), "--json"))
+    assert result.code == 0, result.stderr
+    borrowed = next(c for c in json.loads(result.stdout)["characters"] if c["id"] == str(character_id))
+    assert borrowed["image"] == "other"

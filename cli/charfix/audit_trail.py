@@ -33,7 +33,8 @@ def entries_for(path: Path, job_ids: Iterable[UUID]) -> tuple[list[AuditEntry], 
     """The log's lines about these jobs, in file order, and how many lines were unreadable.
     A missing log is no line at all (charfix has not written anything with it)."""
     wanted = {str(job_id) for job_id in job_ids}
-    found: list[AuditEntry] = []
+    about: list[dict[str, Any]] = []
+    closed: dict[str, str] = {}  # a transaction's or an announced write's id -> the line that settled it
     unreadable = 0
     try:
         handle = path.open("r", encoding="utf-8", errors="replace")
@@ -54,22 +55,48 @@ def entries_for(path: Path, job_ids: Iterable[UUID]) -> tuple[list[AuditEntry], 
             if not isinstance(data, dict):
                 unreadable += 1
                 continue
+            if data.get("v") == FORMAT and data.get("phase") in CLOSING:
+                ident = data.get("tx") if data["phase"] in ("committed", "rolled_back", "unknown") else data.get("write")
+                if isinstance(ident, str):
+                    closed[ident] = data["phase"]
             job = data.get("job_id")
             if not isinstance(job, str) or job.lower() not in wanted:
                 continue
-            found.append(_entry(data))
-    return found, unreadable
+            about.append(data)
+    return [entry for data in about if (entry := _entry(data, closed)) is not None], unreadable
 
 
-def _entry(data: dict[str, Any]) -> AuditEntry:
+# The log's format (charfix.audit, docs/repairs.md "The audit log"): an object write is an `intent`
+# line, then `done` or `failed`; row writes are `pending` lines, then their transaction's `committed`
+# or `rolled_back`. Each write is shown once, with how it ended; a line that ended nothing is not.
+FORMAT = 2
+CLOSING = {"committed", "rolled_back", "unknown", "done", "failed", "not_done"}
+SHOWN = {"done": "done", "failed": "failed", "not_done": "not done", "committed": "committed",
+         "rolled_back": "rolled back", "unknown": "outcome unknown"}
+
+
+def _entry(data: dict[str, Any], closed: dict[str, str]) -> AuditEntry | None:
     known = {"job_id", "time", "operator", "command", "step", "outcome"}
+    outcome = _text(data.get("outcome"))
+    if data.get("v") == FORMAT:
+        phase = data.get("phase")
+        if phase == "pending":
+            outcome = SHOWN.get(closed.get(data.get("tx")), "outcome unknown")
+        elif phase == "intent":
+            if data.get("write") in closed:
+                return None  # its done/failed line is the write's row
+            outcome = "outcome unknown"
+        elif phase in ("done", "failed", "not_done"):
+            outcome = SHOWN[phase]
+        else:
+            return None
     return AuditEntry(
         job_id=UUID(data["job_id"]),
         time=_time(data.get("time")),
         operator=_text(data.get("operator")),
         command=_text(data.get("command")),
         step=_text(data.get("step")),
-        outcome=_text(data.get("outcome")),
+        outcome=outcome,
         extra={k: v for k, v in data.items() if k not in known},
     )
 

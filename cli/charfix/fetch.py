@@ -163,8 +163,12 @@ class Fetcher:
             location, body, header_type = self._exchange(target, deadline)
             if location is None:
                 return _sniffed(url, body, header_type)
-            following = urllib.parse.urljoin(current, location)
-            if target.scheme == "https" and urllib.parse.urlsplit(following).scheme.lower() == "http":
+            try:  # the server writes the Location: one that cannot be parsed fails this job, not the run
+                following = urllib.parse.urljoin(current, location)
+                scheme = urllib.parse.urlsplit(following).scheme.lower()
+            except ValueError as exc:
+                raise BackendError(f"refusing to fetch {url}: it redirects to an address that is not a URL ({exc})") from exc
+            if target.scheme == "https" and scheme == "http":
                 raise BackendError(f"refusing to fetch {url}: it redirects from https to plain http ({following})")
             current = following
         raise BackendError(f"refusing to fetch {url}: more than {MAX_REDIRECTS} redirects")

@@ -16,6 +16,7 @@ from uuid import UUID
 
 from charfix import facts as f
 from charfix.diagnosis import Rules
+from charfix.keys import own_key
 from charfix.models import Character, Diagnosis, LibraryItem, State
 from charfix.repository.base import JobQuery
 from charfix.repository.user_reads import characters_of, library_portraits_of
@@ -40,16 +41,19 @@ class ImageKind(StrEnum):
 EXPIRES = frozenset({ImageKind.PROVIDER_URL, ImageKind.SIGNED_URL, ImageKind.OTHER_URL})
 
 
-def image_kind(value: str | None) -> ImageKind:
+def image_kind(value: str | None, user_id: UUID | None = None) -> ImageKind:
     if not value or value in ("workspace-temp/", "user-library/"):
         return ImageKind.NONE
-    if value.startswith("user-library/"):
-        return ImageKind.LIBRARY
-    if value.startswith("workspace-temp/"):
-        return ImageKind.WORKSPACE
+    for bucket, kind in (("user-library", ImageKind.LIBRARY), ("workspace-temp", ImageKind.WORKSPACE)):
+        if value.startswith(bucket + "/"):
+            # Only a plain key in the user's own folder shows them anything (keys.py).
+            return kind if user_id is None or own_key(user_id, value, bucket) else ImageKind.OTHER
     if not f.is_url(value):
         return ImageKind.OTHER
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # `https://[x`: the user's text, not a URL the app writes
+        return ImageKind.OTHER
     host = (parts.hostname or "").lower()
     if "/storage/v1/object/sign/" in parts.path:
         return ImageKind.SIGNED_URL
@@ -64,7 +68,11 @@ def image_shown(value: str | None) -> str | None:
     """The image as a person may see it: a URL without its query (a signed URL's token stays out)."""
     if not value or not f.is_url(value):
         return value
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # not a URL urllib can read: still no query shown
+        base, query, _ = value.partition("?")
+        return base + ("?…" if query else "")
     return f"{parts.scheme}://{parts.netloc}{parts.path}" + ("?…" if parts.query else "")
 
 
@@ -128,7 +136,7 @@ def user_view(backends: Backends, user_id: UUID, *, since: datetime, rules: Rule
         if diagnosis.character_id is not None:
             about[diagnosis.character_id] += 1
     characters = characters_of(backends.repository, user_id)
-    view.characters = [CharacterView(c, image_kind(c.image_url), about[c.id]) for c in characters]
+    view.characters = [CharacterView(c, image_kind(c.image_url, user_id), about[c.id]) for c in characters]
     view.character_names = {c.id: c.name for c in characters}
     view.library = library_portraits_of(backends.repository, user_id)
     return view

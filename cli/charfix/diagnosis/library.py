@@ -205,7 +205,9 @@ def _storage_url_of_this_job(job, output: f.Output, url: str) -> bool:
     `{user}/{job}_{epoch_ms}.{ext}` (or the key the asset row records). A URL that merely contains
     the job id somewhere (`https://elsewhere/?x={job}`) is not this job's. The diagnosis does not
     know the project's host; only the job's owner can write this character's image."""
-    parts = urlsplit(url)
+    parts = _parsed(url)
+    if parts is None:
+        return False
     found = STORAGE_OBJECT_URL.fullmatch(unquote(parts.path))
     if found is None or parts.username or parts.password:
         return False
@@ -229,6 +231,16 @@ def _made_by_the_creation_flow(work: Work, character, current: str) -> bool:
     job = work.facts.job
     if not job.created_at <= character.created_at <= job.created_at + work.rules.link_window:
         return False
-    if "/storage/v1/" in urlsplit(current).path:
-        return False
+    parts = _parsed(current)
+    if parts is None or "/storage/v1/" in parts.path:
+        return False  # the dialog stores a provider's URL, which parses: anything else the user wrote
     return not any(job.created_at < other.created_at <= character.created_at for other in work.facts.siblings)
+
+
+def _parsed(url: str):
+    """The URL's parts, or None when urllib refuses it (`https://[x`: the user's text, not a URL the app
+    writes). One such character must cost nothing beyond keeping its image (docs/reliability.md)."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None

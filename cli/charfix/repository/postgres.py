@@ -22,7 +22,9 @@ from pydantic import BaseModel
 from charfix.errors import BackendError, ConnectionLostError
 from charfix.facts import normalized_name
 from charfix.models import PORTRAIT, Character, Job, LibraryItem, WorkspaceAsset
-from charfix.repository.base import OPEN_STATUSES, REQUIRED_COLUMNS, Backlog, JobQuery, Page, Schema, prefix_range
+from charfix.repository.base import (
+    EARLIEST, OPEN_STATUSES, REQUIRED_COLUMNS, Backlog, JobQuery, Page, Schema, prefix_range,
+)
 from charfix.repository.rows import END_OF_TIME, Unreadable, load_json, read_rows
 from charfix.repository.writes import PostgresWrites
 
@@ -79,12 +81,13 @@ class PostgresRepository(PostgresWrites):
     def open_before(self, query: JobQuery) -> Backlog:
         # The app's partial index on (status, created_at) for queued/processing serves this.
         statement = sql.SQL(
-            "select count(*) as count, min(created_at) filter (where isfinite(created_at)) as oldest from jobs where status = any(%(open)s) "
-            "and created_at < %(since)s "
+            "select count(*) as count, min(created_at) as oldest from jobs where status = any(%(open)s) "
+            "and created_at < %(since)s and created_at >= %(earliest)s "
             "and (metadata->>'destination' = %(portrait)s or metadata->>'source' = %(portrait)s)"
             "{user}"
         ).format(user=sql.SQL(" and user_id = %(user_id)s") if query.user_id is not None else sql.SQL(""))
-        params = {"open": list(OPEN_STATUSES), "since": query.since, "portrait": PORTRAIT, "user_id": query.user_id}
+        params = {"open": list(OPEN_STATUSES), "since": query.since, "portrait": PORTRAIT, "user_id": query.user_id,
+                  "earliest": EARLIEST}
         row = self._rows(statement, params)[0]
         return Backlog(count=row["count"], oldest=row["oldest"])
 

@@ -28,7 +28,7 @@ from charfix.errors import BackendError, ChangedError
 from charfix.facts import PREFIX_LENGTH, normalized_name
 from charfix.http import Caller, OutcomeUnknown, Supabase, array_literal, in_list, quoted
 from charfix.models import PORTRAIT, Character, Job, LibraryItem, NewLibraryItem, WorkspaceAsset
-from charfix.repository.base import OPEN_STATUSES, REQUIRED_COLUMNS, Backlog, JobQuery, Page, Schema
+from charfix.repository.base import EARLIEST, OPEN_STATUSES, REQUIRED_COLUMNS, Backlog, JobQuery, Page, Schema
 from charfix.repository.rows import END_OF_TIME, load_json, read_rows
 
 URL_BUDGET = 12_000  # encoded characters of filter values per request; gateways refuse URLs of ~16 KB
@@ -87,6 +87,7 @@ class SupabaseRepository:
         # One request: PostgREST counts the matches (Prefer: count=exact) and returns the oldest.
         builder = self._select("jobs", "created_at", count=True)
         builder.filter("status", "in", in_list(OPEN_STATUSES)).filter("created_at", "lt", _stamp(query.since))
+        builder.filter("created_at", "gte", EARLIEST.isoformat())
         builder.or_(f"metadata->>destination.eq.{quoted(PORTRAIT)},metadata->>source.eq.{quoted(PORTRAIT)}")
         if query.user_id is not None:
             builder.filter("user_id", "eq", str(query.user_id))

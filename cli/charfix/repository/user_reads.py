@@ -10,6 +10,7 @@ from uuid import UUID
 
 from charfix import facts as f
 from charfix.models import PORTRAIT, Character, LibraryItem
+from charfix.repository.rows import read_rows
 
 
 def characters_of(repository, user_id: UUID) -> list[Character]:
@@ -23,7 +24,7 @@ def characters_of(repository, user_id: UUID) -> list[Character]:
     from charfix.repository.supabase import _in_filter
 
     rows = repository._read_chunked("characters", [("user_id", str(user_id))], _in_filter)
-    characters = [Character.model_validate(row) for row in rows]
+    characters = read_rows(Character, rows)  # a planted row costs its own line (repository/rows.py)
     return sorted(characters, key=lambda c: (c.created_at, c.id))
 
 
@@ -41,6 +42,6 @@ def library_portraits_of(repository, user_id: UUID) -> list[LibraryItem]:
         from charfix.repository.supabase import _in_filter
 
         rows = repository._read_chunked("user_library", [("user_id", str(user_id))], _in_filter)
-        items = [LibraryItem.model_validate(row) for row in rows]
+        items = read_rows(LibraryItem, rows)
     # Python decides, over both adapters: the SQL above only narrows what is sent.
     return sorted((i for i in items if f.is_visible(i)), key=lambda i: (i.created_at, i.id))

@@ -39,6 +39,11 @@ class LocalStorage:
     def check_access(self) -> None:
         """A folder without a bucket's folder would list as empty, and read as lost portraits."""
         for bucket in (WORKSPACE_BUCKET, LIBRARY_BUCKET):
+            if (self.root / bucket).is_symlink():
+                # Never walked through (see above): it would list as empty, every job read lost.
+                raise ConfigError(f"storage folder {self.root}: {bucket}/ is a symbolic link, which charfix does not "
+                                  "follow under the storage folder; point --storage-dir at a folder that holds "
+                                  f"{WORKSPACE_BUCKET}/ and {LIBRARY_BUCKET}/ themselves")
             if not (self.root / bucket).is_dir():
                 raise ConfigError(f"storage folder {self.root} has no {bucket}/ folder: is it a copy of the "
                                   f"project's storage? (it needs {WORKSPACE_BUCKET}/ and {LIBRARY_BUCKET}/)")

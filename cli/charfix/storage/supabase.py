@@ -52,7 +52,11 @@ class SupabaseStorage:
             url = f"{self.base}/bucket/{quote(bucket, safe='')}"
             response = self.caller.send(f"bucket {bucket}", lambda: self._http.get(url, headers=self._headers()))
             if response.is_success:
-                continue
+                if _names_bucket(response, bucket):
+                    continue
+                # Some other web server (a catch-all proxy, a site) says 200 to everything: not a bucket.
+                raise ConfigError(f"Supabase Storage: {self.base}/bucket/{bucket} answered HTTP {response.status_code} "
+                                  f"but not with bucket {bucket}; is SUPABASE_URL the project's URL (https://<ref>.supabase.co)?")
             code, message = error_fields(response)
             if code in ("NoSuchBucket", "Bucket not found"):
                 raise ConfigError(f"Supabase Storage: bucket {bucket} does not exist in this project "
@@ -153,6 +157,15 @@ class SupabaseStorage:
         response = self.caller.send(f"bucket {bucket}", lambda: self._http.post(url, content=data, headers=headers))
         if not response.is_success:
             raise self.caller.fail(f"bucket {bucket}, writing {key}", response)
+
+
+def _names_bucket(response: httpx.Response, bucket: str) -> bool:
+    """Whether an answer to GET /bucket/{id} is that bucket: Storage returns its record (id, name)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and bucket in (body.get("id"), body.get("name"))
 
 
 def _body_status(response: httpx.Response) -> str | None:
