@@ -70,3 +70,17 @@ def test_an_unknown_user_is_exit_4(cli, seeded):
     assert result.code == 4 and result.stderr.startswith("error: no user has the email")
     bad = cli(*args(seeded, "user", "not-an-id"))
     assert bad.code == 2 and "neither a user id nor an email" in bad.stderr
+
+
+def test_user_and_report_take_the_user_id_prefix_list_stuck_shows(cli, seeded):
+    # list-stuck shows users as 8-character prefixes; `user` and `report --user` take them back.
+    whole = json.loads(cli(*args(seeded, "user", str(ALICE), "--json")).stdout)
+    shown = cli(*args(seeded, "user", str(ALICE)[:8], "--json"))
+    assert shown.code == 0, shown.stderr
+    assert json.loads(shown.stdout)["user_id"] == whole["user_id"] == str(ALICE)
+    report = cli(*args(seeded, "report", "--user", str(ALICE)[:8]))
+    assert report.code == 0, report.stderr
+    whole_report = cli(*args(seeded, "report", "--user", str(ALICE))).stdout
+    assert report.stdout.splitlines()[3:] == whole_report.splitlines()[3:]  # past the time it was made
+    unknown = cli(*args(seeded, "user", "ffffffff"))
+    assert unknown.code == 4 and unknown.stderr.count("\n") == 1, unknown.stderr

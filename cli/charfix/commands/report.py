@@ -32,7 +32,7 @@ def report_cli(
     from charfix.report import build_report
     from charfix.scan import resolve_job_ids
     from charfix.selection import build_rules
-    from charfix.users import resolve_user
+    from charfix.users import resolve_user, user_by_prefix
 
     runtime: Runtime = ctx.obj
     if (job_id is None) == (user is None):
@@ -45,7 +45,7 @@ def report_cli(
         ids = resolve_job_ids(backends, [parse_job_ref(job_id)])
         text = build_report(backends, rules=rules, audit_path=path, job_ids=ids)
     else:
-        user_id = resolve_user(backends, user)
+        user_id = resolve_user(backends, user, by_prefix=user_by_prefix(backends))
         text = build_report(backends, rules=rules, audit_path=path, user_id=user_id, since=parse_since(since, now=now))
     runtime.env.stdout.write(runtime.env.redact(text))
     runtime.env.stdout.flush()

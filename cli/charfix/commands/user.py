@@ -28,7 +28,7 @@ def user_cli(
     from charfix.parsing import parse_since
     from charfix.selection import build_rules
     from charfix.user_view import user_view
-    from charfix.users import looks_like_email, resolve_user
+    from charfix.users import looks_like_email, resolve_user, user_by_prefix
 
     runtime: Runtime = ctx.obj
     output = options.json_output(json_fields, jq)
@@ -36,7 +36,7 @@ def user_cli(
     rules = build_rules(now=now, stuck_after=stuck_after, link_window=link_window)
     start = parse_since(since, now=now)
     backends = runtime.backends()
-    user_id = resolve_user(backends, who)
+    user_id = resolve_user(backends, who, by_prefix=user_by_prefix(backends))
     view = user_view(backends, user_id, since=start, rules=rules,
                      email=who.strip() if looks_like_email(who) else None)
     if output is not None:
