@@ -256,3 +256,16 @@ def test_repair_walks_a_filtered_queue_and_resumes_after_decided_jobs(seeded, tm
     child.expect("What now")
     child.send("\x1b[A\r")
     child.expect(pexpect.EOF)
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_user_view_character_ids_fit_and_are_accepted_by_character(seeded, tmp_path, cli, columns):
+    lines, code = screen(seeded, tmp_path, columns, *args(seeded, "user", "mandy@example.com"))
+    assert code == 0 and max(len(line) for line in lines) <= columns
+    rows = [line for line in lines if re.search(r"│ Mandy +│", line)]
+    shown = re.search(r"[0-9a-f][0-9a-f-]{7,}", rows[0]).group()  # the character column, as printed
+    found = cli(*args(seeded, "list-stuck", "--character", shown, "--json", "job_id"))
+    assert found.code == 0 and "hint" not in found.stderr, found.stderr
+    assert [row["job_id"] for row in json.loads(found.stdout)] == [str(INCIDENT_JOB)]
+    linked = cli(*args(seeded, "link-character", str(INCIDENT_JOB), "--character", shown, "--dry-run"))
+    assert linked.code == 0, linked.stderr

@@ -23,6 +23,8 @@ IMAGE_LABEL = {
     ImageKind.OTHER_URL: ("external URL: may expire", "yellow"),
     ImageKind.OTHER: ("unrecognised value", "yellow"),
 }
+# Below this width a whole character id beside a folded storage key leaves a column a few letters wide.
+WIDE = 120
 SHOWN_LIMIT = 300  # a storage key is about 120 characters; a name longer than this is noise
 
 
@@ -37,7 +39,11 @@ def render_user(console: Console, view: UserView, *, now: datetime) -> None:
         table, _hidden = stuck_table(view.attention, now=now, ids={}, width=console.width)
         console.print(table)
     console.print(Text("\nCharacters", style="bold"))
-    console.print(_characters(view, now) if view.characters else Text("  none"))
+    detailed = console.width >= WIDE
+    console.print(_characters(view, now, detailed=detailed) if view.characters else Text("  none"))
+    if view.characters and not detailed:
+        console.print(Text(f"image addresses hidden at {console.width} columns; see them with --json or a wider "
+                           "terminal", style="dim"))
     console.print(Text("\nLibrary portraits (the Characters tab)", style="bold"))
     console.print(_library(view, now) if view.library else Text("  none"))
 
@@ -55,18 +61,20 @@ def _jobs_line(view: UserView, now: datetime) -> Text:
     return text
 
 
-def _characters(view: UserView, now: datetime) -> Table:
+def _characters(view: UserView, now: datetime, *, detailed: bool) -> Table:
     table = Table(header_style="bold", pad_edge=False)
-    for column in ("character", "name", "created", "jobs", "image"):
+    # Whole character ids, never folded: they are what `--character` takes (docs/commands.md, "Ids").
+    table.add_column("character", no_wrap=True, min_width=36)
+    for column in ("name", "created", "jobs", "image"):
         table.add_column(column, overflow="fold")
     for item in view.characters:
         c = item.character
         label, style = IMAGE_LABEL[item.image]
         shown = image_shown(c.image_url)
         image = Text(label, style=style)
-        if shown:
+        if shown and detailed:
             image.append("\n" + _shown(shown), style="dim")
-        table.add_row(str(c.id)[:8], Text(_shown(c.name)), age(c.created_at, now) + " ago", str(item.jobs), image)
+        table.add_row(str(c.id), Text(_shown(c.name)), age(c.created_at, now) + " ago", str(item.jobs), image)
     return table
 
 
