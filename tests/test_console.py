@@ -269,3 +269,14 @@ def test_user_view_character_ids_fit_and_are_accepted_by_character(seeded, tmp_p
     assert [row["job_id"] for row in json.loads(found.stdout)] == [str(INCIDENT_JOB)]
     linked = cli(*args(seeded, "link-character", str(INCIDENT_JOB), "--character", shown, "--dry-run"))
     assert linked.code == 0, linked.stderr
+
+
+def test_piped_user_view_is_plain_one_line_per_item(seeded, cli):
+    result = cli(*args(seeded, "user", "mandy@example.com"))
+    assert result.code == 0 and not set(result.stdout) & BOXES
+    assert all(line == line.rstrip() for line in result.stdout.splitlines())
+    mandy = next(line for line in result.stdout.splitlines() if "\tMandy\t" in line).split("\t")
+    assert uuid.UUID(mandy[0]) and len(mandy[0]) == 36  # whole, as --character takes it
+    assert "provider URL: expires" in mandy and "https://v3.fal.media/files/penguin/demo-mandy.png" in mandy
+    incident = next(line for line in result.stdout.splitlines() if line.startswith(str(INCIDENT_JOB)))
+    assert "character_created_later" in incident

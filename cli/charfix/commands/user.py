@@ -42,6 +42,9 @@ def user_cli(
     if output is not None:
         output.print_one(runtime.env, view.to_json())
         return
-    from charfix.ui.user_render import render_user
+    from charfix.ui.user_render import render_user, user_lines
 
+    if not runtime.env.stdout_is_terminal:
+        runtime.env.write_lines(user_lines(view, now=now))
+        return
     render_user(runtime.env.out, view, now=now)

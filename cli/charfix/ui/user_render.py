@@ -10,7 +10,7 @@ from rich.text import Text
 
 from charfix import facts as f
 from charfix.models import State
-from charfix.ui.render import STATE_ORDER, age, state_text, stuck_table
+from charfix.ui.render import STATE_ORDER, age, state_text, stuck_lines, stuck_table
 from charfix.user_view import ImageKind, UserView, image_shown
 
 IMAGE_LABEL = {
@@ -46,6 +46,28 @@ def render_user(console: Console, view: UserView, *, now: datetime) -> None:
                            "terminal", style="dim"))
     console.print(Text("\nLibrary portraits (the Characters tab)", style="bold"))
     console.print(_library(view, now) if view.library else Text("  none"))
+
+
+def user_lines(view: UserView, *, now: datetime) -> list[str]:
+    """Piped: one tab-separated line per job, character and library row, whole ids, no box drawing
+    (docs/commands.md, "Output"); Rich would expand the tabs, so these bypass it."""
+    head = f"user {view.user_id}" + (f"  {_shown(view.email)}" if view.email else "")
+    rows = [head, _jobs_line(view, now).plain, *stuck_lines(view.attention, now=now), "", "Characters"]
+    for item in view.characters:
+        c = item.character
+        rows.append(_line(str(c.id), _shown(c.name), age(c.created_at, now) + " ago", str(item.jobs),
+                          IMAGE_LABEL[item.image][0], _shown(image_shown(c.image_url) or "")))
+    rows += ["", "Library portraits (the Characters tab)"]
+    for item in view.library:
+        cid, jid = f.row_character_id(item), f.row_job_id(item)
+        name = view.character_names.get(cid) if cid else None
+        rows.append(_line(str(item.id), age(item.created_at, now) + " ago", _shown(name) if name else str(cid or ""),
+                          str(jid or ""), _shown(item.storage_path)))
+    return rows
+
+
+def _line(*cells: str) -> str:
+    return "\t".join(" ".join(cell.replace("\t", " ").split()) or "-" for cell in cells)
 
 
 def _jobs_line(view: UserView, now: datetime) -> Text:
