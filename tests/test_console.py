@@ -280,3 +280,11 @@ def test_piped_user_view_is_plain_one_line_per_item(seeded, cli):
     assert "provider URL: expires" in mandy and "https://v3.fal.media/files/penguin/demo-mandy.png" in mandy
     incident = next(line for line in result.stdout.splitlines() if line.startswith(str(INCIDENT_JOB)))
     assert "character_created_later" in incident
+
+
+def test_ages_never_round_up_into_the_next_unit():
+    from charfix.ui.render import short_duration
+
+    # 1h59m59.6s was shown as "120m" beside "2h" for the same job elsewhere.
+    assert [short_duration(s) for s in (119.6, 7199.6, 172_799.0, 90.0, 3600.0, 86_400.0)] == \
+        ["2m", "2h", "2d", "90s", "60m", "24h"]
