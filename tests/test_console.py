@@ -288,3 +288,14 @@ def test_ages_never_round_up_into_the_next_unit():
     # 1h59m59.6s was shown as "120m" beside "2h" for the same job elsewhere.
     assert [short_duration(s) for s in (119.6, 7199.6, 172_799.0, 90.0, 3600.0, 86_400.0)] == \
         ["2m", "2h", "2d", "90s", "60m", "24h"]
+
+
+def test_piped_summary_is_plain_tab_separated_lines(seeded, cli):
+    result = cli(*args(seeded, "list-stuck", "--summary"))
+    assert result.code == 0 and not set(result.stdout) & (BOXES | set("▁▂▃▄▅▆▇█▏▎▍▌▋▊▉"))
+    rows = [line.split("\t") for line in result.stdout.splitlines() if "\t" in line]
+    counts = json.loads(cli(*args(seeded, "list-stuck", "--summary", "--json")).stdout)
+    assert {(r[0], r[1]): int(r[2]) for r in rows if len(r) == 3 and r[1] == "all"} == \
+        {(state, "all"): n for state, n in counts["by_state"].items() if n}
+    days = [r for r in rows if len(r) == 2]
+    assert days == [[d["date"], str(d["jobs"])] for d in counts["needing_attention_per_day"]]
