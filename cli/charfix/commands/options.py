@@ -50,8 +50,8 @@ JobRef = Annotated[str, typer.Argument(help="The job id (or a unique prefix of 8
 JsonFields = Annotated[
     str | None,
     typer.Option("--json", metavar="[FIELDS]", show_default=False,
-                 help="Print JSON to stdout for scripts instead of tables; optionally only these fields "
-                      "(--json job_id,state,reasons)."),
+                 help="Print JSON to stdout for scripts instead of tables; optionally only these fields, "
+                      "comma-separated (an unknown one is refused, naming the fields there are)."),
 ]
 Jq = Annotated[
     str | None,
