@@ -61,7 +61,7 @@ def root(
     ctx: typer.Context,
     db_url: Annotated[
         str | None,
-        typer.Option("--db-url", help="Postgres connection string [env: SUPABASE_DB_URL]. Prefer the variable or "
+        typer.Option("--db-url", metavar="URL", help="Postgres connection string [env: SUPABASE_DB_URL]. Prefer the variable or "
                      "the config file: other users can read a password given here in the process list.",
                      show_default=False),
     ] = None,
@@ -73,7 +73,7 @@ def root(
     demo: Annotated[bool, typer.Option("--demo", help="Use the embedded demo database and storage.")] = False,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="Config file [default: ~/.config/charfix/config.toml; env: CHARFIX_CONFIG].",
+        typer.Option("--config", metavar="PATH", help="Config file [default: ~/.config/charfix/config.toml; env: CHARFIX_CONFIG].",
                      show_default=False),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors (passwords and keys masked).")] = False,

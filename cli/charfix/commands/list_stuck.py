@@ -26,7 +26,7 @@ def list_stuck_cli(
     user: options.User = None,
     state: Annotated[
         list[str] | None,
-        typer.Option("--state", help="Only jobs in this state (repeatable): saved, in_progress, repairable, "
+        typer.Option("--state", metavar="STATE", help="Only jobs in this state (repeatable): saved, in_progress, repairable, "
                      "needs_review, lost, failed, not_applicable."),
     ] = None,
     every_state: Annotated[bool, typer.Option("--all", help="Every portrait job, saved ones included.")] = False,
@@ -35,7 +35,7 @@ def list_stuck_cli(
     limit: options.Limit = None,
     json_fields: options.JsonFields = None,
     jq: options.Jq = None,
-    character: Annotated[str | None, typer.Option("--character", help="Only jobs about this character: its exact "
+    character: Annotated[str | None, typer.Option("--character", metavar="NAME|ID", help="Only jobs about this character: its exact "
                                                   "name, or its id (near names are shown as hints).")] = None,
     summary_only: Annotated[bool, typer.Option("--summary", help="Counts by state and reason, and a bar per day of "
                                                "jobs needing attention, instead of the list.")] = False,

@@ -15,9 +15,9 @@ def report_cli(
     ctx: typer.Context,
     job_id: Annotated[str | None, typer.Argument(metavar="[JOB]", help="The job id (or a unique prefix of 8+ "
                                                  "characters).", show_default=False)] = None,
-    user: Annotated[str | None, typer.Option("--user", help="Instead of one job: this user's jobs (email, id or 8+ character id prefix) "
+    user: Annotated[str | None, typer.Option("--user", metavar="EMAIL|ID", help="Instead of one job: this user's jobs (email, id or 8+ character id prefix) "
                                              "that need attention or that charfix changed.", show_default=False)] = None,
-    since: Annotated[str, typer.Option("--since", help="With --user: how far back to look (30d, or a date).")] = "30d",
+    since: Annotated[str, typer.Option("--since", metavar="DURATION|DATE", help="With --user: how far back to look (30d, or a date).")] = "30d",
     stuck_after: options.StuckAfter = "15m",
     link_window: options.LinkWindow = "1h",
     audit_log: options.AuditPath = None,

@@ -14,7 +14,7 @@ def user_cli(
     ctx: typer.Context,
     who: Annotated[str, typer.Argument(metavar="EMAIL|ID", help="The user's email address, or user id (or its first 8+ characters).",
                                        show_default=False)],
-    since: Annotated[str, typer.Option("--since", help="How far back to look for jobs: a duration (30d) or a date.")] = "30d",
+    since: Annotated[str, typer.Option("--since", metavar="DURATION|DATE", help="How far back to look for jobs: a duration (30d) or a date.")] = "30d",
     stuck_after: options.StuckAfter = "15m",
     link_window: options.LinkWindow = "1h",
     json_fields: options.JsonFields = None,
