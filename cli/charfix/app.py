@@ -30,7 +30,7 @@ from charfix.ui.environment import Environment, PipeClosed
 
 HELP = """Find character-portrait jobs whose image never reached the user's library, explain why, and repair them.
 
-Point it at the database with SUPABASE_DB_URL or the config file (or --db-url, but a password there shows in the process list) and at storage with --storage-dir, or try it on the embedded demo with --demo.
+Point it at the database with SUPABASE_DB_URL, the config file or --db-url (a password given on the command line shows in the process list) and at storage with --storage-dir, or try it on the embedded demo with --demo.
 
 Exit codes: 0 ok, 1 some repairs failed, 2 bad input, 3 configuration (also a key that is not a service key, a missing bucket), 4 not found, 5 database or storage error, 6 refused by a safety rule, 7 nothing written: the job needs a person, 70 internal error, 130 interrupted (SIGINT), 143 stopped by SIGTERM.
 

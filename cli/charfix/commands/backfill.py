@@ -36,7 +36,7 @@ def backfill_cli(
     operator: options.Operator = None,
     audit_log: options.AuditPath = None,
     metrics_file: Annotated[Path | None, typer.Option("--metrics-file", metavar="PATH", help="Also write the run's figures to this "
-                                                      "file for node_exporter's textfile collector (not with --dry-run).",
+                                                      "file for node_exporter's textfile collector (a dry run writes none).",
                                                       show_default=False)] = None,
 ) -> None:
     """Repair every repairable portrait job; never touch needs_review, lost, failed or in_progress ones.

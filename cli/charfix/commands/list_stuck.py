@@ -44,7 +44,7 @@ def list_stuck_cli(
 
     By default it shows what needs someone: repairable, needs_review, lost, and
     failed jobs whose status still claims queued or processing. On a terminal, a table that fits
-    its width (long lists through $PAGER); piped, one tab-separated line per job.
+    its width (long lists through $PAGER); piped, one line per job with a tab between fields.
 
     Example: charfix --demo list-stuck --since 3d --state repairable --json job_id,state,reasons
     """
