@@ -299,3 +299,14 @@ def test_piped_summary_is_plain_tab_separated_lines(seeded, cli):
         {(state, "all"): n for state, n in counts["by_state"].items() if n}
     days = [r for r in rows if len(r) == 2]
     assert days == [[d["date"], str(d["jobs"])] for d in counts["needing_attention_per_day"]]
+
+
+@pytest.mark.parametrize("argv", [["list-stuck", "--bogus"], ["list-stuck", "--limit", "0"], ["diagnose"],
+                                  ["no-such-command"]])
+def test_a_usage_error_is_one_error_line_and_a_hint(seeded, cli, argv):
+    # docs/commands.md: "Errors are one line on stderr (`error: ...`), sometimes followed by a `hint: ...` line."
+    result = cli(*args(seeded, *argv))
+    lines = result.stderr.splitlines()
+    assert result.code == 2 and result.stdout == ""
+    assert lines[0].startswith("error: ") and all(line.startswith("hint: ") for line in lines[1:]) and len(lines) <= 2, \
+        result.stderr

@@ -135,8 +135,13 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
         return int(ExitStatus.INTERRUPTED)
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except typer.TyperException as exc:  # usage errors: Typer prints them as it would standalone
-        exc.show(file=env.err.file)  # through the redactor: it may quote an option's value
+    except typer.TyperException as exc:
+        # Click's own usage errors (an unknown option, a value out of range) in charfix's form: one
+        # `error:` line and a `hint:` (docs/commands.md), not Click's usage block. env.error redacts:
+        # the message may quote an option's value.
+        ctx = getattr(exc, "ctx", None)
+        hint = f"see {ctx.command_path} --help" if ctx is not None else None
+        env.error(" ".join(exc.format_message().split()), hint=hint)
         return int(getattr(exc, "exit_code", ExitStatus.USAGE))
     except KeyboardInterrupt:
         env.error("interrupted")
