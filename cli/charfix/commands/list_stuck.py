@@ -107,5 +107,5 @@ def _render(runtime: Runtime, diagnoses: list, tally: Tally, selection: Selectio
     table, hidden = stuck_table(diagnoses, now=now, ids=short_ids(runtime.backends(), diagnoses), width=width)
     parts = [table, counts]
     if hidden:
-        parts.append(f"[dim]{' and '.join(hidden)} hidden at {width} columns; see them with --json or a wider terminal[/]")
+        parts.append(f"[dim]{' and '.join(hidden)} hidden at {width} columns; see {'them' if len(hidden) > 1 else 'it'} with --json or a wider terminal[/]")
     print_paged(env.out, *parts, terminal=True, redact=env.redact)
