@@ -65,3 +65,9 @@ def test_a_hostile_name_in_a_hint_cannot_drive_the_terminal(cli, seeded):
     result = cli(*args(seeded, "list-stuck", "--character", "Mandy\x1b[2J"))
     assert result.code == 0
     assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+
+
+def test_an_empty_character_is_bad_input(cli, seeded):
+    # No character has an empty name: `--character ""` (an unset shell variable) is a mistake, not 0 jobs.
+    result = cli(*args(seeded, "list-stuck", "--character", " "))
+    assert result.code == 2 and result.stdout == "" and result.stderr.startswith("error: --character")

@@ -74,11 +74,29 @@ def test_no_section_documents_a_command_that_does_not_exist():
     assert documented - set(COMMANDS) == set()
 
 
+BROKEN_WORD = re.compile(r"[a-z]-\n")  # at click's 80 columns; an option name cut at its hyphen is not typable
+PYTHON_TYPE = re.compile(r"<(str|int|float|path|bool|int range|float range|list\[\w+\])>")
+
+
 @pytest.mark.parametrize("name", COMMANDS)
 def test_help_runs_through_the_console_script_and_has_an_example(name):
     done = subprocess.run([charfix_executable(), name, "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "Example" in done.stdout, f"charfix {name} --help shows no example"
+    # Option placeholders name what to type (DURATION, STATE, N), never Python types (<str>, <list[str]>).
+    options = [line for line in done.stdout.splitlines() if re.match(r"\s+(-\w, )?--", line)]
+    assert not [line for line in options if PYTHON_TYPE.search(line)], done.stdout
+    assert not BROKEN_WORD.search(done.stdout), done.stdout  # "--dry-" then "run" on the next line
+
+
+def test_global_help_breaks_no_option_or_word_at_its_hyphen():
+    done = subprocess.run([charfix_executable(), "--help"], capture_output=True, text=True, timeout=60)
+    assert not BROKEN_WORD.search(done.stdout), done.stdout
+
+
+def test_global_help_has_no_python_type_placeholders():
+    done = subprocess.run([charfix_executable(), "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and not PYTHON_TYPE.search(done.stdout), done.stdout
 
 
 @pytest.mark.parametrize("action", list(Action), ids=lambda a: a.value)

@@ -256,3 +256,57 @@ def test_repair_walks_a_filtered_queue_and_resumes_after_decided_jobs(seeded, tm
     child.expect("What now")
     child.send("\x1b[A\r")
     child.expect(pexpect.EOF)
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_user_view_character_ids_fit_and_are_accepted_by_character(seeded, tmp_path, cli, columns):
+    lines, code = screen(seeded, tmp_path, columns, *args(seeded, "user", "mandy@example.com"))
+    assert code == 0 and max(len(line) for line in lines) <= columns
+    rows = [line for line in lines if re.search(r"│ Mandy +│", line)]
+    shown = re.search(r"[0-9a-f][0-9a-f-]{7,}", rows[0]).group()  # the character column, as printed
+    found = cli(*args(seeded, "list-stuck", "--character", shown, "--json", "job_id"))
+    assert found.code == 0 and "hint" not in found.stderr, found.stderr
+    assert [row["job_id"] for row in json.loads(found.stdout)] == [str(INCIDENT_JOB)]
+    linked = cli(*args(seeded, "link-character", str(INCIDENT_JOB), "--character", shown, "--dry-run"))
+    assert linked.code == 0, linked.stderr
+
+
+def test_piped_user_view_is_plain_one_line_per_item(seeded, cli):
+    result = cli(*args(seeded, "user", "mandy@example.com"))
+    assert result.code == 0 and not set(result.stdout) & BOXES
+    assert all(line == line.rstrip() for line in result.stdout.splitlines())
+    mandy = next(line for line in result.stdout.splitlines() if "\tMandy\t" in line).split("\t")
+    assert uuid.UUID(mandy[0]) and len(mandy[0]) == 36  # whole, as --character takes it
+    assert "provider URL: expires" in mandy and "https://v3.fal.media/files/penguin/demo-mandy.png" in mandy
+    incident = next(line for line in result.stdout.splitlines() if line.startswith(str(INCIDENT_JOB)))
+    assert "character_created_later" in incident
+
+
+def test_ages_never_round_up_into_the_next_unit():
+    from charfix.ui.render import short_duration
+
+    # 1h59m59.6s was shown as "120m" beside "2h" for the same job elsewhere.
+    assert [short_duration(s) for s in (119.6, 7199.6, 172_799.0, 90.0, 3600.0, 86_400.0)] == \
+        ["2m", "2h", "2d", "90s", "60m", "24h"]
+
+
+def test_piped_summary_is_plain_tab_separated_lines(seeded, cli):
+    result = cli(*args(seeded, "list-stuck", "--summary"))
+    assert result.code == 0 and not set(result.stdout) & (BOXES | set("▁▂▃▄▅▆▇█▏▎▍▌▋▊▉"))
+    rows = [line.split("\t") for line in result.stdout.splitlines() if "\t" in line]
+    counts = json.loads(cli(*args(seeded, "list-stuck", "--summary", "--json")).stdout)
+    assert {(r[0], r[1]): int(r[2]) for r in rows if len(r) == 3 and r[1] == "all"} == \
+        {(state, "all"): n for state, n in counts["by_state"].items() if n}
+    days = [r for r in rows if len(r) == 2]
+    assert days == [[d["date"], str(d["jobs"])] for d in counts["needing_attention_per_day"]]
+
+
+@pytest.mark.parametrize("argv", [["list-stuck", "--bogus"], ["list-stuck", "--limit", "0"], ["diagnose"],
+                                  ["no-such-command"]])
+def test_a_usage_error_is_one_error_line_and_a_hint(seeded, cli, argv):
+    # docs/commands.md: "Errors are one line on stderr (`error: ...`), sometimes followed by a `hint: ...` line."
+    result = cli(*args(seeded, *argv))
+    lines = result.stderr.splitlines()
+    assert result.code == 2 and result.stdout == ""
+    assert lines[0].startswith("error: ") and all(line.startswith("hint: ") for line in lines[1:]) and len(lines) <= 2, \
+        result.stderr

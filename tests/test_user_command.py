@@ -85,3 +85,17 @@ def test_an_image_in_another_users_folder_is_not_called_a_library_portrait(cli, 
     assert result.code == 0, result.stderr
     borrowed = next(c for c in json.loads(result.stdout)["characters"] if c["id"] == str(character_id))
     assert borrowed["image"] == "other"
+
+
+def test_user_and_report_take_the_user_id_prefix_list_stuck_shows(cli, seeded):
+    # list-stuck shows users as 8-character prefixes; `user` and `report --user` take them back.
+    whole = json.loads(cli(*args(seeded, "user", str(ALICE), "--json")).stdout)
+    shown = cli(*args(seeded, "user", str(ALICE)[:8], "--json"))
+    assert shown.code == 0, shown.stderr
+    assert json.loads(shown.stdout)["user_id"] == whole["user_id"] == str(ALICE)
+    report = cli(*args(seeded, "report", "--user", str(ALICE)[:8]))
+    assert report.code == 0, report.stderr
+    whole_report = cli(*args(seeded, "report", "--user", str(ALICE))).stdout
+    assert report.stdout.splitlines()[3:] == whole_report.splitlines()[3:]  # past the time it was made
+    unknown = cli(*args(seeded, "user", "ffffffff"))
+    assert unknown.code == 4 and unknown.stderr.count("\n") == 1, unknown.stderr

@@ -30,7 +30,7 @@ from charfix.ui.environment import Environment, PipeClosed
 
 HELP = """Find character-portrait jobs whose image never reached the user's library, explain why, and repair them.
 
-Point it at the database with SUPABASE_DB_URL or the config file (or --db-url, but a password there shows in the process list) and at storage with --storage-dir, or try it on the embedded demo with --demo.
+Point it at the database with SUPABASE_DB_URL, the config file or --db-url (a password given on the command line shows in the process list) and at storage with --storage-dir, or try it on the embedded demo with --demo.
 
 Exit codes: 0 ok, 1 some repairs failed, 2 bad input, 3 configuration (also a key that is not a service key, a missing bucket), 4 not found, 5 database or storage error, 6 refused by a safety rule, 7 nothing written: the job needs a person, 70 internal error, 130 interrupted (SIGINT), 143 stopped by SIGTERM.
 
@@ -61,7 +61,7 @@ def root(
     ctx: typer.Context,
     db_url: Annotated[
         str | None,
-        typer.Option("--db-url", help="Postgres connection string [env: SUPABASE_DB_URL]. Prefer the variable or "
+        typer.Option("--db-url", metavar="URL", help="Postgres connection string [env: SUPABASE_DB_URL]. Prefer the variable or "
                      "the config file: other users can read a password given here in the process list.",
                      show_default=False),
     ] = None,
@@ -73,7 +73,7 @@ def root(
     demo: Annotated[bool, typer.Option("--demo", help="Use the embedded demo database and storage.")] = False,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="Config file [default: ~/.config/charfix/config.toml; env: CHARFIX_CONFIG].",
+        typer.Option("--config", metavar="PATH", help="Config file [default: ~/.config/charfix/config.toml; env: CHARFIX_CONFIG].",
                      show_default=False),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors (passwords and keys masked).")] = False,
@@ -135,8 +135,13 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
         return int(ExitStatus.INTERRUPTED)
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except typer.TyperException as exc:  # usage errors: Typer prints them as it would standalone
-        exc.show(file=env.err.file)  # through the redactor: it may quote an option's value
+    except typer.TyperException as exc:
+        # Click's own usage errors (an unknown option, a value out of range) in charfix's form: one
+        # `error:` line and a `hint:` (docs/commands.md), not Click's usage block. env.error redacts:
+        # the message may quote an option's value.
+        ctx = getattr(exc, "ctx", None)
+        hint = f"see {ctx.command_path} --help" if ctx is not None else None
+        env.error(" ".join(exc.format_message().split()), hint=hint)
         return int(getattr(exc, "exit_code", ExitStatus.USAGE))
     except KeyboardInterrupt:
         env.error("interrupted")

@@ -31,6 +31,10 @@ class CharacterFilter:
 
     @classmethod
     def parse(cls, text: str) -> CharacterFilter:
+        if not text.strip():
+            from charfix.errors import UsageError
+
+            raise UsageError("--character: the name is empty; give the character's name or id")
         try:
             return cls(text=text, character_id=UUID(text.strip()))
         except ValueError:

@@ -43,7 +43,7 @@ def looks_like_email(text: str) -> bool:
 
 def resolve_user(backends: Backends, text: str, *, by_prefix: Callable[[str], UUID] | None = None) -> UUID:
     """A full user id as given, an email looked up in Auth, else `by_prefix(text)` when given.
-    An unknown or ambiguous email is NotFoundError (exit 4)."""
+    An unknown or ambiguous email is NotFoundError (exit 4). Commands pass `user_by_prefix`."""
     text = text.strip()
     if looks_like_email(text):
         return _by_email(directory_for(backends), text)
@@ -54,6 +54,22 @@ def resolve_user(backends: Backends, text: str, *, by_prefix: Callable[[str], UU
     if by_prefix is not None:
         return by_prefix(text)
     raise UsageError(f"--user: '{_shown(text)}' is neither a user id nor an email address")
+
+
+def user_by_prefix(backends: Backends) -> Callable[[str], UUID]:
+    """The hook for a user id prefix of 8+ characters, as list-stuck shows users (docs/commands.md, "Ids")."""
+    from charfix.parsing import parse_user_ref
+    from charfix.selection import resolve_user as among_jobs
+
+    def lookup(text: str) -> UUID:
+        try:
+            ref = parse_user_ref(text)
+        except UsageError:
+            raise UsageError(f"'{_shown(text)}' is neither a user id nor an email address: give the whole id, "
+                             "its first 8 or more characters, or the email") from None
+        return among_jobs(ref, lambda: backends)
+
+    return lookup
 
 
 def _by_email(directory: UserDirectory, email: str) -> UUID:

@@ -20,14 +20,14 @@ def backfill_cli(
     since: options.Since = "7d",
     user: options.User = None,
     state: Annotated[
-        list[str] | None, typer.Option("--state", help="Only consider jobs in this state (repeatable); only "
+        list[str] | None, typer.Option("--state", metavar="STATE", help="Only consider jobs in this state (repeatable); only "
                                        "repairable ones are ever repaired.")
     ] = None,
     every_state: Annotated[bool, typer.Option("--all", help="Consider every portrait job.")] = False,
     stuck_after: options.StuckAfter = "15m",
     link_window: options.LinkWindow = "1h",
-    max_jobs: Annotated[int | None, typer.Option("--max", min=1, help="Repair at most this many jobs in one run.")] = None,
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=16, help="Jobs repaired in parallel "
+    max_jobs: Annotated[int | None, typer.Option("--max", metavar="N", min=1, help="Repair at most this many jobs in one run.")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", metavar="N", min=1, max=16, help="Jobs repaired in parallel "
                                               "(each with its own database connection).")] = 1,
     dry_run: options.DryRun = False,
     yes: options.Yes = False,
@@ -35,8 +35,8 @@ def backfill_cli(
     jq: options.Jq = None,
     operator: options.Operator = None,
     audit_log: options.AuditPath = None,
-    metrics_file: Annotated[Path | None, typer.Option("--metrics-file", help="Also write the run's figures to this "
-                                                      "file for node_exporter's textfile collector (not with --dry-run).",
+    metrics_file: Annotated[Path | None, typer.Option("--metrics-file", metavar="PATH", help="Also write the run's figures to this "
+                                                      "file for node_exporter's textfile collector (a dry run writes none).",
                                                       show_default=False)] = None,
 ) -> None:
     """Repair every repairable portrait job; never touch needs_review, lost, failed or in_progress ones.

@@ -18,7 +18,7 @@ def link_character_cli(
     job_id: options.JobRef,
     character: Annotated[
         str | None,
-        typer.Option("--character", help="The character's id. On a terminal, leave it out to choose among the candidates.",
+        typer.Option("--character", metavar="ID", help="The character's id. On a terminal, leave it out to choose among the candidates.",
                      show_default=False),
     ] = None,
     no_save: options.NoSave = False,

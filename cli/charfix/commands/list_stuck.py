@@ -26,7 +26,7 @@ def list_stuck_cli(
     user: options.User = None,
     state: Annotated[
         list[str] | None,
-        typer.Option("--state", help="Only jobs in this state (repeatable): saved, in_progress, repairable, "
+        typer.Option("--state", metavar="STATE", help="Only jobs in this state (repeatable): saved, in_progress, repairable, "
                      "needs_review, lost, failed, not_applicable."),
     ] = None,
     every_state: Annotated[bool, typer.Option("--all", help="Every portrait job, saved ones included.")] = False,
@@ -35,7 +35,7 @@ def list_stuck_cli(
     limit: options.Limit = None,
     json_fields: options.JsonFields = None,
     jq: options.Jq = None,
-    character: Annotated[str | None, typer.Option("--character", help="Only jobs about this character: its exact "
+    character: Annotated[str | None, typer.Option("--character", metavar="NAME|ID", help="Only jobs about this character: its exact "
                                                   "name, or its id (near names are shown as hints).")] = None,
     summary_only: Annotated[bool, typer.Option("--summary", help="Counts by state and reason, and a bar per day of "
                                                "jobs needing attention, instead of the list.")] = False,
@@ -44,7 +44,7 @@ def list_stuck_cli(
 
     By default it shows what needs someone: repairable, needs_review, lost, and
     failed jobs whose status still claims queued or processing. On a terminal, a table that fits
-    its width (long lists through $PAGER); piped, one tab-separated line per job.
+    its width (long lists through $PAGER); piped, one line per job with a tab between fields.
 
     Example: charfix --demo list-stuck --since 3d --state repairable --json job_id,state,reasons
     """
@@ -107,5 +107,5 @@ def _render(runtime: Runtime, diagnoses: list, tally: Tally, selection: Selectio
     table, hidden = stuck_table(diagnoses, now=now, ids=short_ids(runtime.backends(), diagnoses), width=width)
     parts = [table, counts]
     if hidden:
-        parts.append(f"[dim]{' and '.join(hidden)} hidden at {width} columns; see them with --json or a wider terminal[/]")
+        parts.append(f"[dim]{' and '.join(hidden)} hidden at {width} columns; see {'them' if len(hidden) > 1 else 'it'} with --json or a wider terminal[/]")
     print_paged(env.out, *parts, terminal=True, redact=env.redact)

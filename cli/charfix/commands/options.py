@@ -17,32 +17,32 @@ def _named(value: str | None) -> str | None:
 
 
 Since = Annotated[
-    str, typer.Option("--since", help="How far back to look: a duration (7d, 36h, 90m) or a date (2026-11-01).")
+    str, typer.Option("--since", metavar="DURATION|DATE", help="How far back to look: a duration (7d, 36h, 90m) or a date (2026-11-01).")
 ]
-User = Annotated[str | None, typer.Option("--user", help="Only this user's jobs: a user id, a unique prefix of 8+ characters, or the email they sign in with.")]
+User = Annotated[str | None, typer.Option("--user", metavar="EMAIL|ID", help="Only this user's jobs: a user id, a unique prefix of 8+ characters, or the email they sign in with.")]
 StuckAfter = Annotated[
     str,
-    typer.Option("--stuck-after", help="A queued/processing job with no output older than this has failed "
+    typer.Option("--stuck-after", metavar="DURATION", help="A queued/processing job with no output older than this has failed "
                  "(1 minute to ten years)."),
 ]
 LinkWindow = Annotated[
     str,
     typer.Option(
-        "--link-window",
+        "--link-window", metavar="DURATION",
         help="A name-only job links automatically only to a character created this soon after the job "
              "(1 minute to 7 days).",
     ),
 ]
-Limit = Annotated[int | None, typer.Option("--limit", min=1, help="Show at most this many jobs.")]
+Limit = Annotated[int | None, typer.Option("--limit", metavar="N", min=1, help="Show at most this many jobs.")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Write without asking (required when not on a terminal).")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan and write nothing.")]
 Operator = Annotated[
-    str | None, typer.Option("--operator", help="Name recorded in the audit log [default: your OS user].", show_default=False,
+    str | None, typer.Option("--operator", metavar="NAME", help="Name recorded in the audit log [default: your OS user].", show_default=False,
                              callback=_named)
 ]
 AuditPath = Annotated[
     Path | None,
-    typer.Option("--audit-log", help="Audit log file [default: ~/.local/state/charfix/audit.jsonl; env: CHARFIX_AUDIT_LOG].",
+    typer.Option("--audit-log", metavar="PATH", help="Audit log file [default: ~/.local/state/charfix/audit.jsonl; env: CHARFIX_AUDIT_LOG].",
                  show_default=False),
 ]
 NoSave = Annotated[bool, typer.Option("--no-save", help="Only fix the job itself; leave library and character alone.")]
@@ -50,8 +50,8 @@ JobRef = Annotated[str, typer.Argument(help="The job id (or a unique prefix of 8
 JsonFields = Annotated[
     str | None,
     typer.Option("--json", metavar="[FIELDS]", show_default=False,
-                 help="Print JSON to stdout for scripts instead of tables; optionally only these fields "
-                      "(--json job_id,state,reasons)."),
+                 help="Print JSON to stdout for scripts instead of tables; optionally only these fields, "
+                      "comma-separated (an unknown one is refused, naming the fields there are)."),
 ]
 Jq = Annotated[
     str | None,

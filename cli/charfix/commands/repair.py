@@ -18,8 +18,8 @@ def repair_cli(
                                                  show_default=False)] = None,
     since: options.Since = "7d",
     user: options.User = None,
-    state: Annotated[list[str] | None, typer.Option("--state", help="Only jobs in this state (repeatable).")] = None,
-    reason: Annotated[list[str] | None, typer.Option("--reason", help="Only jobs with this reason code "
+    state: Annotated[list[str] | None, typer.Option("--state", metavar="STATE", help="Only jobs in this state (repeatable).")] = None,
+    reason: Annotated[list[str] | None, typer.Option("--reason", metavar="REASON", help="Only jobs with this reason code "
                                                      "(repeatable; any of them).")] = None,
     restart: Annotated[bool, typer.Option("--restart", help="Offer again the jobs decided in earlier runs.")] = False,
     stuck_after: options.StuckAfter = "15m",

@@ -15,9 +15,9 @@ def report_cli(
     ctx: typer.Context,
     job_id: Annotated[str | None, typer.Argument(metavar="[JOB]", help="The job id (or a unique prefix of 8+ "
                                                  "characters).", show_default=False)] = None,
-    user: Annotated[str | None, typer.Option("--user", help="Instead of one job: this user's jobs (id or email) "
+    user: Annotated[str | None, typer.Option("--user", metavar="EMAIL|ID", help="Instead of one job: this user's jobs (email, id or 8+ character id prefix) "
                                              "that need attention or that charfix changed.", show_default=False)] = None,
-    since: Annotated[str, typer.Option("--since", help="With --user: how far back to look (30d, or a date).")] = "30d",
+    since: Annotated[str, typer.Option("--since", metavar="DURATION|DATE", help="With --user: how far back to look (30d, or a date).")] = "30d",
     stuck_after: options.StuckAfter = "15m",
     link_window: options.LinkWindow = "1h",
     audit_log: options.AuditPath = None,
@@ -32,7 +32,7 @@ def report_cli(
     from charfix.report import build_report
     from charfix.scan import resolve_job_ids
     from charfix.selection import build_rules
-    from charfix.users import resolve_user
+    from charfix.users import resolve_user, user_by_prefix
 
     runtime: Runtime = ctx.obj
     if (job_id is None) == (user is None):
@@ -45,7 +45,7 @@ def report_cli(
         ids = resolve_job_ids(backends, [parse_job_ref(job_id)])
         text = build_report(backends, rules=rules, audit_path=path, job_ids=ids)
     else:
-        user_id = resolve_user(backends, user)
+        user_id = resolve_user(backends, user, by_prefix=user_by_prefix(backends))
         text = build_report(backends, rules=rules, audit_path=path, user_id=user_id, since=parse_since(since, now=now))
     runtime.env.stdout.write(runtime.env.redact(text))
     runtime.env.stdout.flush()

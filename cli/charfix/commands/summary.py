@@ -12,6 +12,10 @@ def show_summary(runtime: Runtime, selection: Selection, *, json_output: bool) -
     summary = summarize(runtime.backends(), selection)
     if json_output:
         runtime.env.print_json(summary.to_json())
+    elif not runtime.env.stdout_is_terminal:
+        from charfix.ui.summary_render import summary_lines
+
+        runtime.env.write_lines(summary_lines(summary))
     else:
         from charfix.ui.summary_render import render_summary
 

@@ -12,9 +12,9 @@ from charfix.runtime import Runtime
 
 def user_cli(
     ctx: typer.Context,
-    who: Annotated[str, typer.Argument(metavar="EMAIL|ID", help="The user's email address or user id.",
+    who: Annotated[str, typer.Argument(metavar="EMAIL|ID", help="The user's email address, or user id (or its first 8+ characters).",
                                        show_default=False)],
-    since: Annotated[str, typer.Option("--since", help="How far back to look for jobs: a duration (30d) or a date.")] = "30d",
+    since: Annotated[str, typer.Option("--since", metavar="DURATION|DATE", help="How far back to look for jobs: a duration (30d) or a date.")] = "30d",
     stuck_after: options.StuckAfter = "15m",
     link_window: options.LinkWindow = "1h",
     json_fields: options.JsonFields = None,
@@ -28,7 +28,7 @@ def user_cli(
     from charfix.parsing import parse_since
     from charfix.selection import build_rules
     from charfix.user_view import user_view
-    from charfix.users import looks_like_email, resolve_user
+    from charfix.users import looks_like_email, resolve_user, user_by_prefix
 
     runtime: Runtime = ctx.obj
     output = options.json_output(json_fields, jq)
@@ -36,12 +36,15 @@ def user_cli(
     rules = build_rules(now=now, stuck_after=stuck_after, link_window=link_window)
     start = parse_since(since, now=now)
     backends = runtime.backends()
-    user_id = resolve_user(backends, who)
+    user_id = resolve_user(backends, who, by_prefix=user_by_prefix(backends))
     view = user_view(backends, user_id, since=start, rules=rules,
                      email=who.strip() if looks_like_email(who) else None)
     if output is not None:
         output.print_one(runtime.env, view.to_json())
         return
-    from charfix.ui.user_render import render_user
+    from charfix.ui.user_render import render_user, user_lines
 
+    if not runtime.env.stdout_is_terminal:
+        runtime.env.write_lines(user_lines(view, now=now))
+        return
     render_user(runtime.env.out, view, now=now)

@@ -33,11 +33,12 @@ def age(moment: datetime, now: datetime) -> str:
 
 
 def short_duration(seconds: float) -> str:
-    if seconds < 120:
+    # The unit is chosen after rounding, so that 7199.6 s reads "2h", never "120m".
+    if round(seconds) < 120:
         return f"{seconds:.0f}s"
-    if seconds < 7200:
+    if round(seconds / 60) < 120:
         return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
+    if round(seconds / 3600) < 48:
         return f"{seconds / 3600:.0f}h"
     return f"{seconds / 86400:.0f}d"
 

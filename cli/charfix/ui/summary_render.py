@@ -20,8 +20,7 @@ SPARK = "▁▂▃▄▅▆▇█"
 
 
 def render_summary(console: Console, summary: Summary) -> None:
-    console.print(Text(f"{summary.examined} portrait job(s) examined since "
-                       f"{summary.since:%Y-%m-%d %H:%M} UTC, {sum(summary.by_state.values())} selected"))
+    console.print(Text(_heading(summary)))
     if summary.by_state:
         console.print(_reasons(summary))
     console.print(Text("\nJobs needing attention, by day the job was created (UTC)", style="bold"))
@@ -29,6 +28,28 @@ def render_summary(console: Console, summary: Summary) -> None:
     console.print(Text("  " + sparkline([count for _, _, count in buckets]), style="magenta"))
     for line in bars(buckets, width=console.width):
         console.print(line, no_wrap=True, overflow="crop")
+
+
+def summary_lines(summary: Summary) -> list[str]:
+    """Piped: the heading, then `state<TAB>reason<TAB>jobs` (reason `all` for the state's total) and
+    `date<TAB>jobs` for every day of the window; no box drawing, no bars (docs/commands.md, "Output")."""
+    lines = [_heading(summary)]
+    for state in State:
+        if summary.by_state[state]:
+            lines.append(f"{state.value}\tall\t{summary.by_state[state]}")
+            lines += [f"{state.value}\t{reason}\t{n}" for reason, n in _by_count(summary, state)]
+    lines += [f"{day.isoformat()}\t{count}" for day, count in summary.per_day()]
+    return lines
+
+
+def _heading(summary: Summary) -> str:
+    return (f"{summary.examined} portrait job(s) examined since {summary.since:%Y-%m-%d %H:%M} UTC, "
+            f"{sum(summary.by_state.values())} selected")
+
+
+def _by_count(summary: Summary, state: State) -> list[tuple[str, int]]:
+    return sorted(((reason, n) for (s, reason), n in summary.by_reason.items() if s == state),
+                  key=lambda item: (-item[1], item[0]))
 
 
 def _reasons(summary: Summary) -> Table:
@@ -40,9 +61,7 @@ def _reasons(summary: Summary) -> Table:
         if not summary.by_state[state]:
             continue
         table.add_row(state_text(state), Text("all", style="bold"), Text(str(summary.by_state[state]), style="bold"))
-        reasons = sorted(((reason, n) for (s, reason), n in summary.by_reason.items() if s == state),
-                         key=lambda item: (-item[1], item[0]))
-        for reason, count in reasons:
+        for reason, count in _by_count(summary, state):
             table.add_row("", reason, str(count))
     return table
 

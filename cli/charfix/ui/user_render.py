@@ -10,7 +10,7 @@ from rich.text import Text
 
 from charfix import facts as f
 from charfix.models import State
-from charfix.ui.render import STATE_ORDER, age, state_text, stuck_table
+from charfix.ui.render import STATE_ORDER, age, state_text, stuck_lines, stuck_table
 from charfix.user_view import ImageKind, UserView, image_shown
 
 IMAGE_LABEL = {
@@ -23,6 +23,8 @@ IMAGE_LABEL = {
     ImageKind.OTHER_URL: ("external URL: may expire", "yellow"),
     ImageKind.OTHER: ("unrecognised value", "yellow"),
 }
+# Below this width a whole character id beside a folded storage key leaves a column a few letters wide.
+WIDE = 120
 SHOWN_LIMIT = 300  # a storage key is about 120 characters; a name longer than this is noise
 
 
@@ -37,9 +39,35 @@ def render_user(console: Console, view: UserView, *, now: datetime) -> None:
         table, _hidden = stuck_table(view.attention, now=now, ids={}, width=console.width)
         console.print(table)
     console.print(Text("\nCharacters", style="bold"))
-    console.print(_characters(view, now) if view.characters else Text("  none"))
+    detailed = console.width >= WIDE
+    console.print(_characters(view, now, detailed=detailed) if view.characters else Text("  none"))
+    if view.characters and not detailed:
+        console.print(Text(f"image addresses hidden at {console.width} columns; see them with --json or a wider "
+                           "terminal", style="dim"))
     console.print(Text("\nLibrary portraits (the Characters tab)", style="bold"))
     console.print(_library(view, now) if view.library else Text("  none"))
+
+
+def user_lines(view: UserView, *, now: datetime) -> list[str]:
+    """Piped: one tab-separated line per job, character and library row, whole ids, no box drawing
+    (docs/commands.md, "Output"); Rich would expand the tabs, so these bypass it."""
+    head = f"user {view.user_id}" + (f"  {_shown(view.email)}" if view.email else "")
+    rows = [head, _jobs_line(view, now).plain, *stuck_lines(view.attention, now=now), "", "Characters"]
+    for item in view.characters:
+        c = item.character
+        rows.append(_line(str(c.id), _shown(c.name), age(c.created_at, now) + " ago", str(item.jobs),
+                          IMAGE_LABEL[item.image][0], _shown(image_shown(c.image_url) or "")))
+    rows += ["", "Library portraits (the Characters tab)"]
+    for item in view.library:
+        cid, jid = f.row_character_id(item), f.row_job_id(item)
+        name = view.character_names.get(cid) if cid else None
+        rows.append(_line(str(item.id), age(item.created_at, now) + " ago", _shown(name) if name else str(cid or ""),
+                          str(jid or ""), _shown(item.storage_path)))
+    return rows
+
+
+def _line(*cells: str) -> str:
+    return "\t".join(" ".join(cell.replace("\t", " ").split()) or "-" for cell in cells)
 
 
 def _jobs_line(view: UserView, now: datetime) -> Text:
@@ -55,18 +83,20 @@ def _jobs_line(view: UserView, now: datetime) -> Text:
     return text
 
 
-def _characters(view: UserView, now: datetime) -> Table:
+def _characters(view: UserView, now: datetime, *, detailed: bool) -> Table:
     table = Table(header_style="bold", pad_edge=False)
-    for column in ("character", "name", "created", "jobs", "image"):
+    # Whole character ids, never folded: they are what `--character` takes (docs/commands.md, "Ids").
+    table.add_column("character", no_wrap=True, min_width=36)
+    for column in ("name", "created", "jobs", "image"):
         table.add_column(column, overflow="fold")
     for item in view.characters:
         c = item.character
         label, style = IMAGE_LABEL[item.image]
         shown = image_shown(c.image_url)
         image = Text(label, style=style)
-        if shown:
+        if shown and detailed:
             image.append("\n" + _shown(shown), style="dim")
-        table.add_row(str(c.id)[:8], Text(_shown(c.name)), age(c.created_at, now) + " ago", str(item.jobs), image)
+        table.add_row(str(c.id), Text(_shown(c.name)), age(c.created_at, now) + " ago", str(item.jobs), image)
     return table
 
 
