@@ -268,6 +268,15 @@ def test_the_log_and_its_folder_are_private(cli, seeded, tmp_path):
     assert stat.S_IMODE((tmp_path / "fresh").stat().st_mode) == 0o700
 
 
+def test_a_log_others_could_read_is_made_private(cli, seeded, tmp_path):
+    """A log left 0644 by an older charfix holds users' data: the next writing run makes it 0600."""
+    log = tmp_path / "audit.jsonl"
+    log.write_text("")
+    log.chmod(0o644)
+    assert cli(*args(seeded, "backfill-portraits", "--yes", "--audit-log", str(log))).code == 0
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
 def test_a_symlink_at_the_log_path_is_refused_with_exit_3(cli, seeded, tmp_path):
     target = tmp_path / "elsewhere.txt"
     target.write_text("someone's file\n")

@@ -446,12 +446,22 @@ def _open_private(path: Path) -> int:
     hint = "pass --audit-log PATH or set CHARFIX_AUDIT_LOG to a writable file"
     try:
         _make_folders(path.parent)
-        return os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise ConfigError(f"the audit log {path} is a symbolic link; charfix does not write through one; "
                               "nothing was changed", hint=hint) from exc
         raise ConfigError(f"cannot write the audit log {path}: {exc.strerror}; nothing was changed", hint=hint) from exc
+    _tighten(fd)
+    return fd
+
+
+def _tighten(fd: int) -> None:
+    """A log made by an older charfix (or by hand) may be readable by others: the before/after values
+    it holds are users' data, so charfix's own file is made 0600 (docs/repairs.md, "The audit log")."""
+    info = os.fstat(fd)
+    if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) & 0o077:
+        os.fchmod(fd, stat.S_IMODE(info.st_mode) & 0o700)
 
 
 def _make_folders(folder: Path) -> None:

@@ -71,7 +71,8 @@ def backfill_cli(
                                              f"on {where(runtime)}?", yes=False):
             runtime.env.err.print("Nothing written.")
             return
-    with stopping_on_signals() as stop, _progress(runtime, total) as progress, \
+    # A dry run repairs nothing: no "repairing" progress for it.
+    with stopping_on_signals() as stop, (nullcontext(None) if dry_run else _progress(runtime, total)) as progress, \
             recorded_run(metrics_file, clock=runtime.now, dry_run=dry_run) as run:
         audit = None if dry_run else open_audit(runtime, "backfill-portraits", path=audit_log, operator=operator)
         try:
