@@ -112,8 +112,6 @@ def show_character_hint(runtime, selection: Selection) -> None:
 
 
 def _shown(text: str) -> str:
-    # Control and bidi characters made visible (docs/reliability.md, "What reaches the terminal").
-    from charfix.ui.safe import terminal_text
+    from charfix.ui.safe import terminal_excerpt  # docs/reliability.md, "What reaches the terminal"
 
-    cleaned = terminal_text(text)
-    return cleaned if len(cleaned) <= SHOWN_LIMIT else cleaned[: SHOWN_LIMIT - 3] + "..."
+    return terminal_excerpt(text, SHOWN_LIMIT, marker="...")

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.text import Text
 
 from charfix.config import Settings
-from charfix.ui.render import _shown
+from charfix.ui.safe import terminal_text
 
 LABEL_STYLE = "bold reverse yellow"
 
@@ -19,7 +19,7 @@ def target_text(settings: Settings) -> Text:
     text = Text.assemble(("target  ", "bold"), where(settings))
     if settings.label:
         text.append("  ")
-        text.append(f" {_shown(settings.label)} ", style=LABEL_STYLE)
+        text.append(f" {terminal_text(settings.label)} ", style=LABEL_STYLE)
     return text
 
 
@@ -40,7 +40,7 @@ def where(settings: Settings) -> str:
 def short_where(settings: Settings) -> str:
     """A few words for the question itself: the label, else the database or project."""
     if settings.label:
-        return _shown(settings.label)
+        return terminal_text(settings.label)
     if settings.demo:
         return "the demo"
     if settings.db_url:

@@ -47,12 +47,6 @@ def state_text(state: State) -> Text:
     return Text(state.value, style=STATE_STYLE[state])
 
 
-def _shown(value) -> str:
-    """Database text on its way to the terminal. One place, so that it can be made terminal-safe
-    (control characters, escapes) for every rendering at once."""
-    return terminal_text(value)
-
-
 # Columns of list-stuck in the order they are given up when the terminal is too narrow: the job, its
 # state and age always stay; reasons wrap one code per line rather than go.
 COLUMNS = ("job", "state", "age", "reasons", "next step", "user", "status")
@@ -64,10 +58,10 @@ def stuck_cells(d: Diagnosis, *, now: datetime, ids: dict) -> dict[str, str]:
         "job": ids.get(d.job_id, str(d.job_id)),
         "user": ids.get(d.user_id, str(d.user_id)),
         "age": age(d.created_at, now),
-        "status": "-" if d.status is None else _shown(d.status),
+        "status": "-" if d.status is None else terminal_text(d.status),
         "state": d.state.value,
         "reasons": "\n".join(d.codes) or "-",
-        "next step": _shown(next_step(d)),
+        "next step": terminal_text(next_step(d)),
     }
 
 
@@ -127,19 +121,21 @@ def render_story(console: Console, d: Diagnosis, *, prefix: str = "charfix") -> 
     """In a panel on a terminal (words wrap to its width, ids stay whole); plain lines when piped."""
     head = Text.assemble(
         ("job ", "bold"), (str(d.job_id), "bold"), "\n",
-        f"user {d.user_id} · status '{_shown(d.status)}' · created {d.created_at.isoformat(timespec='seconds')}\n",
+        f"user {d.user_id} · status '{terminal_text(d.status)}' · "
+        f"created {d.created_at.isoformat(timespec='seconds')}\n",
         "state ", state_text(d.state),
     )
     if d.character_name:
-        head.append(f" · character '{_shown(d.character_name)}'" + (f" ({d.character_id})" if d.character_id else ""))
+        chosen = f" ({d.character_id})" if d.character_id else ""
+        head.append(f" · character '{terminal_text(d.character_name)}'{chosen}")
     parts: list = [head]
     parts += _timeline(d) + _reasons(d) + _candidates(d) + _plan(d)
     if d.notes:
         parts.append(Text("notes", style="bold"))
-        parts += [Text(f"  {_shown(n)}") for n in d.notes]
+        parts += [Text(f"  {terminal_text(n)}") for n in d.notes]
     command = command_for(d, prefix)
     if command:
-        parts.append(Text.assemble(("run  ", "bold"), (_shown(command), "cyan")))
+        parts.append(Text.assemble(("run  ", "bold"), (terminal_text(command), "cyan")))
     if console.is_terminal:
         console.print(Panel(Group(*parts), expand=False))
     else:
@@ -155,7 +151,7 @@ def _timeline(d: Diagnosis) -> list:
         offset = (event.at - start).total_seconds()
         sign = "+" if offset >= 0 else "-"
         rows.append(Text(f"  {event.at.isoformat(timespec='seconds')}  ({sign}{short_duration(abs(offset))})  "
-                         f"{_shown(event.what)}"))
+                         f"{terminal_text(event.what)}"))
     return rows
 
 
@@ -164,9 +160,9 @@ def _reasons(d: Diagnosis) -> list:
         return [Text("reasons  none: the portrait is where it belongs" if d.state == State.SAVED else "reasons  none")]
     rows = [Text("reasons", style="bold")]
     for reason in d.reasons:
-        rows.append(Text.assemble("  ", (reason.code.value, "yellow"), f"  {_shown(reason.message)}"))
+        rows.append(Text.assemble("  ", (reason.code.value, "yellow"), f"  {terminal_text(reason.message)}"))
         for key, value in reason.evidence.items():
-            rows.append(Text(f"      {_shown(key)}: {_shown(value)}", style="dim"))
+            rows.append(Text(f"      {terminal_text(key)}: {terminal_text(value)}", style="dim"))
     return rows
 
 
@@ -178,9 +174,9 @@ def _candidates(d: Diagnosis) -> list:
     rows = [Text("candidates", style="bold")]
     for c in d.candidates:
         rows.append(Text.assemble(
-            f"  {c.id}  ", (_shown(c.name), "bold"),
+            f"  {c.id}  ", (terminal_text(c.name), "bold"),
             f"  {'exact' if c.exact else 'near'}  created {c.created_at.isoformat(timespec='seconds')} "
-            f"({c.seconds_after_job:+.0f}s after the job)  image {_shown(c.image_url or '-')}"))
+            f"({c.seconds_after_job:+.0f}s after the job)  image {terminal_text(c.image_url or '-')}"))
     return rows
 
 
@@ -192,5 +188,5 @@ def _plan(d: Diagnosis) -> list:
 
 def plan_lines(steps, *, verb: str) -> list[Text]:
     """Numbered steps; the same lines in `diagnose`, the write prompts and --dry-run."""
-    return [Text.assemble(f"  {number}. {verb}", (step.action.value, "green"), f"  {_shown(step.description)}")
+    return [Text.assemble(f"  {number}. {verb}", (step.action.value, "green"), f"  {terminal_text(step.description)}")
             for number, step in enumerate(steps, 1)]

@@ -49,6 +49,12 @@ def terminal_text(value: Any) -> str:
     return UNSAFE.sub(lambda match: visible(match.group()), text)
 
 
+def terminal_excerpt(value: Any, limit: int, *, marker: str = "…") -> str:
+    """`terminal_text`, cut to at most `limit` characters (the cut marked) where one line must stay short."""
+    text = terminal_text(value)
+    return text if len(text) <= limit else text[: limit - len(marker)] + marker
+
+
 def terminal_markup(value: Any) -> str:
     """`terminal_text` for a Rich markup string: `[red]` or `[link=...]` in user text stays text."""
     from rich.markup import escape  # here, not at import: `charfix --help` never needs Rich's markup

@@ -116,8 +116,6 @@ def _library(view: UserView, now: datetime) -> Table:
 
 
 def _shown(text: str) -> str:
-    # Control and bidi characters made visible (docs/reliability.md, "What reaches the terminal").
-    from charfix.ui.safe import terminal_text
+    from charfix.ui.safe import terminal_excerpt  # docs/reliability.md, "What reaches the terminal"
 
-    cleaned = terminal_text(text)
-    return cleaned if len(cleaned) <= SHOWN_LIMIT else cleaned[: SHOWN_LIMIT - 1] + "…"
+    return terminal_excerpt(text, SHOWN_LIMIT)
