@@ -122,6 +122,18 @@ def charfix_executable() -> str:
     return found
 
 
+def spawn_on_pty(tmp_path, argv: list[str], *, rows: int, columns: int, timeout: int = 90,
+                 env: dict[str, str] | None = None):
+    """The console script on a pseudo-terminal of `rows` x `columns`, its environment isolated from the
+    developer's own (home and state under `tmp_path`)."""
+    import pexpect
+
+    base = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "TERM": "xterm", "LANG": "C.UTF-8",
+            "XDG_STATE_HOME": str(tmp_path / "state")}
+    return pexpect.spawn(charfix_executable(), list(argv), encoding="utf-8", timeout=timeout,
+                         dimensions=(rows, columns), env={**base, **(env or {})})
+
+
 @dataclass
 class Result:
     code: int

@@ -12,7 +12,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from charfix.demo.cases import INCIDENT_JOB
-from conftest import charfix_executable
+from conftest import charfix_executable, spawn_on_pty
 from snapshots import snapshot
 
 BOXES = set("─│┃━┏┓┗┛┡┩└┘├┤┬┴┼╭╮╰╯═║")
@@ -25,9 +25,7 @@ def args(seeded, *rest):
 
 def screen(seeded, tmp_path, columns: int, *argv, env=None, answer=None) -> tuple[list[str], int]:
     """Run on a pseudo-terminal of `columns`; the lines as shown (colours and progress redraws gone)."""
-    child = pexpect.spawn(charfix_executable(), list(argv), encoding="utf-8", timeout=90, dimensions=(60, columns),
-                          env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "TERM": "xterm", "LANG": "C.UTF-8",
-                               "XDG_STATE_HOME": str(tmp_path / "state"), "PAGER": "cat", **(env or {})})
+    child = spawn_on_pty(tmp_path, list(argv), rows=60, columns=columns, env={"PAGER": "cat", **(env or {})})
     shown = ""
     if answer is not None:
         child.expect("y/N")
@@ -168,10 +166,7 @@ def test_progress_shows_on_a_terminal_and_never_reaches_the_pipe(seeded, tmp_pat
 
 def test_repair_prompt_shows_the_plan_and_the_target(seeded, tmp_path):
     before = snapshot(seeded.db_url, seeded.storage)
-    child = pexpect.spawn(charfix_executable(), args(seeded, "repair", str(INCIDENT_JOB)), encoding="utf-8",
-                          timeout=90, dimensions=(60, 80),
-                          env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "TERM": "xterm", "LANG": "C.UTF-8",
-                               "XDG_STATE_HOME": str(tmp_path / "state")})
+    child = spawn_on_pty(tmp_path, args(seeded, "repair", str(INCIDENT_JOB)), rows=60, columns=80)
     child.expect("What now")
     child.send("\r")
     child.expect("y/N")
@@ -232,13 +227,9 @@ def test_dry_run_prints_what_the_prompt_shows(seeded, tmp_path, cli):
 
 
 def test_repair_walks_a_filtered_queue_and_resumes_after_decided_jobs(seeded, tmp_path):
-    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "TERM": "xterm", "LANG": "C.UTF-8",
-           "XDG_STATE_HOME": str(tmp_path / "state"), "PAGER": "cat"}
-
     def walk():
-        child = pexpect.spawn(charfix_executable(), args(seeded, "repair", "--state", "lost", "--state", "failed"),
-                              encoding="utf-8", timeout=90, dimensions=(60, 120), env=env)
-        return child
+        return spawn_on_pty(tmp_path, args(seeded, "repair", "--state", "lost", "--state", "failed"), rows=60,
+                            columns=120, env={"PAGER": "cat"})
 
     child = walk()
     child.expect(r"1 of (\d+)")

@@ -9,7 +9,7 @@ import pexpect
 import pytest
 
 from charfix.demo.cases import INCIDENT_JOB
-from conftest import charfix_executable
+from conftest import spawn_on_pty
 from snapshots import snapshot
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -97,10 +97,7 @@ def test_70_internal_error(seeded, monkeypatch):
 
 
 def test_130_interrupted(seeded, tmp_path):
-    child = pexpect.spawn(charfix_executable(), args(seeded, "repair", str(INCIDENT_JOB)), encoding="utf-8",
-                          timeout=90, dimensions=(50, 120),
-                          env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "TERM": "xterm", "LANG": "C.UTF-8",
-                               "XDG_STATE_HOME": str(tmp_path / "state")})
+    child = spawn_on_pty(tmp_path, args(seeded, "repair", str(INCIDENT_JOB)), rows=50, columns=120)
     child.expect("What now")
     child.send("\x03")
     child.expect(pexpect.EOF)

@@ -10,17 +10,14 @@ import pytest
 from charfix import audit
 from charfix.demo.cases import INCIDENT_JOB
 from charfix.models import State
-from conftest import charfix_executable
+from conftest import spawn_on_pty
 
 DOWN = "\x1b[B"
 
 
 def spawn(seeded, tmp_path, *argv):
-    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "TERM": "xterm", "LANG": "C.UTF-8",
-           "XDG_STATE_HOME": str(tmp_path / "state")}
-    child = pexpect.spawn(charfix_executable(), ["--db-url", seeded.db_url, "--storage-dir", str(seeded.storage), *argv],
-                          env=env, encoding="utf-8", timeout=60, dimensions=(50, 200))
-    return child
+    return spawn_on_pty(tmp_path, ["--db-url", seeded.db_url, "--storage-dir", str(seeded.storage), *argv],
+                        rows=50, columns=200, timeout=60)
 
 
 def state_of(cli, seeded, job) -> dict:

@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from charfix.ui.environment import Environment
 from charfix.ui.safe import json_text, terminal_text
-from conftest import charfix_executable
+from conftest import spawn_on_pty
 from test_backends import key, server  # noqa: F401 (fixtures)
 from test_cli import args
 
@@ -140,11 +140,8 @@ def test_repair_results_show_planted_text_escaped(seeded, run):
 
 def test_the_prompt_offers_planted_names_escaped(seeded, tmp_path):
     planted = plant(seeded)
-    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "TERM": "xterm", "LANG": "C.UTF-8",
-           "XDG_STATE_HOME": str(tmp_path / "state")}
-    child = pexpect.spawn(charfix_executable(), ["--db-url", seeded.db_url, "--storage-dir", str(seeded.storage),
-                                                 "link-character", str(planted.review)],
-                          env=env, encoding="utf-8", timeout=60, dimensions=(50, 400))
+    child = spawn_on_pty(tmp_path, ["--db-url", seeded.db_url, "--storage-dir", str(seeded.storage),
+                                    "link-character", str(planted.review)], rows=50, columns=400, timeout=60)
     child.expect("Which character is this portrait for")
     story = child.before
     child.expect("none of these")
