@@ -26,7 +26,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 from dataset import DEFAULT_JOBS, Spec, admin_connection, database_url, drop, server_uri
@@ -96,7 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def generate(spec: Spec, *, now: datetime | None = None, log=print) -> dict:
     started = time.perf_counter()
-    now = now or datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    now = now or datetime.now(UTC).replace(second=0, microsecond=0)
     rng = random.Random(spec.seed)
     users = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(spec.count("users"))]
     builder = Builder(rng=rng, now=now, users=users)

@@ -17,7 +17,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import psycopg
@@ -128,7 +128,7 @@ def _measure_stuck(args, url: str, storage: Path, label: str) -> dict:
     shown = json.loads(output.read_text())
     sql_times, ids = [], set()
     for _ in range(args.repeat):
-        seconds, ids = _sql_ids(url, now=datetime.fromtimestamp(runs[-1].started, timezone.utc))
+        seconds, ids = _sql_ids(url, now=datetime.fromtimestamp(runs[-1].started, UTC))
         sql_times.append(seconds)
     charfix_ids = {d["job_id"] for d in shown}
     return {"seconds": median([r.seconds for r in runs]), "peak_mb": median([r.peak_mb for r in runs]),
@@ -177,14 +177,15 @@ def _list_stuck(report: Report, args, spec: Spec, small: Spec, urls: dict) -> No
 def _queries_per_page(report: Report, spec: Spec, url: str) -> None:
     from charfix.repository.base import JobQuery
     from charfix.repository.postgres import PostgresRepository
-    from charfix.scan import Backends, scan
-    from charfix.selection import build_rules
+    from charfix.backends import Backends
+    from charfix.queries.scan import scan
+    from charfix.queries.selection import build_rules
     from charfix.storage.local import LocalStorage
 
     report.say("\nrepository queries and storage requests per page of jobs (scan over every portrait job, "
                "in-process, indexed database)")
     report.figure("page size", "queries per page", "storage requests per page", "constant?")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = {}
     for size in (100, 500, 1000):
         repo = PostgresRepository.connect(url)
@@ -215,11 +216,12 @@ def _requests_per_page_over_rest(report: Report, spec: Spec, url: str, *, pages:
     request goes through that server's Python, which is far slower than PostgREST."""
     import itertools
 
-    from charfix.http import connect
+    from charfix.backends.http import connect
     from charfix.repository.base import JobQuery
     from charfix.repository.supabase import URL_BUDGET, SupabaseRepository
-    from charfix.scan import Backends, scan
-    from charfix.selection import build_rules
+    from charfix.backends import Backends
+    from charfix.queries.scan import scan
+    from charfix.queries.selection import build_rules
     from charfix.storage.supabase import SupabaseStorage
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the test server lives in tests/
@@ -228,7 +230,7 @@ def _requests_per_page_over_rest(report: Report, spec: Spec, url: str, *, pages:
     report.say(f"\nHTTP requests per page through the Supabase adapters (the first {pages} pages; local test "
                "server over the same database)")
     report.figure("page size", "REST requests per page", "Storage requests per page", "constant?")
-    now, key = datetime.now(timezone.utc), make_service_key()
+    now, key = datetime.now(UTC), make_service_key()
     rows = {}
     with SupabaseTestServer(dsn=url, storage_root=spec.storage, service_key=key) as server:
         for size in (100, 500):

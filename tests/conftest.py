@@ -10,7 +10,7 @@ import sys
 import uuid
 import warnings
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import psycopg
@@ -96,7 +96,7 @@ class Seeded:
 
 
 def _seeded(url: str, tmp_path: Path) -> Seeded:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     storage = tmp_path / "storage"
     storage.mkdir()
     with psycopg.connect(url, autocommit=True) as conn:

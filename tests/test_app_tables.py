@@ -14,7 +14,8 @@ import pytest
 from charfix.diagnosis import Rules
 from charfix.models import State
 from charfix.repository.postgres import PostgresRepository
-from charfix.scan import Backends, diagnose_ids
+from charfix.backends import Backends
+from charfix.queries.scan import diagnose_ids
 from charfix.storage.local import LocalStorage
 from snapshots import duplicate_rows, snapshot
 from test_cli import _normalized, seeded_twin  # noqa: F401 (fixture)
@@ -130,7 +131,7 @@ def test_a_repair_killed_between_any_two_steps_is_finished_by_the_next_run(kind,
         again = cli(*args, "diagnose", job, "--json", env=env)
     incident_saved(seeded)
     assert json.loads(again.stdout)[0]["state"] == "saved"
-    from charfix import audit
+    from charfix.repair import audit
 
     made = audit.writes(audit.read(tmp_path / "a.jsonl"))  # what happened, killed run and finishing run together
     assert sorted(line["step"] for line in made if line["step"] != "copy_object") == sorted(
@@ -215,7 +216,7 @@ def _plant_old_jobs(seeded, *, days: list[float], status: str = "processing", us
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_open_before_counts_the_hidden_portrait_jobs_and_finds_the_oldest(kind, seeded):
     from charfix.demo.sample import ALICE, BEN
-    from charfix.http import connect
+    from charfix.backends.http import connect
     from charfix.repository.base import JobQuery
     from charfix.repository.supabase import SupabaseRepository
 

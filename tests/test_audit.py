@@ -22,11 +22,11 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from charfix import audit
-from charfix.audit import AuditLog
+from charfix.repair import audit
+from charfix.repair.audit import AuditLog
 from charfix.demo.cases import png
 from charfix.repository.postgres import PostgresRepository
-from charfix.scan import Backends
+from charfix.backends import Backends
 from charfix.storage.local import LocalStorage
 from conftest import charfix_executable
 from test_backends import key, server  # noqa: F401 (fixtures)

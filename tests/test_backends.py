@@ -12,18 +12,19 @@ from datetime import timedelta
 
 import pytest
 
-from charfix import audit
+from charfix.repair import audit
 from charfix.diagnosis import Rules
 from charfix.errors import BackendError, ChangedError, ConfigError
-from charfix.facts import normalized_name
-from charfix.http import RetryPolicy, connect, in_list, quoted
+from charfix.diagnosis.facts import normalized_name
+from charfix.backends.http import RetryPolicy, connect, in_list, quoted
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, NewLibraryItem
 from charfix.repository.base import JobQuery, Page
 from charfix.repository.postgres import PostgresRepository
 from charfix.repository.supabase import SupabaseRepository
-from charfix.scan import Backends, scan
-from charfix.selection import Selection
-from charfix.service import backfill
+from charfix.backends import Backends
+from charfix.queries.scan import scan
+from charfix.queries.selection import Selection
+from charfix.repair.operations import backfill
 from charfix.storage.local import LocalStorage
 from charfix.storage.supabase import SupabaseStorage
 from snapshots import duplicate_rows, snapshot
@@ -470,7 +471,7 @@ def test_writes_survive_a_dropped_connection_without_duplicates(server, seeded, 
 def test_a_backfill_over_rest_through_a_timeout_and_a_failing_write_loses_nothing(server, seeded, key, tmp_path):
     """A read that times out is retried; a write answered 500 on every try fails that job only. Its
     writes that landed before it are in the audit log, and the next run finishes it."""
-    from charfix.audit import AuditLog
+    from charfix.repair.audit import AuditLog
 
     client = connect(server.url, key, retry=FAST, timeout=0.5)
     backends = Backends(repository=SupabaseRepository(client), storage=SupabaseStorage(client))
@@ -496,7 +497,7 @@ def test_a_backfill_over_rest_through_a_timeout_and_a_failing_write_loses_nothin
 
 def test_an_audit_log_failing_over_rest_with_workers_stops_the_jobs_not_yet_started(server, seeded, key, tmp_path,
                                                                                        monkeypatch):
-    from charfix.audit import AuditError, AuditLog
+    from charfix.repair.audit import AuditError, AuditLog
 
     extra = _bulk_incidents(seeded, 30)
     selection = Selection(query=JobQuery(since=since(seeded)), rules=Rules(now=seeded.now))
@@ -591,7 +592,7 @@ CHANGES = {
 @pytest.mark.parametrize("change", CHANGES)
 def test_a_job_changed_between_diagnosis_and_write_is_diagnosed_again_not_overwritten(
         backends, seeded, monkeypatch, change):
-    from charfix import repair
+    from charfix.repair import job as repair
     from charfix.models import Action, library_row_id
 
     read = job(backends, seeded, "incident")

@@ -11,12 +11,13 @@ import pytest
 
 from charfix.diagnosis import Rules, diagnose
 from charfix.errors import BackendError
-from charfix.http import RetryPolicy, connect
+from charfix.backends.http import RetryPolicy, connect
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Action
-from charfix.repair_steps import StepContext, apply_step
+from charfix.repair.steps import StepContext, apply_step
 from charfix.repository.postgres import PostgresRepository
 from charfix.repository.supabase import SupabaseRepository
-from charfix.scan import Backends, collect_facts
+from charfix.backends import Backends
+from charfix.queries.scan import collect_facts
 from charfix.storage.local import LocalStorage
 from charfix.storage.supabase import SupabaseStorage
 from tests.supabase_server import SupabaseTestServer, make_service_key

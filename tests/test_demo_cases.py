@@ -8,7 +8,8 @@ from charfix.diagnosis import Rules
 from charfix.models import ReasonCode
 from charfix.repository.base import JobQuery
 from charfix.repository.postgres import PostgresRepository
-from charfix.scan import Backends, scan
+from charfix.backends import Backends
+from charfix.queries.scan import scan
 from charfix.storage.local import LocalStorage
 
 

@@ -4,13 +4,13 @@ and every demo job the doc quotes exists in the demo and shows what its section 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import pytest
 
 from charfix.demo.sample import build_sample
-from charfix.facts import read_request
+from charfix.diagnosis.facts import read_request
 from charfix.models import Action, Job, ReasonCode, State
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "diagnosis.md"
@@ -25,7 +25,7 @@ def doc() -> str:
 
 @pytest.fixture(scope="module")
 def sample():
-    return build_sample(datetime.now(timezone.utc))
+    return build_sample(datetime.now(UTC))
 
 
 def headings(text: str) -> list[str]:

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
@@ -22,14 +22,15 @@ from psycopg.types.json import Jsonb
 
 from charfix.diagnosis import Rules
 from charfix.errors import BackendError
-from charfix.fetch import Fetcher, fetch_image, refusal, sniff
-from charfix.http import connect
+from charfix.storage.provider import Fetcher, fetch_image, refusal, sniff
+from charfix.backends.http import connect
 from charfix.models import State
-from charfix.repair import Outcome
+from charfix.repair.job import Outcome
 from charfix.repository.postgres import PostgresRepository
 from charfix.repository.supabase import SupabaseRepository
-from charfix.scan import Backends, diagnose_ids
-from charfix.service import complete_job
+from charfix.backends import Backends
+from charfix.queries.scan import diagnose_ids
+from charfix.repair.operations import complete_job
 from charfix.storage.local import LocalStorage
 from charfix.storage.supabase import SupabaseStorage
 from snapshots import snapshot
@@ -434,7 +435,7 @@ def plant(db_url: str, *, url: str, in_metadata: bool) -> tuple[uuid.UUID, uuid.
     temp_storage_path (and the job stayed processing); newer code stores '' and records the URL in
     metadata.original_fal_url. The character shows the provider's URL (the creation flow)."""
     user, job, character = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    created = datetime.now(timezone.utc) - timedelta(days=1)
+    created = datetime.now(UTC) - timedelta(days=1)
     metadata = {"destination": "character_portrait", "character_id": str(character), "prompt": "a heron"}
     if in_metadata:
         metadata |= {"original_fal_url": url, "fal_response": {"images": [{"url": url}]}}
@@ -481,7 +482,7 @@ def test_a_job_only_at_the_provider_url_is_fetched_stored_and_shown(db_url, stor
     url = f"http://{HOST}:{site.port}/files/heron.html?sig=1"
     user, job, character = plant(db_url, url=url, in_metadata=in_metadata)
     backends = backend(fetcher(["127.0.0.1"]))
-    rules = Rules(now=datetime.now(timezone.utc))
+    rules = Rules(now=datetime.now(UTC))
     assert diagnose_ids(backends, [job], rules)[0].state == State.NEEDS_REVIEW
     result = complete_job(backends, job, rules=rules)
     assert result.outcome == Outcome.REPAIRED, result.message
@@ -506,6 +507,6 @@ def test_a_refused_fetch_writes_nothing(db_url, storage_root, backend, site):
     _, job, _ = plant(db_url, url=f"http://{HOST}:{site.port}/files/heron.png", in_metadata=True)
     backends = backend(Fetcher(resolver=Resolver(["127.0.0.1"])))  # the default policy: loopback is inside
     before = snapshot(db_url, storage_root)
-    result = complete_job(backends, job, rules=Rules(now=datetime.now(timezone.utc)))
+    result = complete_job(backends, job, rules=Rules(now=datetime.now(UTC)))
     assert result.outcome == Outcome.FAILED and "private address" in result.message
     assert snapshot(db_url, storage_root) == before and site.requests == []

@@ -120,7 +120,7 @@ def test_debug_tracebacks_never_show_the_password_and_keep_the_exit_code(cli, tm
 def test_an_internal_error_under_debug_is_redacted_and_exits_70(monkeypatch, tmp_path):
     import io
 
-    import charfix.bootstrap
+    import charfix.backends.bootstrap
     from charfix.app import main
     from charfix.ui.environment import Environment
 
@@ -129,7 +129,7 @@ def test_an_internal_error_under_debug_is_redacted_and_exits_70(monkeypatch, tmp
     def broken(settings):
         raise RuntimeError(f"a bug that quotes {settings.db_url} and key eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZSJ9.c2ln")
 
-    monkeypatch.setattr(charfix.bootstrap, "build_backends", broken)
+    monkeypatch.setattr(charfix.backends.bootstrap, "build_backends", broken)
     monkeypatch.setenv("SUPABASE_DB_URL", url)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))  # no config file of the developer's
     for name in ("CHARFIX_CONFIG", "SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY"):

@@ -10,6 +10,7 @@ import time
 from prometheus_client.parser import text_string_to_metric_families
 
 from test_cli import args
+from datetime import UTC
 
 
 def parsed(path) -> dict[tuple[str, tuple], float]:
@@ -80,16 +81,16 @@ def test_a_failed_run_keeps_the_last_success_and_says_what_failed(cli, seeded, t
 
 
 def test_a_run_that_stops_records_its_exit_code_and_raises_the_same_error(tmp_path):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     import pytest
 
     from charfix.errors import BackendError
-    from charfix.metrics import recorded_run
+    from charfix.repair.metrics import recorded_run
 
     metrics = tmp_path / "charfix.prom"
     with pytest.raises(BackendError, match="connection lost"):
-        with recorded_run(metrics, clock=lambda: datetime.now(timezone.utc)):
+        with recorded_run(metrics, clock=lambda: datetime.now(UTC)):
             raise BackendError("connection lost")
     samples = parsed(metrics)
     assert value(samples, "exit_code") == 5
@@ -113,16 +114,16 @@ def test_an_unwritable_metrics_directory_stops_the_run_before_any_repair(cli, se
 
 
 def test_a_torn_previous_file_costs_only_the_last_success(tmp_path):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    from charfix.metrics import Run, previous_success, render
+    from charfix.repair.metrics import Run, previous_success, render
 
     path = tmp_path / "charfix.prom"
     path.write_bytes(b"charfix_backfill_last_success_timestamp_seconds 17\xff")
     assert previous_success(path) is None
     path.write_text("charfix_backfill_last_success_timestamp_seconds 1700000000.5\n")
     assert previous_success(path) == 1700000000.5
-    run = Run(started=datetime.fromtimestamp(1800000000, timezone.utc), exit_code=5, previous_success=1700000000.5)
+    run = Run(started=datetime.fromtimestamp(1800000000, UTC), exit_code=5, previous_success=1700000000.5)
     path.write_text(render(run))
     samples = parsed(path)
     assert value(samples, "last_success_timestamp_seconds") == 1700000000.5

@@ -14,15 +14,15 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from charfix import audit as audit_log
-from charfix.audit import AuditError, AuditLog
+from charfix.repair import audit as audit_log
+from charfix.repair.audit import AuditError, AuditLog
 from charfix.diagnosis import Rules
 from charfix.errors import BackendError, ConnectionLostError
 from charfix.repository.postgres import PostgresRepository
 from charfix.repository.base import JobQuery
-from charfix.scan import Backends
-from charfix.selection import Selection
-from charfix.service import backfill
+from charfix.backends import Backends
+from charfix.queries.selection import Selection
+from charfix.repair.operations import backfill
 from charfix.storage.local import LocalStorage
 from conftest import charfix_executable
 from snapshots import duplicate_rows, snapshot

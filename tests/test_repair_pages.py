@@ -3,7 +3,6 @@ savepoint: what a page guarantees beyond what one job does (test_reliability.py 
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import timedelta
 
@@ -11,12 +10,12 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from charfix import audit
-from charfix.audit import AuditError, AuditLog
+from charfix.repair import audit
+from charfix.repair.audit import AuditError, AuditLog
 from charfix.demo.cases import png
 from charfix.errors import BackendError, ConnectionLostError
-from charfix.repair_pages import LOCKED_ELSEWHERE
-from charfix.service import backfill
+from charfix.repair.page import LOCKED_ELSEWHERE
+from charfix.repair.operations import backfill
 from charfix.storage.local import LocalStorage
 from snapshots import duplicate_rows
 from test_reliability import dropping_on_second_insert, open_backends, repairable_left, repairable_total, selection
@@ -153,7 +152,7 @@ def test_a_job_changed_by_someone_else_inside_a_page_is_diagnosed_again_and_its_
     # The page locks the characters it will write before its first write (writes.lock_characters), so
     # someone else's change lands either before that lock, or waits for the page to commit. Before:
     # the job is handed back, read and diagnosed again in a later page, and the user's choice stays.
-    from charfix import repair_pages
+    from charfix.repair import page as repair_pages
 
     changed = seeded.case("character_not_updated").job_id
     original, done = repair_pages._lock_characters, []

@@ -10,7 +10,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import psycopg
@@ -20,19 +20,20 @@ from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
 from charfix.diagnosis import Rules
-from charfix.http import RetryPolicy, connect
+from charfix.backends.http import RetryPolicy, connect
 from charfix.models import State
-from charfix.repair import Outcome, RepairOptions, repair_job
+from charfix.repair.job import Outcome, RepairOptions, repair_job
 from charfix.repository.postgres import PostgresRepository
 from charfix.repository.supabase import SupabaseRepository
-from charfix.scan import Backends, diagnose_ids
+from charfix.backends import Backends
+from charfix.queries.scan import diagnose_ids
 from charfix.storage.local import LocalStorage
 from charfix.storage.supabase import SupabaseStorage
 from conftest import TEMPLATE, _fresh
 from snapshots import snapshot
 from tests.supabase_server import SupabaseTestServer, make_service_key
 
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 JOB_AT = NOW - timedelta(hours=3)
 USER, OTHER = uuid.UUID(int=1), uuid.UUID(int=2)
 EXAMPLES = 120 if os.environ.get("CHARFIX_HEAVY") == "1" else 25

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
-from charfix import audit
-from charfix.audit import AuditLog
+from charfix.repair import audit
+from charfix.repair.audit import AuditLog
 from charfix.demo.sample import MALLORY
 from charfix.diagnosis import Rules
 from charfix.errors import RefusedError
 from charfix.models import Action, State
-from charfix.repair import Outcome, RepairOptions, repair_job
+from charfix.repair.job import Outcome, RepairOptions, repair_job
 from charfix.repository.postgres import PostgresRepository
-from charfix.scan import Backends, diagnose_ids
-from charfix.service import complete_job, link_character
+from charfix.backends import Backends
+from charfix.queries.scan import diagnose_ids
+from charfix.repair.operations import complete_job, link_character
 from charfix.storage.local import LocalStorage
 from snapshots import snapshot
 

@@ -9,7 +9,7 @@ import json
 import os
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 from psycopg.types.json import Jsonb
@@ -23,7 +23,7 @@ USER = uuid.UUID("0d5e7e57-0000-4000-8000-00000000b0b0")
 JOB = uuid.UUID("0d5e7e57-1111-4000-8000-00000000b0b0")
 CHARACTER = uuid.UUID("0d5e7e57-2222-4000-8000-00000000b0b0")
 ASSET = uuid.UUID("0d5e7e57-3333-4000-8000-00000000b0b0")
-CREATED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+CREATED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 HOSTILE = "Mandy](http://evil.example/x) <img src=x onerror=alert(1)> **boss** `code` # \x1b[2J\u202egnp.exe\n| col |"
 SIGNED = ("https://abcdefghijklmnop.supabase.co/storage/v1/object/sign/workspace-temp/a.png"
           "?token=eyJhbGciOiJIUzI1NiJ9.eyJ1cmwiOiJ4In0.c2lnbmF0dXJl")
@@ -118,7 +118,7 @@ def test_the_report_shows_each_write_once_with_its_outcome_as_the_audit_log_reco
     """The audit log's lines (docs/repairs.md, "The audit log"): an object write is an `intent` then
     `done`/`failed`; row writes are `pending`, then their transaction's `committed`/`rolled_back`. A
     write that rolled back or failed is not shown as done, and a write is one row, not two."""
-    from charfix.audit import AuditLog
+    from charfix.repair.audit import AuditLog
 
     log_path = tmp_path / "audit.jsonl"
     log = AuditLog(path=log_path, operator="support-bot", command="repair").open()

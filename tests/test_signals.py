@@ -14,7 +14,7 @@ import time
 import psycopg
 import pytest
 
-from charfix import audit
+from charfix.repair import audit
 from conftest import charfix_executable
 from test_audit import assert_log_matches, state
 from test_backends import key, server  # noqa: F401 (fixtures)

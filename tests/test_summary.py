@@ -6,7 +6,7 @@ import json
 import re
 import uuid
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 
 import pexpect
 import pytest
@@ -22,12 +22,12 @@ ATTENTION = {"repairable", "needs_review", "lost"}
 
 
 def day_of(stamp: str) -> str:
-    return datetime.fromisoformat(stamp).astimezone(timezone.utc).date().isoformat()
+    return datetime.fromisoformat(stamp).astimezone(UTC).date().isoformat()
 
 
 def plant_old_stuck_jobs(seeded, days_ago: list[int]) -> None:
     """Jobs stuck in processing with no output, as the app leaves them: failed, status still claims otherwise."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with seeded.connect() as conn:
         for n, ago in enumerate(days_ago):
             conn.execute(

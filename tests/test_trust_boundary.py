@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
@@ -328,9 +327,10 @@ def test_repair_steps_refuse_keys_outside_the_users_folder(seeded):
     from charfix.demo.cases import INCIDENT_JOB
     from charfix.errors import RefusedError
     from charfix.models import Action, Step
-    from charfix.repair_steps import StepContext, apply_step
+    from charfix.repair.steps import StepContext, apply_step
     from charfix.repository.postgres import PostgresRepository
-    from charfix.scan import Backends, collect_facts
+    from charfix.backends import Backends
+    from charfix.queries.scan import collect_facts
     from charfix.storage.local import LocalStorage
     from snapshots import snapshot
 

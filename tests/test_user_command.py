@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 
 from charfix.demo.sample import ALICE
-from charfix.facts import is_visible
+from charfix.diagnosis.facts import is_visible
 from charfix.models import LibraryItem
 from test_cli import args
 from test_users import key, server  # noqa: F401 (fixtures)
@@ -26,7 +26,7 @@ def plant_signed_image(seeded) -> str:
     with seeded.connect() as conn:
         conn.execute("insert into characters (id, user_id, name, description, image_url, created_at) "
                      "values (%s, %s, %s, %s, %s, %s)",
-                     (character_id, ALICE, "Signed", "d", SIGNED, datetime.now(timezone.utc)))
+                     (character_id, ALICE, "Signed", "d", SIGNED, datetime.now(UTC)))
     return str(character_id)
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from charfix.demo.sample import ALICE, BEN, EMAILS
 from charfix.errors import BackendError, NotFoundError, UsageError
-from charfix.http import connect
-from charfix.users import AdminApiUsers, resolve_user
+from charfix.backends.http import connect
+from charfix.queries.users import AdminApiUsers, resolve_user
 from test_backends import FAST, postgres_backends, supabase_backends
 from test_cli import args
 from tests.supabase_server import SupabaseTestServer, make_service_key
@@ -74,7 +74,7 @@ def test_the_admin_api_is_paged_to_its_end_and_read_once(server, seeded, key):
     plant_users(seeded, many)
     client = connect(server.url, key, retry=FAST, timeout=5)
     try:
-        from charfix.http import Caller
+        from charfix.backends.http import Caller
 
         directory = AdminApiUsers(Caller(client, "Supabase Auth"), per_page=50)
         server.reset_counters()
@@ -103,7 +103,7 @@ def test_the_admin_api_refuses_the_anon_key_as_gotrue_does(server, seeded):
     # charfix with an anon key: one clear line, no traceback, through the backend error.
     client = connect(server.url, anon, retry=FAST, timeout=5)
     try:
-        from charfix.http import Caller
+        from charfix.backends.http import Caller
 
         with pytest.raises(BackendError, match="refused \\(HTTP 403 not_admin"):
             AdminApiUsers(Caller(client, "Supabase Auth")).with_email("mandy@example.com")

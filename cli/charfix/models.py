@@ -6,7 +6,7 @@ have many more. Nothing here does I/O.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from enum import StrEnum
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -18,7 +18,7 @@ LIBRARY_BUCKET = "user-library"
 PORTRAIT = "character_portrait"
 
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Record(BaseModel):
@@ -119,7 +119,7 @@ class StoredObject(Record):
     def path(self) -> str:
         return f"{self.bucket}/{self.key}"
 
-    def may_be_copy_of(self, source: "StoredObject") -> bool:
+    def may_be_copy_of(self, source: StoredObject) -> bool:
         """Whether this object can be the whole of `source`: the same size, and the same MD5 where
         both are known. A truncated or stale object is not a copy (docs/repairs.md)."""
         if self.size != source.size:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 from pathlib import Path
 from uuid import UUID
 
@@ -68,7 +68,7 @@ def parse_since(text: str, *, now: datetime) -> datetime:
             f"--since: '{text}' is neither a duration (7d, 36h) nor a date (2026-11-01 or 2026-11-01T17:00:00Z)"
         ) from None
     if isinstance(moment, date) and moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     if moment > now:
         raise UsageError(f"--since: {text} is in the future")
     return moment

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +11,7 @@ from charfix.ui.environment import Environment
 
 if TYPE_CHECKING:  # not at start-up: scan imports the models (pydantic); config, psycopg's conninfo
     from charfix.config import Settings
-    from charfix.scan import Backends
+    from charfix.backends import Backends
 
 
 @dataclass
@@ -37,19 +37,19 @@ class Runtime:
 
     def backends(self) -> Backends:
         if self._backends is None:
-            from charfix.bootstrap import build_backends
+            from charfix.backends.bootstrap import build_backends
 
             self._backends = build_backends(self.settings)
         return self._backends
 
     def open_worker(self) -> Backends:
         """Another set of backends with its own connection, for parallel repairs."""
-        from charfix.bootstrap import build_backends
+        from charfix.backends.bootstrap import build_backends
 
         return build_backends(self.settings, check=False)  # backends() checked access already
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     def close(self) -> None:
         if self._backends is not None:

@@ -76,7 +76,7 @@ class SupabaseTestServer:
             raise RuntimeError("server not started")
         return f"http://{self.host}:{self._server.server_port}"
 
-    def start(self) -> "SupabaseTestServer":
+    def start(self) -> SupabaseTestServer:
         if self._server is not None:
             return self
         with psycopg.connect(self.dsn) as conn:  # fail fast on a bad DSN
@@ -99,7 +99,7 @@ class SupabaseTestServer:
         self._thread = None
         self._postgrest.close()
 
-    def __enter__(self) -> "SupabaseTestServer":
+    def __enter__(self) -> SupabaseTestServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -16,7 +16,7 @@ import os
 import re
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 from .postgrest import Response
@@ -80,7 +80,7 @@ def storage_refusal(message: str) -> Response:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _json(status: int, obj) -> Response:
@@ -305,7 +305,7 @@ class StorageHandler:
         data = self._bytes(bucket, key, f)
         headers = {"Content-Type": rec["metadata"]["mimetype"], "ETag": rec["metadata"]["eTag"],
                    "Cache-Control": rec["metadata"]["cacheControl"],
-                   "Last-Modified": datetime.fromtimestamp(f.stat().st_mtime, timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")}
+                   "Last-Modified": datetime.fromtimestamp(f.stat().st_mtime, UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")}
         if head:
             headers["Content-Length"] = str(rec["metadata"]["size"])
             return Response(200, b"", headers)

@@ -11,7 +11,7 @@ import typer
 from charfix.commands import options
 from charfix.commands.writing import confirm, open_audit, report_stop, require_terminal, show_target, where
 from charfix.errors import ExitStatus
-from charfix.interrupt import stopping_on_signals
+from charfix.repair.interrupt import stopping_on_signals
 from charfix.runtime import Runtime
 
 
@@ -47,10 +47,10 @@ def backfill_cli(
 
     Example: charfix --demo backfill-portraits --yes
     """
-    from charfix.selection import build_selection
-    from charfix.metrics import recorded_run
-    from charfix.service import backfill
-    from charfix.users import user_option
+    from charfix.queries.selection import build_selection
+    from charfix.repair.metrics import recorded_run
+    from charfix.repair.operations import backfill
+    from charfix.queries.users import user_option
 
     runtime: Runtime = ctx.obj
     user = user_option(runtime, user)  # an email becomes the user's id

@@ -35,9 +35,9 @@ def complete_job_cli(
 
     Example: charfix --demo complete-job 0767ab69 --dry-run
     """
-    from charfix.scan import resolve_job_ids
-    from charfix.selection import build_rules
-    from charfix.service import complete_job
+    from charfix.queries.scan import resolve_job_ids
+    from charfix.queries.selection import build_rules
+    from charfix.repair.operations import complete_job
 
     runtime: Runtime = ctx.obj
     json_output = options.json_output(json_fields, jq)

@@ -14,11 +14,11 @@ from charfix.runtime import Runtime
 if TYPE_CHECKING:
     from charfix.diagnosis import Rules
     from charfix.models import Diagnosis
-    from charfix.scan import Backends
+    from charfix.backends import Backends
 
 
 def diagnose_jobs(backends: Backends, job_ids: Sequence, rules: Rules) -> list[Diagnosis]:
-    from charfix.scan import diagnose_ids
+    from charfix.queries.scan import diagnose_ids
 
     return diagnose_ids(backends, job_ids, rules)
 
@@ -37,8 +37,8 @@ def diagnose_cli(
 
     Example: charfix --demo diagnose 69e0cd17-5b4e-4b8a-a8b2-1333caa61c85
     """
-    from charfix.scan import resolve_job_ids
-    from charfix.selection import build_rules
+    from charfix.queries.scan import resolve_job_ids
+    from charfix.queries.selection import build_rules
 
     runtime: Runtime = ctx.obj
     json_output = options.json_output(json_fields, jq)

@@ -20,7 +20,7 @@ def doctor_cli(ctx: typer.Context, json_fields: options.JsonFields = None, jq: o
 
     Example: charfix doctor --json
     """
-    from charfix.doctor import run_doctor
+    from charfix.doctor.checks import run_doctor
 
     runtime: Runtime = ctx.obj
     json_output = options.json_output(json_fields, jq)

@@ -38,9 +38,9 @@ def link_character_cli(
 
     Example: charfix --demo link-character 4db0218b --character <id> --dry-run
     """
-    from charfix.scan import diagnose_ids, resolve_job_ids
-    from charfix.selection import build_rules
-    from charfix.service import check_link, link_character
+    from charfix.queries.scan import diagnose_ids, resolve_job_ids
+    from charfix.queries.selection import build_rules
+    from charfix.repair.operations import check_link, link_character
 
     runtime: Runtime = ctx.obj
     json_output = options.json_output(json_fields, jq)

@@ -10,11 +10,11 @@ from charfix.commands import options
 from charfix.runtime import Runtime
 
 if TYPE_CHECKING:
-    from charfix.selection import Selection, Tally
+    from charfix.queries.selection import Selection, Tally
 
 
 def list_stuck(backends, selection: Selection, *, progress=None) -> tuple[list, Tally]:
-    from charfix.selection import Tally, selected
+    from charfix.queries.selection import Tally, selected
 
     tally = Tally()
     return list(selected(backends, selection, tally, progress=progress)), tally
@@ -48,10 +48,10 @@ def list_stuck_cli(
 
     Example: charfix --demo list-stuck --since 3d --state repairable --json job_id,state,reasons
     """
-    from charfix.selection import Tally, backlog_line, build_selection, hidden_backlog, selected
-    from charfix.by_character import show_character_hint, with_character
+    from charfix.queries.selection import Tally, backlog_line, build_selection, hidden_backlog, selected
+    from charfix.queries.by_character import show_character_hint, with_character
     from charfix.commands.summary import show_summary
-    from charfix.users import user_option
+    from charfix.queries.users import user_option
 
     runtime: Runtime = ctx.obj
     user = user_option(runtime, user)  # an email becomes the user's id
@@ -99,7 +99,7 @@ def _render(runtime: Runtime, diagnoses: list, tally: Tally, selection: Selectio
         env.out.print("Nothing to do: no portrait job needs attention.")
         env.out.print(counts)
         return
-    from charfix.selection import short_ids
+    from charfix.queries.selection import short_ids
     from charfix.ui.pager import print_paged
     from charfix.ui.render import stuck_table
 

@@ -39,11 +39,11 @@ def repair_cli(
     """
     from charfix.commands.repair_session import Session, queue_of, reason_codes
     from charfix.commands.writing import open_audit, report_stop
-    from charfix.interrupt import stopping_on_signals
+    from charfix.repair.interrupt import stopping_on_signals
     from charfix.parsing import parse_job_ref
-    from charfix.scan import diagnose_ids, resolve_job_ids
-    from charfix.selection import Tally, build_selection, selected
-    from charfix.users import user_option
+    from charfix.queries.scan import diagnose_ids, resolve_job_ids
+    from charfix.queries.selection import Tally, build_selection, selected
+    from charfix.queries.users import user_option
 
     runtime: Runtime = ctx.obj
     if not runtime.env.interactive and not (yes and job_id):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 
@@ -41,7 +41,7 @@ class Decisions:
 
     def record(self, job_id, state: str, decision: str) -> None:
         self.mine[str(job_id)] = {"state": state, "decision": decision,
-                                  "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                                  "at": datetime.now(UTC).isoformat(timespec="seconds")}
         self._write()
 
     def forget(self) -> None:

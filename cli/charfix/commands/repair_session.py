@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from charfix.advice import APPLY, CHOOSE, COMPLETE, FETCH, MARK_FAILED, QUIT, SKIP, repair_choices
+from charfix.ui.advice import APPLY, CHOOSE, COMPLETE, FETCH, MARK_FAILED, QUIT, SKIP, repair_choices
 from charfix.commands.writing import approve, where
 from charfix.errors import UsageError
 from charfix.models import Diagnosis, ReasonCode, State
-from charfix.repair import Outcome, RepairOptions, repair_job
+from charfix.repair.job import Outcome, RepairOptions, repair_job
 from charfix.runtime import Runtime
-from charfix.service import check_link, complete_job, link_character
+from charfix.repair.operations import check_link, complete_job, link_character
 
 
 def reason_codes(names: list[str] | None) -> set[ReasonCode]:

@@ -29,10 +29,10 @@ def report_cli(
     Example: charfix --demo report 69e0cd17   or   charfix --demo report --user mandy@example.com
     """
     from charfix.parsing import parse_job_ref, parse_since
-    from charfix.report import build_report
-    from charfix.scan import resolve_job_ids
-    from charfix.selection import build_rules
-    from charfix.users import resolve_user, user_by_prefix
+    from charfix.queries.report import build_report
+    from charfix.queries.scan import resolve_job_ids
+    from charfix.queries.selection import build_rules
+    from charfix.queries.users import resolve_user, user_by_prefix
 
     runtime: Runtime = ctx.obj
     if (job_id is None) == (user is None):
@@ -52,6 +52,6 @@ def report_cli(
 
 
 def _default_audit_path():
-    from charfix.audit import default_audit_path
+    from charfix.repair.audit import default_audit_path
 
     return default_audit_path()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from charfix.by_character import show_character_hint
+from charfix.queries.by_character import show_character_hint
 from charfix.runtime import Runtime
-from charfix.selection import Selection
-from charfix.summary import summarize
+from charfix.queries.selection import Selection
+from charfix.queries.summary import summarize
 
 
 def show_summary(runtime: Runtime, selection: Selection, *, json_output: bool) -> None:

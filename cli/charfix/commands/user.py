@@ -26,9 +26,9 @@ def user_cli(
     Example: charfix --demo user mandy@example.com
     """
     from charfix.parsing import parse_since
-    from charfix.selection import build_rules
-    from charfix.user_view import user_view
-    from charfix.users import looks_like_email, resolve_user, user_by_prefix
+    from charfix.queries.selection import build_rules
+    from charfix.queries.user_view import user_view
+    from charfix.queries.users import looks_like_email, resolve_user, user_by_prefix
 
     runtime: Runtime = ctx.obj
     output = options.json_output(json_fields, jq)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from importlib import resources
 from pathlib import Path
 
@@ -64,7 +64,7 @@ def prepare(conn, storage: Path, *, now: datetime | None = None) -> None:
     """Create and seed the tables on first use; later, keep the sample's ages current."""
     conn.execute("create table if not exists charfix_demo (seeded_at timestamptz not null)")
     row = conn.execute("select seeded_at from charfix_demo").fetchone()
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if row is None:
         seed(conn, storage, now=now)
         return

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from charfix import facts as f
+from charfix.diagnosis import facts as f
 from charfix.diagnosis.work import Work, duration
-from charfix.keys import own_key
+from charfix.diagnosis.keys import own_key
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Action, Candidate, Character, LibraryItem, ReasonCode as R
 
 

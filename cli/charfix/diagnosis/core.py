@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from charfix import facts as f
+from charfix.diagnosis import facts as f
 from charfix.diagnosis.character import resolve_character
 from charfix.diagnosis.library import plan_library
 from charfix.diagnosis.status import judge_status
 from charfix.diagnosis.work import Rules, Work
-from charfix.keys import why_not_own
+from charfix.diagnosis.keys import why_not_own
 from charfix.models import (
     Action,
     LIBRARY_BUCKET,

@@ -6,7 +6,7 @@ import re
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from charfix import facts as f
+from charfix.diagnosis import facts as f
 from charfix.diagnosis.work import Work
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Action, LibraryItem, ReasonCode as R
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from charfix import facts as f
+from charfix.diagnosis import facts as f
 from charfix.diagnosis.work import Work, duration
 from charfix.models import WORKSPACE_BUCKET, Action, Job, ReasonCode as R, State
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -28,7 +28,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
 OPEN_STATUSES = ("queued", "processing")  # the statuses the app's partial index on jobs covers
 # open_before counts only jobs created since this: an app user can plant `-infinity` or a BC date, which no
 # --since reaches and Python cannot hold; as the oldest they would blank the line or stop the command.
-EARLIEST = datetime(2, 1, 1, tzinfo=timezone.utc)
+EARLIEST = datetime(2, 1, 1, tzinfo=UTC)
 # Read when present: older schemas lack them.
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
     "jobs": ("started_at",),

@@ -20,7 +20,7 @@ from psycopg.types.json import set_json_loads
 from pydantic import BaseModel
 
 from charfix.errors import BackendError, ConnectionLostError
-from charfix.facts import normalized_name
+from charfix.diagnosis.facts import normalized_name
 from charfix.models import PORTRAIT, Character, Job, LibraryItem, WorkspaceAsset
 from charfix.repository.base import (
     EARLIEST, OPEN_STATUSES, REQUIRED_COLUMNS, Backlog, JobQuery, Page, Schema, prefix_range,
@@ -30,7 +30,7 @@ from charfix.repository.writes import PostgresWrites
 
 M = TypeVar("M", bound=BaseModel)
 
-# Mirrors charfix.facts.normalized_name closely enough to fetch a superset; Python filters again.
+# Mirrors charfix.diagnosis.facts.normalized_name closely enough to fetch a superset; Python filters again.
 NORMALIZED_NAME = "lower(regexp_replace(name, '\\s', '', 'g'))"
 
 

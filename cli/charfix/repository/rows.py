@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -23,7 +23,7 @@ MAX_JSON_DEPTH = 64  # the app's metadata is a few levels deep; deeper values ar
 MAX_JSON_BYTES = 1_000_000  # per value: a page of 2,000 jobs then stays within a couple of GB at worst
 MAX_INT_DIGITS = 4_000  # Python refuses int() of more than 4,300 digits; such numbers stay text
 # A job whose created_at cannot be read sorts after every other (Postgres orders infinity last).
-END_OF_TIME = datetime.max.replace(tzinfo=timezone.utc)
+END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 
 
 class Unreadable:

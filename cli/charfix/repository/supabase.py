@@ -25,8 +25,8 @@ from uuid import UUID
 import httpx
 
 from charfix.errors import BackendError, ChangedError
-from charfix.facts import PREFIX_LENGTH, normalized_name
-from charfix.http import Caller, OutcomeUnknown, Supabase, array_literal, in_list, quoted
+from charfix.diagnosis.facts import PREFIX_LENGTH, normalized_name
+from charfix.backends.http import Caller, OutcomeUnknown, Supabase, array_literal, in_list, quoted
 from charfix.models import PORTRAIT, Character, Job, LibraryItem, NewLibraryItem, WorkspaceAsset
 from charfix.repository.base import EARLIEST, OPEN_STATUSES, REQUIRED_COLUMNS, Backlog, JobQuery, Page, Schema
 from charfix.repository.rows import END_OF_TIME, load_json, read_rows
@@ -510,7 +510,7 @@ def openapi_columns(supabase: Supabase, caller: Caller | None = None) -> dict[st
     if not response.is_success:
         raise caller.fail("the OpenAPI description (GET /rest/v1/)", response)
     definitions = response.json().get("definitions") or {}
-    return {t: set((definitions[t].get("properties") or {})) for t in REQUIRED_COLUMNS if t in definitions}
+    return {t: set(definitions[t].get("properties") or {}) for t in REQUIRED_COLUMNS if t in definitions}
 
 
 def _finite_time(value) -> datetime | None:

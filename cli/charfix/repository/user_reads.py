@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from charfix import facts as f
+from charfix.diagnosis import facts as f
 from charfix.models import PORTRAIT, Character, LibraryItem
 from charfix.repository.rows import read_rows
 

@@ -14,11 +14,11 @@ import secrets
 import stat as st
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 from charfix.errors import BackendError, ConfigError, UsageError
-from charfix.keys import key_problem
+from charfix.diagnosis.keys import key_problem
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, StoredObject
 from charfix.storage.base import by_folder
 
@@ -167,7 +167,7 @@ class LocalStorage:
 
     @staticmethod
     def _object(bucket: str, key: str, info: os.stat_result) -> StoredObject:
-        updated = datetime.fromtimestamp(info.st_mtime, tz=timezone.utc)
+        updated = datetime.fromtimestamp(info.st_mtime, tz=UTC)
         return StoredObject(bucket=bucket, key=key, size=info.st_size, updated_at=updated)
 
 

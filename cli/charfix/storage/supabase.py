@@ -18,8 +18,8 @@ from urllib.parse import quote
 import httpx
 
 from charfix.errors import BackendError, ConfigError, UsageError
-from charfix.http import Caller, Supabase, error_fields, storage_code
-from charfix.keys import key_problem
+from charfix.backends.http import Caller, Supabase, error_fields, storage_code
+from charfix.diagnosis.keys import key_problem
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, StoredObject
 from charfix.storage.base import by_folder
 

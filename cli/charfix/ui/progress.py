@@ -39,7 +39,7 @@ def scan_progress(env) -> Iterator[Callable | None]:
     if not env.stderr_is_terminal:
         yield None
         return
-    from charfix.scan import PAGE_SIZE
+    from charfix.queries.scan import PAGE_SIZE
 
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=env.err,
                   transient=True) as progress:

@@ -12,7 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from charfix.advice import command_for, next_step
+from charfix.ui.advice import command_for, next_step
 from charfix.models import Diagnosis, State
 from charfix.ui.safe import terminal_text
 

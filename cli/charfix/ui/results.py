@@ -6,8 +6,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from charfix.repair import JobResult, Outcome
-from charfix.service import BackfillReport
+from charfix.repair.job import JobResult, Outcome
+from charfix.repair.operations import BackfillReport
 from charfix.ui.render import plan_lines
 from charfix.ui.safe import terminal_text
 

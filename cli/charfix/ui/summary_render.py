@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from charfix.models import State
-from charfix.summary import Summary
+from charfix.queries.summary import Summary
 from charfix.ui.render import STATE_STYLE, state_text
 
 MAX_ROWS = 31  # a longer window is drawn in buckets of several days

@@ -8,10 +8,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from charfix import facts as f
+from charfix.diagnosis import facts as f
 from charfix.models import State
 from charfix.ui.render import STATE_ORDER, age, state_text, stuck_lines, stuck_table
-from charfix.user_view import ImageKind, UserView, image_shown
+from charfix.queries.user_view import ImageKind, UserView, image_shown
 
 IMAGE_LABEL = {
     ImageKind.NONE: ("no image", "red"),

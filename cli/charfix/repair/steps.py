@@ -7,15 +7,15 @@ import mimetypes
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any, TypeVar
 from uuid import UUID
 
-from charfix import facts as f
-from charfix.audit import AuditLog
+from charfix.diagnosis import facts as f
+from charfix.repair.audit import AuditLog
 from charfix.errors import BackendError, ChangedError, CharfixError, RefusedError
-from charfix.fetch import EXTENSIONS
-from charfix.keys import own_key
+from charfix.storage.provider import EXTENSIONS
+from charfix.diagnosis.keys import own_key
 from charfix.models import (
     LIBRARY_BUCKET,
     PORTRAIT,
@@ -30,7 +30,7 @@ from charfix.models import (
     StoredObject,
     library_row_id,
 )
-from charfix.scan import Backends
+from charfix.backends import Backends
 
 T = TypeVar("T")
 CRASH_AFTER = "CHARFIX_TEST_CRASH_AFTER"  # test hook: exit abruptly after this many writes
@@ -133,7 +133,7 @@ def _complete_job(ctx: StepContext, params: dict[str, Any]) -> None:
 def _mark_failed(ctx: StepContext, params: dict[str, Any]) -> None:
     if ctx.job.status == "failed":
         return
-    at, message = datetime.now(timezone.utc), params["error_message"]
+    at, message = datetime.now(UTC), params["error_message"]
     planned = {"status": "failed", "completed_at": at, "error_message": message}
     after = ctx.write(Action.MARK_FAILED, f"jobs/{ctx.job.id}", _job_view(ctx.job), planned,
                       lambda: ctx.backends.repository.mark_failed(ctx.job, message=message, at=at), _job_view)

@@ -6,14 +6,15 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from uuid import UUID
 
 from charfix.diagnosis import Rules
 from charfix.models import Diagnosis, State
 from charfix.parsing import LINK_WINDOW_LIMITS, STUCK_AFTER_LIMITS, parse_duration, parse_since, parse_user_ref
 from charfix.repository.base import Backlog, JobQuery
-from charfix.scan import Backends, scan
+from charfix.backends import Backends
+from charfix.queries.scan import scan
 from charfix.errors import NotFoundError, UsageError
 
 
@@ -125,7 +126,7 @@ def backlog_line(backlog: Backlog, *, since: datetime, now: datetime) -> str | N
     """The sentence `list-stuck` adds when its window hides jobs that may need attention."""
     if not backlog.count or backlog.oldest is None:
         return None
-    start, oldest = (moment.astimezone(timezone.utc) for moment in (since, backlog.oldest))
+    start, oldest = (moment.astimezone(UTC) for moment in (since, backlog.oldest))
     return (f"The window (jobs created since {start:%Y-%m-%d %H:%M} UTC) hides {backlog.count} older portrait "
             f"job(s) still queued/processing, the oldest from {oldest:%Y-%m-%d}; run with "
             f"--since {since_to_show(backlog, now)} to see them.")

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from charfix.errors import BackendError, NotFoundError, UsageError
-from charfix.scan import Backends
+from charfix.backends import Backends
 
 ADMIN_USERS_PATH = "/auth/v1/admin/users"
 PER_PAGE = 500
@@ -59,7 +59,7 @@ def resolve_user(backends: Backends, text: str, *, by_prefix: Callable[[str], UU
 def user_by_prefix(backends: Backends) -> Callable[[str], UUID]:
     """The hook for a user id prefix of 8+ characters, as list-stuck shows users (docs/commands.md, "Ids")."""
     from charfix.parsing import parse_user_ref
-    from charfix.selection import resolve_user as among_jobs
+    from charfix.queries.selection import resolve_user as among_jobs
 
     def lookup(text: str) -> UUID:
         try:
@@ -110,7 +110,7 @@ def _build(repository: Any) -> UserDirectory:
         return PostgresUsers(conn)
     supabase = getattr(repository, "supabase", None)
     if supabase is not None:
-        from charfix.http import Caller
+        from charfix.backends.http import Caller
 
         return AdminApiUsers(Caller(supabase, "Supabase Auth"))
     raise BackendError("this backend cannot look users up by email; give the user id")

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from uuid import UUID
 
-from charfix import facts as f
-from charfix.audit import AuditError, AuditLog
+from charfix.diagnosis import facts as f
+from charfix.repair.audit import AuditError, AuditLog
 from charfix.diagnosis import Rules, diagnose
 from charfix.errors import BackendError, ChangedError, CharfixError, ConnectionLostError
 from charfix.models import Action, Diagnosis, Job, JobFacts, State, Step
-from charfix.repair_steps import StepContext, apply_step
-from charfix.scan import Backends, collect_facts
+from charfix.repair.steps import StepContext, apply_step
+from charfix.backends import Backends
+from charfix.queries.scan import collect_facts
 
 SAVE_ACTIONS = frozenset(Action) - {Action.MARK_FAILED}
 

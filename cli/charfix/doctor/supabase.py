@@ -4,9 +4,9 @@ the OpenAPI description, write permission through a write that matches no row, t
 from __future__ import annotations
 
 from charfix.config import Settings
-from charfix.doctor import Checks, table_checks
+from charfix.doctor.checks import Checks, table_checks
 from charfix.errors import CharfixError
-from charfix.http import error_fields
+from charfix.backends.http import error_fields
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET
 
 NO_ROW = "00000000-0000-0000-0000-000000000000"
@@ -14,7 +14,7 @@ WRITTEN = ("jobs", "user_library", "characters")
 
 
 def check_supabase(checks: Checks, settings: Settings, *, tables: bool, storage: bool) -> None:
-    from charfix.http import PUBLISHABLE_PREFIX, SECRET_PREFIX, Caller, connect, key_role
+    from charfix.backends.http import PUBLISHABLE_PREFIX, SECRET_PREFIX, Caller, connect, key_role
 
     try:
         supabase = connect(settings.supabase_url, settings.service_role_key)

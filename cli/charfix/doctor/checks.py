@@ -51,7 +51,7 @@ def run_doctor(settings: Settings, *, demo_url: str | None = None, demo_storage:
     if storage_dir:
         _local_storage(checks, storage_dir)
     if demo_url is None and settings.supabase_url and settings.service_role_key and not (url and storage_dir):
-        from charfix.doctor_supabase import check_supabase
+        from charfix.doctor.supabase import check_supabase
 
         check_supabase(checks, settings, tables=not url, storage=not storage_dir)
     return checks

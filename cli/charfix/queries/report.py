@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from uuid import UUID
 
-from charfix.audit_trail import AuditEntry
+from charfix.repair.audit_trail import AuditEntry
 from charfix.models import Action, Diagnosis, ReasonCode, State
 
 URL = re.compile(r"(?i)\b(?:[a-z][a-z0-9+.\-]*://|www\.)\S+")
@@ -59,7 +59,7 @@ def _without_url(match: re.Match) -> str:
 def when(moment: datetime | None) -> str:
     if moment is None:
         return "(time unknown)"
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @dataclass(frozen=True)
@@ -169,10 +169,10 @@ def build_report(backends, *, rules, audit_path, job_ids: Sequence[UUID] = (), u
                  since: datetime | None = None) -> str:
     """The report of the given jobs, or of the user's jobs in the window that need attention or that
     the audit log names."""
-    from charfix.audit_trail import entries_for
+    from charfix.repair.audit_trail import entries_for
     from charfix.repository.base import JobQuery
-    from charfix.scan import diagnose_ids, scan
-    from charfix.selection import needs_attention
+    from charfix.queries.scan import diagnose_ids, scan
+    from charfix.queries.selection import needs_attention
 
     if user_id is None:
         diagnoses = diagnose_ids(backends, job_ids, rules)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, UTC
 from typing import Any
 
 from charfix.models import State
-from charfix.scan import Backends, scan
-from charfix.selection import Selection, needs_attention
+from charfix.backends import Backends
+from charfix.queries.scan import scan
+from charfix.queries.selection import Selection, needs_attention
 
 NO_REASON = "-"
 
@@ -68,4 +69,4 @@ def summarize(backends: Backends, selection: Selection) -> Summary:
 
 
 def _day(moment: datetime) -> date:
-    return moment.astimezone(timezone.utc).date()
+    return moment.astimezone(UTC).date()

@@ -14,14 +14,15 @@ from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from charfix import facts as f
+from charfix.diagnosis import facts as f
 from charfix.diagnosis import Rules
-from charfix.keys import own_key
+from charfix.diagnosis.keys import own_key
 from charfix.models import Character, Diagnosis, LibraryItem, State
 from charfix.repository.base import JobQuery
 from charfix.repository.user_reads import characters_of, library_portraits_of
-from charfix.scan import Backends, scan
-from charfix.selection import needs_attention
+from charfix.backends import Backends
+from charfix.queries.scan import scan
+from charfix.queries.selection import needs_attention
 
 # Hosts of the image providers the app's edge functions call; their URLs expire (docs/diagnosis.md).
 PROVIDER_HOSTS = ("fal.media", "fal.run", "fal.ai", "replicate.delivery", "replicate.com")

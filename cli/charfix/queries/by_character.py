@@ -13,9 +13,9 @@ from collections import Counter
 from dataclasses import dataclass, field, fields
 from uuid import UUID
 
-from charfix.facts import normalized_name
+from charfix.diagnosis.facts import normalized_name
 from charfix.models import Diagnosis
-from charfix.selection import Selection
+from charfix.queries.selection import Selection
 
 MAX_HINTS = 5
 SHOWN_LIMIT = 60

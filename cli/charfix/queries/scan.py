@@ -8,30 +8,20 @@ from __future__ import annotations
 
 import posixpath
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from uuid import UUID
 
-from charfix import facts as f
+from charfix.diagnosis import facts as f
 from charfix.diagnosis import Rules, diagnose
+from charfix.backends import Backends
 from charfix.errors import NotFoundError, UsageError
-from charfix.fetch import FetchedImage, fetch_image
-from charfix.keys import own_key
+from charfix.diagnosis.keys import own_key
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Diagnosis, Job, JobFacts
 from charfix.repository.base import JobQuery, Page, Repository
-from charfix.storage import Storage
 
 PAGE_SIZE = 2000
 LINK_WINDOW = timedelta(hours=1)
-
-
-@dataclass(frozen=True)
-class Backends:
-    repository: Repository
-    storage: Storage
-    # How copy_object reads a provider's URL: the guarded fetch (docs/reliability.md, "The provider fetch").
-    fetcher: Callable[[str], FetchedImage] = fetch_image
 
 
 def collect_facts(backends: Backends, jobs: Sequence[Job], *, link_window: timedelta = LINK_WINDOW) -> list[JobFacts]:

@@ -17,13 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from charfix.audit import AuditError, AuditLog
+from charfix.repair.audit import AuditError, AuditLog
 from charfix.diagnosis import diagnose
 from charfix.errors import BackendError, ChangedError, CharfixError, ConnectionLostError
 from charfix.models import Action, JobFacts
-from charfix.repair import JobResult, Outcome, RepairOptions, after_rollback, planned, rediagnosed, transaction_id
-from charfix.repair_steps import StepContext, apply_step
-from charfix.scan import Backends, collect_facts
+from charfix.repair.job import JobResult, Outcome, RepairOptions, after_rollback, planned, rediagnosed, transaction_id
+from charfix.repair.steps import StepContext, apply_step
+from charfix.backends import Backends
+from charfix.queries.scan import collect_facts
 
 LOCKED_ELSEWHERE = "another charfix run is repairing this job"
 

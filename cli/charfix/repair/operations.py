@@ -11,15 +11,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from charfix import facts as f
-from charfix.audit import AuditLog
+from charfix.diagnosis import facts as f
+from charfix.repair.audit import AuditLog
 from charfix.diagnosis import Rules
 from charfix.errors import NotFoundError, RefusedError
 from charfix.models import Action, Diagnosis, State
-from charfix.repair import SAVE_ACTIONS, JobResult, Outcome, RepairOptions, repair_job
-from charfix.repair_pages import pages_supported, repair_page
-from charfix.scan import Backends, diagnose_ids
-from charfix.selection import Selection, Tally, selected
+from charfix.repair.job import SAVE_ACTIONS, JobResult, Outcome, RepairOptions, repair_job
+from charfix.repair.page import pages_supported, repair_page
+from charfix.backends import Backends
+from charfix.queries.scan import diagnose_ids
+from charfix.queries.selection import Selection, Tally, selected
 
 NO_OUTPUT_STATES = (State.FAILED, State.LOST)
 BACKFILL_PAGE = 100  # jobs locked, read and committed together (Postgres)

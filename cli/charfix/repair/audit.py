@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -178,7 +178,7 @@ class AuditLog:
     # -- lines ---------------------------------------------------------------------------------
 
     def _line(self, phase: str, **fields: Any) -> dict[str, Any]:
-        return {"v": FORMAT, "phase": phase, "time": datetime.now(timezone.utc).isoformat(), "run": self.run,
+        return {"v": FORMAT, "phase": phase, "time": datetime.now(UTC).isoformat(), "run": self.run,
                 "operator": self.operator, "command": self.command, **fields}
 
     def _outcome(self, phase: str, intent: Intent, **fields: Any) -> dict[str, Any]:
@@ -265,7 +265,7 @@ class AuditLog:
             os.fsync(self._fd)
         except OSError as exc:
             raise AuditError(f"cannot write the audit log {self.path}: {exc.strerror}") from exc
-        self._append([{"v": FORMAT, "phase": "checkpoint", "time": datetime.now(timezone.utc).isoformat(),
+        self._append([{"v": FORMAT, "phase": "checkpoint", "time": datetime.now(UTC).isoformat(),
                        "run": self.run}], sync=False)
 
     def _transaction_statuses(self, backends, transactions, runs) -> dict[str, str]:
@@ -393,7 +393,7 @@ def _object_landed(storage, record: dict[str, Any]) -> bool:
 
 def _row_landed(repo, record: dict[str, Any]) -> bool:
     """Over REST: does the row now hold what the announced write would have written?"""
-    from charfix import facts as f
+    from charfix.diagnosis import facts as f
 
     table, _, ident = record["target"].partition("/")
     after = record["after"] or {}

@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
-from charfix.keys import own_key
+from charfix.diagnosis.keys import own_key
 from charfix.models import (
     LIBRARY_BUCKET,
     PORTRAIT,

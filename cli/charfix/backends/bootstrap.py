@@ -7,7 +7,7 @@ import warnings
 
 from charfix.config import Settings
 from charfix.errors import ConfigError
-from charfix.scan import Backends
+from charfix.backends import Backends
 
 MISSING = (
     "no database configured: set SUPABASE_DB_URL or db_url in the config file (or supabase_url + "
@@ -59,7 +59,7 @@ def _supabase(settings: Settings):
     if not (settings.supabase_url and settings.service_role_key):
         missing = "SUPABASE_SERVICE_ROLE_KEY" if settings.supabase_url else "SUPABASE_URL"
         raise ConfigError(f"{missing} is not set; the Supabase adapters need both the project URL and the service role key")
-    from charfix.http import connect, require_service_key
+    from charfix.backends.http import connect, require_service_key
 
     require_service_key(settings.service_role_key)
     return connect(settings.supabase_url, settings.service_role_key)

@@ -1,0 +1,1 @@
+"""The checks of `charfix doctor`: configuration, Postgres, and the Supabase APIs."""
