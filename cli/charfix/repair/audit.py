@@ -41,6 +41,10 @@ IN_PROGRESS_WAIT = 5.0  # seconds to let Postgres notice a killed client and rol
 class AuditError(ConfigError):
     """The audit log cannot be written: no further write may happen."""
 
+    def rolled_back(self, what: str) -> AuditError:
+        """The same error, saying what the unit of work (unit.py) rolled back because of it."""
+        return AuditError(f"{self.message}; {what}", hint=self.hint)
+
 
 def default_audit_path() -> Path:
     import platformdirs
@@ -187,7 +191,7 @@ class AuditLog:
 
     def _append(self, lines: list[dict[str, Any]], *, sync: bool, prefix: bytes = b"", opens: int = 0) -> None:
         if self._fd is None:
-            raise AuditError(f"the audit log {self.path} is not open; nothing was changed")
+            raise AuditError(f"the audit log {self.path} is not open")
         with self._lock:
             if not self._started and lines[0]["phase"] not in ("cut", "checkpoint"):
                 # The run's first line says where it wrote: a later run settles only what it can see.
@@ -201,8 +205,7 @@ class AuditLog:
                     os.fsync(self._fd)
             except OSError as exc:
                 self.failed = True
-                raise AuditError(f"cannot write the audit log {self.path}: {exc.strerror}; "
-                                 "the job's writes were rolled back") from exc
+                raise AuditError(f"cannot write the audit log {self.path}: {exc.strerror}") from exc
             self.written += sum(line["phase"] in ("intent", "pending") for line in lines)
             self._appended += len(data)
             self._open += opens
