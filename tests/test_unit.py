@@ -108,3 +108,42 @@ def test_a_page_tells_its_recorders_once_and_a_failed_job_leaves_them(seeded, ba
     assert ("job_rolled_back", copy_failed.job_id) in spy.events
     assert ("not_made", "copy_object") in spy.events
     assert events[-2:] == ["before_commit", "committed"]
+
+
+@pytest.mark.parametrize(("case", "choice", "steps"), [
+    ("incident", "apply", ["complete_job", "link_character", "copy_object", "insert_library_row",
+                           "update_character_image"]),
+    ("ambiguous", "complete", ["complete_job"]),
+    ("no_output", "mark", ["mark_failed"]),
+    ("ambiguous", "choose", ["complete_job", "link_character", "copy_object", "insert_library_row",
+                             "update_character_image"]),
+])
+def test_each_interactive_choice_runs_its_operation_as_a_library_call(seeded, backends, tmp_path, case, choice, steps):
+    """repair/choices.py: what `repair` runs for a person's choice, without a terminal."""
+    from charfix.queries.scan import diagnose_ids
+    from charfix.repair.choices import preview_choice
+    from charfix.repair.operations import apply
+
+    rules = Rules(now=seeded.now)
+    diagnosis = diagnose_ids(backends, [seeded.case(case).job_id], rules)[0]
+    luna = [c for c in seeded.sample.characters if c["name"] == "Luna"][1]["id"] if choice == "choose" else None
+    preview = preview_choice(backends, diagnosis, choice, rules=rules, character_id=luna)
+    assert preview.result.outcome == Outcome.PLANNED
+    assert [s.action.value for s in preview.result.steps] == steps
+    result = apply(backends, preview, AuditLog(tmp_path / "audit.jsonl", "tester", "test").open())
+    assert result.outcome == Outcome.REPAIRED and [s.action.value for s in result.steps] == steps
+
+
+def test_choosing_another_users_character_is_refused_before_anything_is_written(seeded, backends):
+    from charfix.demo.sample import MALLORY
+    from charfix.errors import RefusedError
+    from charfix.queries.scan import diagnose_ids
+    from charfix.repair.choices import preview_choice
+
+    rules = Rules(now=seeded.now)
+    diagnosis = diagnose_ids(backends, [seeded.case("ambiguous").job_id], rules)[0]
+    theirs = next(c["id"] for c in seeded.sample.characters if c["user_id"] == MALLORY)
+    before = snapshot(seeded.db_url, seeded.storage)
+    with pytest.raises(RefusedError, match="another user"):
+        preview_choice(backends, diagnosis, "choose", rules=rules, character_id=theirs)
+    assert snapshot(seeded.db_url, seeded.storage) == before
