@@ -169,7 +169,7 @@ def actions(diagnosis: Diagnosis) -> list[str]:
 
 
 def step(diagnosis: Diagnosis, action: Action) -> dict[str, Any]:
-    found = [s.params for s in diagnosis.plan if s.action == action]
+    found = [s.params.shown() for s in diagnosis.plan if s.action == action]
     assert len(found) == 1, f"expected one {action} step, plan is {actions(diagnosis)}"
     return found[0]
 

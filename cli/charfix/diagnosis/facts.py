@@ -213,16 +213,6 @@ def find_output(facts: JobFacts) -> Output:
     )
 
 
-def is_visible(item: LibraryItem) -> bool:
-    """What the Library's Characters tab shows."""
-    meta = as_dict(item.roleplay_metadata)
-    return (
-        meta.get("type") == PORTRAIT
-        or "character" in (item.tags or [])
-        or item.content_category == "character"
-    )
-
-
 def row_job_id(item: LibraryItem) -> UUID | None:
     return as_uuid(as_dict(item.roleplay_metadata).get("job_id")) or as_uuid(
         as_dict(item.generation_metadata).get("job_id")

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from charfix.diagnosis import facts as f
 from charfix.diagnosis.work import Work
-from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Action, LibraryItem, ReasonCode as R
+from charfix.diagnosis import portrait
+from charfix.models import (
+    LIBRARY_BUCKET, WORKSPACE_BUCKET, CopyObject, InsertLibraryRow, LibraryItem, ReasonCode as R, UpdateCharacterImage,
+    UpgradeLibraryRow,
+)
 
 
 def plan_library(work: Work, output: f.Output, rows: list[LibraryItem], *, report: bool) -> None:
     """Plan what auto-save left undone. `report` says whether each gap is itself a cause
     (auto-save had what it needed and a step failed) or only a consequence of an earlier reason."""
-    visible = [r for r in rows if f.is_visible(r)]
-    generic = [r for r in rows if not f.is_visible(r)]
+    visible = [r for r in rows if portrait.is_visible(r)]
+    generic = [r for r in rows if not portrait.is_visible(r)]
     _duplicates(work, visible)
     if visible:
         key = visible[0].storage_path
@@ -49,13 +52,8 @@ def _upgrade(work: Work, row: LibraryItem) -> None:
         storage_path=row.storage_path,
         content_category=row.content_category,
     )
-    work.then(
-        Action.UPGRADE_LIBRARY_ROW,
-        f"Give library row {row.id} the character tags, category and roleplay metadata (no new copy).",
-        library_row_id=row.id,
-        character_id=character.id,
-        character_name=character.name,
-    )
+    work.then(f"Give library row {row.id} the character tags, category and roleplay metadata (no new copy).",
+              UpgradeLibraryRow(library_row_id=row.id, character_id=character.id, character_name=character.name))
 
 
 def _ensure_object(work: Work, output: f.Output, key: str, *, report: bool) -> None:
@@ -105,31 +103,24 @@ def _new_row(work: Work, output: f.Output, *, report: bool) -> str:
                 destination=f"{LIBRARY_BUCKET}/{key}",
             )
         _copy(work, output, key)
-    work.then(
-        Action.INSERT_LIBRARY_ROW,
-        f"Insert the library row for {LIBRARY_BUCKET}/{key} that the Characters tab shows.",
-        storage_path=key,
-        character_id=character.id,
-        character_name=character.name,
-    )
+    work.then(f"Insert the library row for {LIBRARY_BUCKET}/{key} that the Characters tab shows.",
+              InsertLibraryRow(storage_path=key, character_id=character.id, character_name=character.name))
     return key
 
 
 def _copy(work: Work, output: f.Output, key: str) -> None:
-    params: dict[str, Any] = {"destination": f"{LIBRARY_BUCKET}/{key}"}
     # The temp object may have expired after the image reached the library under another key.
     saved = f.saved_copy(work.facts, f.job_rows(work.facts))
-    if output.source is not None:
-        params["source"] = output.source.path
-    elif saved is not None:
-        params["source"] = saved.path
-    elif output.external_url:
-        params["source_url"] = output.external_url
-    if output.thumbnail is not None:
-        params["thumbnail_source"] = output.thumbnail.path
-        params["thumbnail_destination"] = f"{LIBRARY_BUCKET}/{key.rsplit('.', 1)[0]}{f.THUMB_SUFFIX}"
-    origin = params.get("source") or params.get("source_url")
-    work.then(Action.COPY_OBJECT, f"Copy {origin} to {params['destination']}.", **params)
+    source = output.source.path if output.source is not None else saved.path if saved is not None else None
+    thumbnail = output.thumbnail.path if output.thumbnail is not None else None
+    copy = CopyObject(
+        destination=f"{LIBRARY_BUCKET}/{key}",
+        source=source,
+        source_url=(output.external_url or None) if source is None else None,
+        thumbnail_source=thumbnail,
+        thumbnail_destination=f"{LIBRARY_BUCKET}/{key.rsplit('.', 1)[0]}{f.THUMB_SUFFIX}" if thumbnail else None,
+    )
+    work.then(f"Copy {copy.source or copy.source_url} to {copy.destination}.", copy)
 
 
 def _character_image(work: Work, output: f.Output, key: str, *, report: bool) -> None:
@@ -157,15 +148,13 @@ def _character_image(work: Work, output: f.Output, key: str, *, report: bool) ->
     reference = character.reference_image_url in (None, character.image_url) or _replaceable(
         work, output, character.reference_image_url)
     fields = "image_url, reference_image_url" if reference else "image_url (the chosen reference_image_url stays)"
-    work.then(
-        Action.UPDATE_CHARACTER_IMAGE,
-        f"Point '{character.name}' ({fields}) at {target}.",
+    work.then(f"Point '{character.name}' ({fields}) at {target}.", UpdateCharacterImage(
         character_id=character.id,
         image_url=target,
         previous_image_url=character.image_url,
         reference_image_url=target if reference else None,
         seed_locked=seed if f.fits_int4(seed) else None,
-    )
+    ))
 
 
 def _replaceable(work: Work, output: f.Output, current: str | None) -> bool:

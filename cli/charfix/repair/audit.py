@@ -270,11 +270,11 @@ class AuditLog:
 
     def _transaction_statuses(self, backends, transactions, runs) -> dict[str, str]:
         """committed / rolled_back / unknown per open transaction of this database, as Postgres says."""
-        status_of = getattr(backends.repository, "transaction_status", None)
         mine = {tx: lines[0].get("xid") for tx, lines in transactions.items()
                 if runs.get(lines[0]["run"], {}).get("database") == self._where["database"]}
-        if status_of is None or not mine:
+        if not backends.repository.transactional or not mine:
             return {}
+        status_of = backends.repository.transaction_status
         deadline = time.monotonic() + IN_PROGRESS_WAIT
         while True:
             found = status_of([xid for xid in mine.values() if isinstance(xid, int)])
@@ -306,19 +306,7 @@ def encode(line: dict[str, Any]) -> bytes:
 
 def where(backends) -> dict[str, str | None]:
     """Which database and storage a run wrote to, without secrets: a run settles only its own lines."""
-    repo, storage = backends.repository, backends.storage
-    database = None
-    if getattr(repo, "conn", None) is not None:
-        info = repo.conn.info
-        database = f"postgresql://{info.host}:{info.port}/{info.dbname}"
-    elif getattr(repo, "supabase", None) is not None:
-        database = f"{repo.supabase.url}/rest/v1"
-    place = None
-    if getattr(storage, "root", None) is not None:
-        place = Path(storage.root).resolve().as_uri()
-    elif getattr(storage, "base", None) is not None:
-        place = storage.base
-    return {"database": database, "storage": place}
+    return {"database": backends.repository.location(), "storage": backends.storage.location()}
 
 
 def writes(lines: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -393,7 +381,7 @@ def _object_landed(storage, record: dict[str, Any]) -> bool:
 
 def _row_landed(repo, record: dict[str, Any]) -> bool:
     """Over REST: does the row now hold what the announced write would have written?"""
-    from charfix.diagnosis import facts as f
+    from charfix.diagnosis import facts as f, portrait
 
     table, _, ident = record["target"].partition("/")
     after = record["after"] or {}
@@ -409,7 +397,7 @@ def _row_landed(repo, record: dict[str, Any]) -> bool:
         return bool(found) and found[0].image_url == after.get("image_url")
     if table == "user_library":
         rows = [r for r in repo.library_items_at(UUID(after["user_id"]), after["storage_path"]) if str(r.id) == ident]
-        return bool(rows) and (record["step"] == "insert_library_row" or f.is_visible(rows[0]))
+        return bool(rows) and (record["step"] == "insert_library_row" or portrait.is_visible(rows[0]))
     raise ValueError(table)
 
 

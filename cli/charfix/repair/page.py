@@ -31,8 +31,7 @@ LOCKED_ELSEWHERE = "another charfix run is repairing this job"
 
 def pages_supported(backends: Backends) -> bool:
     """Pages need transactions and savepoints: the Postgres adapter has them, the REST one does not."""
-    repo = backends.repository
-    return all(hasattr(repo, name) for name in ("locked_jobs", "savepoint", "library_items_at_paths"))
+    return backends.repository.pages() is not None
 
 
 @dataclass
