@@ -7,7 +7,7 @@ from charfix.diagnosis.work import Work, duration
 from charfix.diagnosis.keys import own_key
 from charfix.diagnosis import portrait
 from charfix.models import (
-    LIBRARY_BUCKET, WORKSPACE_BUCKET, Candidate, Character, LibraryItem, LinkCharacter, ReasonCode as R,
+    LIBRARY_BUCKET, WORKSPACE_BUCKET, Candidate, Character, Job, LibraryItem, LinkCharacter, ReasonCode as R,
 )
 
 
@@ -147,7 +147,7 @@ def _copied_to_older(work: Work) -> Character | None:
     return None
 
 
-def _own_image(job, image: str) -> bool:
+def _own_image(job: Job, image: str) -> bool:
     bucket = image.split("/", 1)[0]
     return own_key(job.user_id, image, bucket) is not None
 

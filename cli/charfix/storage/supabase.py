@@ -57,8 +57,8 @@ class SupabaseStorage:
         which a service key sees and which names the refusal (docs/backends.md)."""
         for bucket in (WORKSPACE_BUCKET, LIBRARY_BUCKET):
             url = f"{self.base}/bucket/{quote(bucket, safe='')}"
-            response = self.caller.send(f"bucket {bucket}",
-                                        lambda url=url: self._http.get(url, headers=self._headers()))
+            # Sent (and retried) before the loop moves on: the lambda never sees a later `url`.
+            response = self.caller.send(f"bucket {bucket}", lambda: self._http.get(url, headers=self._headers()))  # noqa: B023
             if response.is_success:
                 if _names_bucket(response, bucket):
                     continue
@@ -145,7 +145,7 @@ class SupabaseStorage:
             body = {"prefix": folder, "limit": LIST_LIMIT, "offset": offset,
                     "sortBy": {"column": "name", "order": "asc"}}
             response = self.caller.send(f"bucket {bucket}",
-                                        lambda body=body: self._http.post(url, json=body, headers=self._headers()))
+                                        lambda: self._http.post(url, json=body, headers=self._headers()))  # noqa: B023
             if not response.is_success:
                 raise self.caller.fail(f"bucket {bucket}, listing {folder or '/'}", response)
             entries = response.json()
