@@ -92,6 +92,19 @@ class Page:
     id: UUID
 
 
+@dataclass(frozen=True)
+class User:
+    id: UUID
+    email: str | None
+
+
+class UserDirectory(Protocol):
+    def with_email(self, email: str) -> list[User]:
+        """Every user whose email equals `email`, ignoring case (Auth stores emails lower-case;
+        older rows and SSO users may differ only in case)."""
+        ...
+
+
 class Reader(Protocol):
     """The reads every command shares: in batches, a page of jobs and then everything related to it."""
 
@@ -142,6 +155,11 @@ class Reader(Protocol):
 
     def library_portraits_of(self, user_id: UUID) -> list[LibraryItem]:
         """The user's library rows the Characters tab shows (portrait.is_visible), oldest first."""
+        ...
+
+    def users(self) -> UserDirectory:
+        """Supabase Auth's users, for `--user EMAIL` (repository/auth_users.py). Built on each call:
+        the caller keeps it for the run."""
         ...
 
     def location(self) -> str:

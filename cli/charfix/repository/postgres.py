@@ -24,7 +24,7 @@ from charfix.diagnosis import portrait
 from charfix.diagnosis.facts import normalized_name
 from charfix.models import PORTRAIT, Character, Job, LibraryItem, WorkspaceAsset
 from charfix.repository.base import (
-    EARLIEST, OPEN_STATUSES, REQUIRED_COLUMNS, Backlog, JobQuery, Page, Schema, prefix_range,
+    EARLIEST, OPEN_STATUSES, REQUIRED_COLUMNS, Backlog, JobQuery, Page, Schema, UserDirectory, prefix_range,
 )
 from charfix.repository.rows import END_OF_TIME, Unreadable, load_json, read_rows
 from charfix.repository.writes import PostgresWrites, query
@@ -195,6 +195,11 @@ class PostgresRepository(PostgresWrites):
         params = {"user": user_id, "portrait": PORTRAIT, "tag": portrait.VISIBLE_TAG, "category": portrait.CATEGORY}
         items = self._fetch(LibraryItem, statement, params)
         return sorted((i for i in items if portrait.is_visible(i)), key=lambda i: (i.created_at, i.id))
+
+    def users(self) -> UserDirectory:
+        from charfix.repository.auth_users import PostgresUsers
+
+        return PostgresUsers(self.conn)
 
     def location(self) -> str:
         info = self.conn.info

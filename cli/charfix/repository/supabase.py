@@ -30,7 +30,9 @@ from charfix.backends.http import Caller, OutcomeUnknown, Supabase, array_litera
 from charfix.diagnosis import portrait
 from charfix.diagnosis.portrait import LibraryUpgrade, NewLibraryItem
 from charfix.models import PORTRAIT, Character, Job, LibraryItem, WorkspaceAsset
-from charfix.repository.base import EARLIEST, OPEN_STATUSES, REQUIRED_COLUMNS, Backlog, JobQuery, Page, Schema
+from charfix.repository.base import (
+    EARLIEST, OPEN_STATUSES, REQUIRED_COLUMNS, Backlog, JobQuery, Page, Schema, UserDirectory,
+)
 from charfix.repository.rows import END_OF_TIME, load_json, read_rows
 
 URL_BUDGET = 12_000  # encoded characters of filter values per request; gateways refuse URLs of ~16 KB
@@ -57,6 +59,11 @@ class SupabaseRepository:
 
     def close(self) -> None:
         self.supabase.close()
+
+    def users(self) -> UserDirectory:
+        from charfix.repository.auth_users import AdminApiUsers
+
+        return AdminApiUsers(Caller(self.supabase, "Supabase Auth"))
 
     def location(self) -> str:
         return f"{self.supabase.url}/rest/v1"
