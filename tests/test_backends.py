@@ -17,7 +17,9 @@ from charfix.diagnosis import Rules
 from charfix.errors import BackendError, ChangedError, ConfigError
 from charfix.diagnosis.facts import normalized_name
 from charfix.backends.http import RetryPolicy, connect, in_list, quoted
-from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, NewLibraryItem
+from charfix.diagnosis import portrait
+from charfix.diagnosis.portrait import NewLibraryItem
+from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET
 from charfix.repository.base import JobQuery, Page
 from charfix.repository.postgres import PostgresRepository
 from charfix.repository.supabase import SupabaseRepository
@@ -275,15 +277,19 @@ def test_library_rows_insert_look_up_and_upgrade(backends, seeded):
     assert (inserted.storage_path, inserted.generation_seed, inserted.output_type) == (path, 2**40, "portrait")
     assert [r.id for r in repo.library_items_at(user, path)] == [inserted.id]
     assert repo.library_items_at(user, path + "x") == []
-    character = rows(seeded, "select id from characters where user_id = %s limit 1", user)[0][0]
-    portrait = {"type": "character_portrait", "character_id": str(character), "job_id": "j2"}
-    upgraded = repo.upgrade_library_item(inserted, portrait=portrait, character_id=character)
+    character_id = rows(seeded, "select id from characters where user_id = %s limit 1", user)[0][0]
+    character = repo.characters_for([character_id], [])[0]
+    read = job(backends, seeded, "incident")
+    upgrade = portrait.upgrade(inserted, read, character)
+    upgraded = repo.upgrade_library_item(upgrade)
     assert upgraded.tags == ["character", "general", "portrait"] and upgraded.content_category == "character"
-    assert upgraded.roleplay_metadata == portrait and upgraded.character_id == character
-    assert upgraded.generation_metadata == {"repaired_by": "charfix", "job_id": "j2"}
+    assert upgraded.roleplay_metadata == {"type": "character_portrait", "character_id": str(character_id),
+                                          "character_name": character.name, "job_id": str(read.id)}
+    assert upgraded.character_id == character_id
+    assert upgraded.generation_metadata == {"repaired_by": "charfix", "job_id": str(read.id)}
     if isinstance(repo, SupabaseRepository):  # read-modify-write: the stale copy no longer matches
         with pytest.raises(ChangedError):
-            repo.upgrade_library_item(inserted, portrait=portrait, character_id=character)
+            repo.upgrade_library_item(upgrade)
 
 
 def test_update_character_image_is_conditional_on_the_image_as_read(backends, seeded):
@@ -593,7 +599,8 @@ CHANGES = {
 def test_a_job_changed_between_diagnosis_and_write_is_diagnosed_again_not_overwritten(
         backends, seeded, monkeypatch, change):
     from charfix.repair import job as repair
-    from charfix.models import Action, library_row_id
+    from charfix.diagnosis.portrait import library_row_id
+    from charfix.models import Action
 
     read = job(backends, seeded, "incident")
     plan = {s.action: s.params for s in repair.diagnose(

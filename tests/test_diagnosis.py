@@ -7,8 +7,11 @@ second run can be checked to find nothing left to do (STYLE.md principle 5).
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -169,7 +172,7 @@ def actions(diagnosis: Diagnosis) -> list[str]:
 
 
 def step(diagnosis: Diagnosis, action: Action) -> dict[str, Any]:
-    found = [s.params for s in diagnosis.plan if s.action == action]
+    found = [s.params.shown() for s in diagnosis.plan if s.action == action]
     assert len(found) == 1, f"expected one {action} step, plan is {actions(diagnosis)}"
     return found[0]
 
@@ -1437,3 +1440,38 @@ def test_the_timeline_names_the_resolved_character_and_few_others():
     named = [e.what for e in diagnosis.timeline if e.what.startswith("character ")]
     assert len(named) == 5
     assert any(str(diagnosis.character_id) in what for what in named)
+
+
+# ---------------------------------------------------------------------------------------------
+# The JSON a person and a script see (`diagnose --json`), pinned whole
+# ---------------------------------------------------------------------------------------------
+
+PINNED_JSON = Path(__file__).parent / "golden" / "diagnoses.json"
+
+
+def pinned_cases() -> dict[str, JobFacts]:
+    """A plan with every action and every kind of parameter: ids, times, keys, URLs, a seed, a thumbnail."""
+    thumbnailed = by_id(label="pinned-thumb", seed=2**40)
+    thumb = temp_obj(thumbnailed.temp_objects[0].key.removesuffix(".png") + ".thumb.webp")
+    return {
+        "incident": INCIDENT,
+        "generic-row": _GENERIC,
+        "no-output": no_output_job(),
+        "provider-url": with_(by_id(path=FAL_URL.format("pinned") + "?token=abc", label="pinned-ext"), temp=[]),
+        "thumbnail-and-big-seed": with_(thumbnailed, temp=[*thumbnailed.temp_objects, thumb]),
+        "cleaned-up": with_status(by_id(label="pinned-cleaned"), "failed").model_copy(
+            update={"job": with_status(by_id(label="pinned-cleaned"), "failed").job.model_copy(
+                update={"error_message": CLEANUP_ERROR})}),
+    }
+
+
+def test_the_diagnosis_json_is_pinned_whole():
+    """The plan's steps carry typed parameters; what `diagnose --json` shows of them (ids and times as
+    text, absent values left out, keys in this order) must not move. To re-pin after a deliberate change:
+    CHARFIX_REPIN=1 (then review the diff of tests/golden/diagnoses.json)."""
+    shown = {name: run(facts).to_json() for name, facts in pinned_cases().items()}
+    text = json.dumps(shown, indent=1, ensure_ascii=False) + "\n"
+    if os.environ.get("CHARFIX_REPIN"):
+        PINNED_JSON.write_text(text)
+    assert {a for d in shown.values() for a in (s["action"] for s in d["plan"])} == {a.value for a in Action}
+    assert text == PINNED_JSON.read_text()

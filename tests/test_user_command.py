@@ -10,7 +10,7 @@ from datetime import datetime, UTC
 import pytest
 
 from charfix.demo.sample import ALICE
-from charfix.diagnosis.facts import is_visible
+from charfix.diagnosis.portrait import is_visible
 from charfix.models import LibraryItem
 from test_cli import args
 from test_users import key, server  # noqa: F401 (fixtures)

@@ -12,7 +12,8 @@ import pytest
 from charfix.demo.sample import ALICE, BEN, EMAILS
 from charfix.errors import BackendError, NotFoundError, UsageError
 from charfix.backends.http import connect
-from charfix.queries.users import AdminApiUsers, resolve_user
+from charfix.queries.users import resolve_user
+from charfix.repository.auth_users import AdminApiUsers
 from test_backends import FAST, postgres_backends, supabase_backends
 from test_cli import args
 from tests.supabase_server import SupabaseTestServer, make_service_key

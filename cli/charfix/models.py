@@ -11,10 +11,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, UTC
 from enum import StrEnum
-from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid5
+from typing import Annotated, Any
+from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_serializer, field_validator, model_validator
 
 WORKSPACE_BUCKET = "workspace-temp"
 LIBRARY_BUCKET = "user-library"
@@ -130,35 +130,6 @@ class StoredObject(Record):
         return self.content_md5 is None or source.content_md5 is None or self.content_md5 == source.content_md5
 
 
-def library_row_id(job_id: UUID) -> UUID:
-    """The id of the library row charfix inserts for a job. Derived from the job, so two runs that
-    both insert it conflict on the primary key: the REST backend's only guard against a duplicate."""
-    return uuid5(NAMESPACE_URL, f"charfix:user_library:{job_id}")
-
-
-class NewLibraryItem(Record):
-    """A library row to insert; columns the live table lacks are dropped by the adapter."""
-
-    id: UUID | None = None  # charfix's rows: library_row_id(job), so a second insert conflicts
-    user_id: UUID
-    asset_type: str
-    storage_path: str
-    file_size_bytes: int
-    mime_type: str
-    original_prompt: str
-    model_used: str
-    generation_seed: int | None = None
-    width: int | None = None
-    height: int | None = None
-    thumbnail_path: str | None = None
-    tags: list[str]
-    content_category: str
-    roleplay_metadata: dict[str, Any]
-    character_id: UUID | None = None
-    output_type: str | None = None
-    generation_metadata: dict[str, Any] | None = None
-
-
 class JobFacts(Record):
     """Everything known about one job, gathered in batches before any diagnosis."""
 
@@ -240,10 +211,107 @@ class Candidate(BaseModel):
     seconds_after_job: float
 
 
+Shown = Annotated[datetime, PlainSerializer(lambda at: at.isoformat(), return_type=str, when_used="json")]
+
+
+class StepParams(BaseModel):
+    """A plan step's parameters: typed for the step that applies them, shown in the plan's JSON
+    (`diagnose --json`) with ids and times as text and absent values left out."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def shown(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+    # Read by name, the parameter as the plan's JSON shows it (`step.params["character_id"]` is the
+    # id's text): for code that reads a plan as a person sees it.
+    def __getitem__(self, name: str) -> Any:
+        return self.shown()[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.shown()
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.shown().get(name, default)
+
+
+class CompleteJob(StepParams):
+    completed_at: Shown
+
+
+class MarkFailed(StepParams):
+    error_message: str
+
+
+class LinkCharacter(StepParams):
+    character_id: UUID
+
+
+class CopyObject(StepParams):
+    """`bucket/key` paths. The source is an object (`source`) or the provider's URL (`source_url`)."""
+
+    destination: str
+    source: str | None = None
+    source_url: str | None = None
+    thumbnail_source: str | None = None
+    thumbnail_destination: str | None = None
+
+
+class InsertLibraryRow(StepParams):
+    storage_path: str  # the key in the library bucket
+    character_id: UUID
+    character_name: str | None = None
+
+
+class UpgradeLibraryRow(StepParams):
+    library_row_id: UUID
+    character_id: UUID
+    character_name: str | None = None
+
+
+class UpdateCharacterImage(StepParams):
+    character_id: UUID
+    image_url: str  # `bucket/key`
+    previous_image_url: str | None = None
+    reference_image_url: str | None = None  # set: reference_image_url moves too
+    seed_locked: int | None = None  # only a seed that fits an integer
+
+
+StepParameters = (CompleteJob | MarkFailed | LinkCharacter | CopyObject | InsertLibraryRow | UpgradeLibraryRow
+                  | UpdateCharacterImage)
+PARAMS: dict[Action, type[StepParams]] = {
+    Action.COMPLETE_JOB: CompleteJob,
+    Action.MARK_FAILED: MarkFailed,
+    Action.LINK_CHARACTER: LinkCharacter,
+    Action.COPY_OBJECT: CopyObject,
+    Action.INSERT_LIBRARY_ROW: InsertLibraryRow,
+    Action.UPGRADE_LIBRARY_ROW: UpgradeLibraryRow,
+    Action.UPDATE_CHARACTER_IMAGE: UpdateCharacterImage,
+}
+
+
 class Step(BaseModel):
     action: Action
     description: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: StepParameters
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed(cls, data: Any) -> Any:
+        """Parameters given by name (a plan written by hand) become the action's typed parameters."""
+        if isinstance(data, dict) and isinstance(data.get("params"), dict) and data.get("action") in set(Action):
+            data = {**data, "params": PARAMS[Action(data["action"])].model_validate(data["params"])}
+        return data
+
+    @model_validator(mode="after")
+    def _fit(self) -> Step:
+        if type(self.params) is not PARAMS[self.action]:
+            raise ValueError(f"{self.action.value} takes {PARAMS[self.action].__name__}, not {type(self.params).__name__}")
+        return self
+
+    @field_serializer("params")
+    def _shown(self, params: StepParams) -> dict[str, Any]:
+        return params.shown()
 
 
 class Event(BaseModel):

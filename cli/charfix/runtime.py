@@ -53,5 +53,5 @@ class Runtime:
 
     def close(self) -> None:
         if self._backends is not None:
-            self._backends.repository.close()
+            self._backends.close()
             self._backends = None

@@ -18,5 +18,12 @@ class Backends:
     # How copy_object reads a provider's URL: the guarded fetch (docs/reliability.md, "The provider fetch").
     fetcher: Callable[[str], FetchedImage] = fetch_image
 
+    def close(self) -> None:
+        """Close the repository's connection and the storage's client (over Supabase they share one)."""
+        try:
+            self.repository.close()
+        finally:
+            self.storage.close()
+
 
 __all__ = ["Backends"]

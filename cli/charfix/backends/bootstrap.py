@@ -46,7 +46,7 @@ def _check_access(backends: Backends) -> None:
     try:
         backends.storage.check_access()
     except BaseException:
-        backends.repository.close()
+        backends.close()
         raise
 
 

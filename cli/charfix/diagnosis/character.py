@@ -5,7 +5,10 @@ from __future__ import annotations
 from charfix.diagnosis import facts as f
 from charfix.diagnosis.work import Work, duration
 from charfix.diagnosis.keys import own_key
-from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Action, Candidate, Character, LibraryItem, ReasonCode as R
+from charfix.diagnosis import portrait
+from charfix.models import (
+    LIBRARY_BUCKET, WORKSPACE_BUCKET, Candidate, Character, Job, LibraryItem, LinkCharacter, ReasonCode as R,
+)
 
 
 def resolve_character(work: Work, request: f.Request, rows: list[LibraryItem]) -> bool:
@@ -93,11 +96,8 @@ def _by_name(work: Work, name: str, later: list[Character], near_later: list[Cha
             character_id=chosen.id,
             character_created_at=chosen.created_at,
         )
-        work.then(
-            Action.LINK_CHARACTER,
-            f"Write character_id {chosen.id} into the job's metadata (the name stays).",
-            character_id=chosen.id,
-        )
+        work.then(f"Write character_id {chosen.id} into the job's metadata (the name stays).",
+                  LinkCharacter(character_id=chosen.id))
     elif later:
         work.because(
             R.CHARACTER_AMBIGUOUS,
@@ -147,14 +147,14 @@ def _copied_to_older(work: Work) -> Character | None:
     return None
 
 
-def _own_image(job, image: str) -> bool:
+def _own_image(job: Job, image: str) -> bool:
     bucket = image.split("/", 1)[0]
     return own_key(job.user_id, image, bucket) is not None
 
 
 def _bound_character(work: Work, rows: list[LibraryItem]) -> Character | None:
     for row in rows:
-        if f.is_visible(row):
+        if portrait.is_visible(row):
             character = f.character_by_id(work.facts, f.row_character_id(row))
             if character is not None and character.user_id == work.facts.job.user_id:
                 return character

@@ -12,6 +12,7 @@ from charfix.models import (
     Action,
     LIBRARY_BUCKET,
     WORKSPACE_BUCKET,
+    Character,
     Diagnosis,
     Event,
     JobFacts,
@@ -69,14 +70,14 @@ def diagnose(facts: JobFacts, rules: Rules) -> Diagnosis:
     if not has_output:
         _no_output(work, output)
     if work.character is not None and not work.has(*(REVIEW_CODES - {R.OUTPUT_EXTERNAL_URL})) and not work.lost:
-        plan_library(work, output, rows, report=autosave_had_inputs and has_output)
+        plan_library(work, work.character, output, rows, report=autosave_had_inputs and has_output)
     state = _state(work)
     if state in (State.REPAIRABLE, State.NEEDS_REVIEW) and _recent(work, output):
         return _finish(work, _still_saving(work))
     return _finish(work, state)
 
 
-def _recent(work: Work, output) -> bool:
+def _recent(work: Work, output: f.Output) -> bool:
     """The application may still be saving a job whose last sign of life is this fresh."""
     job = work.facts.job
     moments = [m for m in (job.created_at, job.completed_at, output.created_at) if m is not None]
@@ -233,7 +234,7 @@ def _timeline(work: Work) -> list[Event]:
 STORY_CHARACTERS = 5
 
 
-def _story_characters(work: Work) -> list:
+def _story_characters(work: Work) -> list[Character]:
     """The characters worth a line: the one resolved, then those nearest the job in time. A user
     with hundreds of same-name characters would otherwise drown the story."""
     job = work.facts.job

@@ -103,7 +103,8 @@ def unreadable_values(facts: JobFacts) -> list[UnreadableValue]:
     found = [_unreadable(mark, job.id) for mark in job.unreadable]
     if read_request(job).name_too_long:
         found.append(UnreadableValue("jobs.metadata", job.id, f"the character name is longer than {MAX_NAME_LENGTH}"))
-    related = [*(a for a in facts.assets if a.job_id == job.id), *tied_rows(facts), *facts.characters]
+    related: list[WorkspaceAsset | LibraryItem | Character] = [
+        *(a for a in facts.assets if a.job_id == job.id), *tied_rows(facts), *facts.characters]
     for record in related:
         found += [_unreadable(mark, record.id) for mark in record.unreadable]
     for character in facts.characters:
@@ -137,7 +138,7 @@ def extension(key: str, default: str = "png") -> str:
 
 
 def is_url(value: str | None) -> bool:
-    return bool(value) and value.lower().startswith(("http://", "https://"))
+    return value is not None and value.lower().startswith(("http://", "https://"))
 
 
 def normalized_name(name: str) -> str:
@@ -210,16 +211,6 @@ def find_output(facts: JobFacts) -> Output:
         external_from=external_from,
         recorded_key=recorded,
         untrusted_path=untrusted,
-    )
-
-
-def is_visible(item: LibraryItem) -> bool:
-    """What the Library's Characters tab shows."""
-    meta = as_dict(item.roleplay_metadata)
-    return (
-        meta.get("type") == PORTRAIT
-        or "character" in (item.tags or [])
-        or item.content_category == "character"
     )
 
 

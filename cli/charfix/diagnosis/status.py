@@ -6,7 +6,7 @@ from datetime import datetime
 
 from charfix.diagnosis import facts as f
 from charfix.diagnosis.work import Work, duration
-from charfix.models import WORKSPACE_BUCKET, Action, Job, ReasonCode as R, State
+from charfix.models import WORKSPACE_BUCKET, CompleteJob, Job, MarkFailed, ReasonCode as R, State
 
 OPEN_STATUSES = ("queued", "processing")
 ENDED_STATUSES = ("failed", "cancelled")
@@ -41,11 +41,8 @@ def _open(work: Work, output: f.Output, *, has_output: bool) -> State | None:
             asset_id=output.asset.id if output.asset else None,
             object=output.source.path if output.source else None,
         )
-        work.then(
-            Action.COMPLETE_JOB,
-            "Mark the job completed at the time its output was stored.",
-            completed_at=completed_at(job, output),
-        )
+        work.then("Mark the job completed at the time its output was stored.",
+                  CompleteJob(completed_at=completed_at(job, output)))
         return None
     age = work.rules.now - job.created_at
     if age <= work.rules.stuck_after:
@@ -56,11 +53,8 @@ def _open(work: Work, output: f.Output, *, has_output: bool) -> State | None:
         job_created_at=job.created_at,
         searched=f"{WORKSPACE_BUCKET}/{f.job_prefix(job)}*",
     )
-    work.then(
-        Action.MARK_FAILED,
-        "Record the job as failed (only on request).",
-        error_message="charfix: no output was ever stored for this job",
-    )
+    work.then("Record the job as failed (only on request).",
+              MarkFailed(error_message="charfix: no output was ever stored for this job"))
     return State.FAILED
 
 
@@ -85,11 +79,8 @@ def _ended(work: Work, output: f.Output, *, has_output: bool) -> State | None:
         return State.NEEDS_REVIEW  # a cancelled or genuinely failed job is not charfix's to finish
     if not has_output:
         return None  # the provider's URL may still answer: the output check says so
-    work.then(
-        Action.COMPLETE_JOB,
-        "Mark the job completed: its output exists, so the failure was a clean-up, not the generation.",
-        completed_at=completed_at(job, output),
-    )
+    work.then("Mark the job completed: its output exists, so the failure was a clean-up, not the generation.",
+              CompleteJob(completed_at=completed_at(job, output)))
     return None
 
 

@@ -7,7 +7,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from charfix.models import Action, Candidate, Character, JobFacts, Reason, ReasonCode, Step
+from charfix.models import PARAMS, Candidate, Character, JobFacts, Reason, ReasonCode, Step, StepParameters
+
+ACTIONS = {params: action for action, params in PARAMS.items()}
 
 
 @dataclass(frozen=True)
@@ -32,16 +34,15 @@ class Work:
         shown = {k: shown_value(v) for k, v in evidence.items() if v is not None}
         self.reasons.append(Reason(code=code, message=message, evidence=shown))
 
-    def then(self, action: Action, description: str, **params: Any) -> None:
-        shown = {k: shown_value(v) for k, v in params.items() if v is not None}
-        self.plan.append(Step(action=action, description=description, params=shown))
+    def then(self, description: str, params: StepParameters) -> None:
+        self.plan.append(Step(action=ACTIONS[type(params)], description=description, params=params))
 
     def has(self, *codes: ReasonCode) -> bool:
         return any(r.code in codes for r in self.reasons)
 
 
 def shown_value(value: Any) -> Any:
-    """Evidence and plan parameters are JSON-ready: timestamps and ids as strings."""
+    """Evidence is JSON-ready: timestamps and ids as strings."""
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, UUID):

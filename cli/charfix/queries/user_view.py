@@ -19,7 +19,6 @@ from charfix.diagnosis import Rules
 from charfix.diagnosis.keys import own_key
 from charfix.models import Character, Diagnosis, LibraryItem, State
 from charfix.repository.base import JobQuery
-from charfix.repository.user_reads import characters_of, library_portraits_of
 from charfix.backends import Backends
 from charfix.queries.scan import scan
 from charfix.queries.selection import needs_attention
@@ -136,8 +135,8 @@ def user_view(backends: Backends, user_id: UUID, *, since: datetime, rules: Rule
             view.attention.append(diagnosis)
         if diagnosis.character_id is not None:
             about[diagnosis.character_id] += 1
-    characters = characters_of(backends.repository, user_id)
+    characters = backends.repository.characters_of(user_id)
     view.characters = [CharacterView(c, image_kind(c.image_url, user_id), about[c.id]) for c in characters]
     view.character_names = {c.id: c.name for c in characters}
-    view.library = library_portraits_of(backends.repository, user_id)
+    view.library = backends.repository.library_portraits_of(user_id)
     return view

@@ -286,11 +286,11 @@ class AuditLog:
     def _transaction_statuses(self, backends: Backends, transactions: dict[str, list[dict[str, Any]]],
                               runs: dict[str, dict[str, Any]]) -> dict[str, str]:
         """committed / rolled_back / unknown per open transaction of this database, as Postgres says."""
-        status_of = getattr(backends.repository, "transaction_status", None)
         mine = {tx: lines[0].get("xid") for tx, lines in transactions.items()
                 if runs.get(lines[0]["run"], {}).get("database") == self._where["database"]}
-        if status_of is None or not mine:
+        if not backends.repository.transactional or not mine:
             return {}
+        status_of = backends.repository.transaction_status
         deadline = time.monotonic() + IN_PROGRESS_WAIT
         while True:
             found = status_of([xid for xid in mine.values() if isinstance(xid, int)])
@@ -322,19 +322,7 @@ def encode(line: dict[str, Any]) -> bytes:
 
 def where(backends: Backends) -> dict[str, str | None]:
     """Which database and storage a run wrote to, without secrets: a run settles only its own lines."""
-    conn, supabase = getattr(backends.repository, "conn", None), getattr(backends.repository, "supabase", None)
-    root, base = getattr(backends.storage, "root", None), getattr(backends.storage, "base", None)
-    database = None
-    if conn is not None:
-        database = f"postgresql://{conn.info.host}:{conn.info.port}/{conn.info.dbname}"
-    elif supabase is not None:
-        database = f"{supabase.url}/rest/v1"
-    place = None
-    if root is not None:
-        place = Path(root).resolve().as_uri()
-    elif base is not None:
-        place = str(base)
-    return {"database": database, "storage": place}
+    return {"database": backends.repository.location(), "storage": backends.storage.location()}
 
 
 def writes(lines: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -409,7 +397,7 @@ def _object_landed(storage: Storage, record: dict[str, Any]) -> bool:
 
 def _row_landed(repo: Repository, record: dict[str, Any]) -> bool:
     """Over REST: does the row now hold what the announced write would have written?"""
-    from charfix.diagnosis import facts as f
+    from charfix.diagnosis import facts as f, portrait
 
     table, _, ident = record["target"].partition("/")
     after = record["after"] or {}
@@ -424,9 +412,8 @@ def _row_landed(repo: Repository, record: dict[str, Any]) -> bool:
         found = [c for c in repo.characters_for([UUID(ident)], []) if str(c.id) == ident]
         return bool(found) and found[0].image_url == after.get("image_url")
     if table == "user_library":
-        at = cast("Writer", repo).library_items_at(UUID(after["user_id"]), after["storage_path"])
-        rows = [r for r in at if str(r.id) == ident]
-        return bool(rows) and (record["step"] == "insert_library_row" or f.is_visible(rows[0]))
+        rows = [r for r in repo.library_items_at(UUID(after["user_id"]), after["storage_path"]) if str(r.id) == ident]
+        return bool(rows) and (record["step"] == "insert_library_row" or portrait.is_visible(rows[0]))
     raise ValueError(table)
 
 

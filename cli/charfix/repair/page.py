@@ -34,8 +34,7 @@ RowsAt = dict[tuple[UUID, str], list[LibraryItem]]
 
 def pages_supported(backends: Backends) -> bool:
     """Pages need transactions and savepoints: the Postgres adapter has them, the REST one does not."""
-    repo = backends.repository
-    return all(hasattr(repo, name) for name in ("locked_jobs", "savepoint", "library_items_at_paths"))
+    return backends.repository.pages() is not None
 
 
 @dataclass

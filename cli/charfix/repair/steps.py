@@ -10,24 +10,31 @@ from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from charfix.diagnosis import facts as f
+from pydantic import BaseModel
+
+from charfix.diagnosis import facts as f, portrait
 from charfix.repair.unit import Unit, Write
-from charfix.errors import BackendError, ChangedError, RefusedError
+from charfix.errors import BackendError, ChangedError, CharfixError, RefusedError
+from charfix.storage.base import Storage
 from charfix.storage.provider import EXTENSIONS
 from charfix.diagnosis.keys import own_key
 from charfix.models import (
     LIBRARY_BUCKET,
-    PORTRAIT,
     Action,
     Character,
+    CompleteJob,
+    CopyObject,
     Diagnosis,
+    InsertLibraryRow,
     Job,
     JobFacts,
     LibraryItem,
-    NewLibraryItem,
+    LinkCharacter,
+    MarkFailed,
     Step,
     StoredObject,
-    library_row_id,
+    UpdateCharacterImage,
+    UpgradeLibraryRow,
 )
 from charfix.backends import Backends
 
@@ -86,35 +93,49 @@ class StepContext:
 
 
 def _plain(value: Any) -> Any:
-    return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
 
 def apply_step(ctx: StepContext, step: Step) -> None:
-    HANDLERS[step.action](ctx, step.params)
+    match step.params:
+        case CompleteJob() as params:
+            _complete_job(ctx, params)
+        case MarkFailed() as params:
+            _mark_failed(ctx, params)
+        case LinkCharacter() as params:
+            _link_character(ctx, params)
+        case CopyObject() as params:
+            _copy_object(ctx, params)
+        case InsertLibraryRow() as params:
+            _insert_library_row(ctx, params)
+        case UpgradeLibraryRow() as params:
+            _upgrade_library_row(ctx, params)
+        case UpdateCharacterImage() as params:
+            _update_character_image(ctx, params)
 
 
-def _complete_job(ctx: StepContext, params: dict[str, Any]) -> None:
+def _complete_job(ctx: StepContext, params: CompleteJob) -> None:
     if ctx.job.status == "completed":
         return
-    at = datetime.fromisoformat(params["completed_at"])
+    at = params.completed_at
     planned = {"status": "completed", "completed_at": at, "error_message": None}
     after = ctx.write(Action.COMPLETE_JOB, f"jobs/{ctx.job.id}", _job_view(ctx.job), planned,
                       lambda: ctx.backends.repository.complete_job(ctx.job, completed_at=at), _job_view)
     ctx.facts = ctx.facts.model_copy(update={"job": after})
 
 
-def _mark_failed(ctx: StepContext, params: dict[str, Any]) -> None:
+def _mark_failed(ctx: StepContext, params: MarkFailed) -> None:
     if ctx.job.status == "failed":
         return
-    at, message = ctx.now(), params["error_message"]
+    at, message = ctx.now(), params.error_message
     planned = {"status": "failed", "completed_at": at, "error_message": message}
     after = ctx.write(Action.MARK_FAILED, f"jobs/{ctx.job.id}", _job_view(ctx.job), planned,
                       lambda: ctx.backends.repository.mark_failed(ctx.job, message=message, at=at), _job_view)
     ctx.facts = ctx.facts.model_copy(update={"job": after})
 
 
-def _link_character(ctx: StepContext, params: dict[str, Any]) -> None:
-    character = ctx.character(UUID(params["character_id"]))
+def _link_character(ctx: StepContext, params: LinkCharacter) -> None:
+    character = ctx.character(params.character_id)
     if f.as_uuid(f.as_dict(ctx.job.metadata).get("character_id")) == character.id:
         return
     planned = {"metadata": {**f.as_dict(ctx.job.metadata), "character_id": str(character.id)}}
@@ -124,17 +145,19 @@ def _link_character(ctx: StepContext, params: dict[str, Any]) -> None:
     ctx.facts = ctx.facts.model_copy(update={"job": after})
 
 
-def _copy_object(ctx: StepContext, params: dict[str, Any]) -> None:
-    bucket, key = _split(params["destination"])
-    if "source" in params:
-        source_bucket, source_key = _split(params["source"])
+def _copy_object(ctx: StepContext, params: CopyObject) -> None:
+    bucket, key = _split(params.destination)
+    if params.source is not None:
+        source_bucket, source_key = _split(params.source)
         _copy_if_needed(ctx, source_bucket, source_key, bucket, key)
     else:
         ctx.own(bucket, key)
-        _fetch_if_needed(ctx, params["source_url"], bucket, key)
-    if "thumbnail_source" in params:
-        source_bucket, source_key = _split(params["thumbnail_source"])
-        thumb_bucket, thumb_key = _split(params["thumbnail_destination"])
+        if params.source_url is None:
+            raise RefusedError(f"refusing to copy to {bucket}/{key[:200]}: the step names no source")
+        _fetch_if_needed(ctx, params.source_url, bucket, key)
+    if params.thumbnail_source is not None and params.thumbnail_destination is not None:
+        source_bucket, source_key = _split(params.thumbnail_source)
+        thumb_bucket, thumb_key = _split(params.thumbnail_destination)
         _copy_if_needed(ctx, source_bucket, source_key, thumb_bucket, thumb_key)
 
 
@@ -177,7 +200,7 @@ def _fetch_if_needed(ctx: StepContext, url: str, bucket: str, key: str) -> None:
 
 
 def _inserts_row_at(ctx: StepContext, key: str) -> bool:
-    return any(step.action == Action.INSERT_LIBRARY_ROW and step.params.get("storage_path") == key
+    return any(isinstance(step.params, InsertLibraryRow) and step.params.storage_path == key
                for step in ctx.diagnosis.plan)
 
 
@@ -187,7 +210,7 @@ def _stored(ctx: StepContext, bucket: str, planned: str, final: str, content_typ
         ctx.stored_types[final] = content_type
 
 
-def _whole_copy(storage, copy: StoredObject, size: int, md5: str | Callable[[], str | None] | None) -> bool:
+def _whole_copy(storage: Storage, copy: StoredObject, size: int, md5: str | Callable[[], str | None] | None) -> bool:
     """An object already at the key is the copy only when it holds the whole source: the same size,
     and the same MD5 where the backend can tell both (docs/repairs.md). A truncated or stale object
     is copied over again. `md5` may be a function, so a source is hashed only when the sizes agree."""
@@ -200,91 +223,53 @@ def _whole_copy(storage, copy: StoredObject, size: int, md5: str | Callable[[], 
     return found is None or found == wanted
 
 
-def _insert_library_row(ctx: StepContext, params: dict[str, Any]) -> None:
+def _insert_library_row(ctx: StepContext, params: InsertLibraryRow) -> None:
     repo, job = ctx.backends.repository, ctx.job
-    key = ctx.own(LIBRARY_BUCKET, _split(ctx.stored(f"{LIBRARY_BUCKET}/{params['storage_path']}"))[1])
+    key = ctx.own(LIBRARY_BUCKET, _split(ctx.stored(f"{LIBRARY_BUCKET}/{params.storage_path}"))[1])
     # Idempotency (docs/domain.md section 5): the same path, or a row that names this job.
     existing = ctx.library_items_at(key)
     known = {r.id for r in ctx.facts.library_items}
     if any(r.id not in known for r in existing):
         # Another writer saved it after the facts were read (over REST, another run): re-diagnose.
         raise ChangedError(f"a library row for {key} appeared after the job was read; nothing was inserted")
-    if existing or any(f.is_visible(r) for r in f.job_rows(ctx.facts)):
+    if existing or any(portrait.is_visible(r) for r in f.job_rows(ctx.facts)):
         return
-    stored = ctx.backends.storage.stat(LIBRARY_BUCKET, [key])
+    storage = ctx.backends.storage
+    stored = storage.stat(LIBRARY_BUCKET, [key])
     if not stored:
         raise BackendError(f"{LIBRARY_BUCKET}/{key} is missing; the row was not inserted")
-    character = ctx.character(UUID(params["character_id"]))
-    row = _new_row(ctx, key, stored[0].size, character)
+    character = ctx.character(params.character_id)
+    assets = f.own_assets(ctx.facts)
+    thumb = f"{key.rsplit('.', 1)[0]}{f.THUMB_SUFFIX}"
+    row = portrait.new_row(job, character, assets[0] if assets else None, key=key, size=stored[0].size,
+                           fetched_type=ctx.stored_types.get(key),  # what a fetched file's bytes are
+                           thumbnail_path=thumb if storage.stat(LIBRARY_BUCKET, [thumb]) else None)
     ctx.write(Action.INSERT_LIBRARY_ROW, f"user_library/{row.id}", None, row, lambda: repo.insert_library_item(row))
 
 
-def _new_row(ctx: StepContext, key: str, size: int, character: Character) -> NewLibraryItem:
-    job = ctx.job
-    meta = f.as_dict(job.metadata)
-    assets = f.own_assets(ctx.facts)
-    asset = assets[0] if assets else None
-    fetched = ctx.stored_types.get(key)  # what a fetched file's bytes are, whatever the asset row claimed
-    mime = fetched or (asset.mime_type if asset else None) or mimetypes.guess_type(key)[0] or "image/png"
-    thumb = f"{key.rsplit('.', 1)[0]}{f.THUMB_SUFFIX}"
-    portrait = _portrait(job, character)
-    return NewLibraryItem(
-        id=library_row_id(job.id),
-        user_id=job.user_id,
-        asset_type=asset.asset_type if asset and not fetched else ("video" if mime.startswith("video/") else "image"),
-        storage_path=key,
-        file_size_bytes=size,
-        mime_type=mime,
-        original_prompt=(asset.original_prompt if asset else None) or f.text_value(meta, "prompt") or "",
-        model_used=(asset.model_used if asset else None) or f.text_value(meta, "model", "model_used") or job.job_type,
-        generation_seed=asset.generation_seed if asset else None,
-        width=asset.width if asset else None,
-        height=asset.height if asset else None,
-        thumbnail_path=thumb if ctx.backends.storage.stat(LIBRARY_BUCKET, [thumb]) else None,
-        tags=["character", "portrait"],
-        content_category="character",
-        roleplay_metadata=portrait,
-        character_id=character.id,
-        output_type="portrait",
-        generation_metadata={"job_id": str(job.id), "repaired_by": "charfix"},
-    )
-
-
-def _portrait(job: Job, character: Character) -> dict[str, Any]:
-    portrait = {"type": PORTRAIT, "character_id": str(character.id), "character_name": character.name,
-                "job_id": str(job.id)}
-    method = f.as_dict(job.metadata).get("consistency_method")
-    if isinstance(method, str):
-        portrait["consistency_method"] = method
-    return portrait
-
-
-def _upgrade_library_row(ctx: StepContext, params: dict[str, Any]) -> None:
-    row = next((r for r in ctx.facts.library_items if str(r.id) == params["library_row_id"]), None)
+def _upgrade_library_row(ctx: StepContext, params: UpgradeLibraryRow) -> None:
+    row = next((r for r in ctx.facts.library_items if r.id == params.library_row_id), None)
     if row is None or row.user_id != ctx.job.user_id:
-        raise BackendError(f"library row {params['library_row_id']} is gone")
+        raise BackendError(f"library row {params.library_row_id} is gone")
     ctx.own(LIBRARY_BUCKET, row.storage_path)  # upgrading it would show that object in the Characters tab
-    if f.is_visible(row):
+    if portrait.is_visible(row):
         return
-    character = ctx.character(UUID(params["character_id"]))
-    portrait = _portrait(ctx.job, character)
-    planned = {**_plain(row), "roleplay_metadata": portrait, "character_id": str(character.id)}
-    ctx.write(Action.UPGRADE_LIBRARY_ROW, f"user_library/{row.id}", row, planned,
-              lambda: ctx.backends.repository.upgrade_library_item(row, portrait=portrait, character_id=character.id))
+    upgrade = portrait.upgrade(row, ctx.job, ctx.character(params.character_id))
+    ctx.write(Action.UPGRADE_LIBRARY_ROW, f"user_library/{row.id}", row, upgrade.planned(),
+              lambda: ctx.backends.repository.upgrade_library_item(upgrade))
 
 
-def _update_character_image(ctx: StepContext, params: dict[str, Any]) -> None:
-    character = ctx.character(UUID(params["character_id"]))
-    image_url = ctx.stored(params["image_url"])
+def _update_character_image(ctx: StepContext, params: UpdateCharacterImage) -> None:
+    character = ctx.character(params.character_id)
+    image_url = ctx.stored(params.image_url)
     bucket, key = _split(image_url)
     if bucket != LIBRARY_BUCKET:
         raise RefusedError(f"refusing to point character {character.id} outside {LIBRARY_BUCKET}")
     ctx.own(bucket, key)
     if character.image_url == image_url:
         return
-    seed = params.get("seed_locked")
-    seed = seed if f.fits_int4(seed) else None
-    image, reference = image_url, "reference_image_url" in params
+    seed = params.seed_locked if f.fits_int4(params.seed_locked) else None
+    image, reference = image_url, params.reference_image_url is not None
     planned = {"image_url": image, "reference_image_url": image if reference else character.reference_image_url,
                "seed_locked": seed if seed is not None else character.seed_locked}
     ctx.write(Action.UPDATE_CHARACTER_IMAGE, f"characters/{character.id}", _character_view(character), planned,
@@ -305,14 +290,3 @@ def _character_view(character: Character) -> dict[str, Any]:
 def _split(path: str) -> tuple[str, str]:
     bucket, _, key = path.partition("/")
     return bucket, key
-
-
-HANDLERS = {
-    Action.COMPLETE_JOB: _complete_job,
-    Action.MARK_FAILED: _mark_failed,
-    Action.LINK_CHARACTER: _link_character,
-    Action.COPY_OBJECT: _copy_object,
-    Action.INSERT_LIBRARY_ROW: _insert_library_row,
-    Action.UPGRADE_LIBRARY_ROW: _upgrade_library_row,
-    Action.UPDATE_CHARACTER_IMAGE: _update_character_image,
-}

@@ -1,4 +1,5 @@
-"""The repository interface: reads in batches (a page of jobs, then everything related to the page)."""
+"""The repository interface: reads in batches (a page of jobs, then everything related to the page), the
+writes a repair makes, and the page writes of a backend with transactions (docs/backends.md)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, UTC
-from typing import Any, Protocol
+from typing import Protocol
 from uuid import UUID
 
 from charfix.errors import SchemaError
-from charfix.models import Character, Job, LibraryItem, NewLibraryItem, WorkspaceAsset
+from charfix.diagnosis.portrait import LibraryUpgrade, NewLibraryItem
+from charfix.models import Character, Job, LibraryItem, WorkspaceAsset
 
 # Columns charfix reads or writes; the live tables have many more.
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -90,9 +92,28 @@ class Page:
     id: UUID
 
 
-class Repository(Protocol):
+@dataclass(frozen=True)
+class User:
+    id: UUID
+    email: str | None
+
+
+class UserDirectory(Protocol):
+    def with_email(self, email: str) -> list[User]:
+        """Every user whose email equals `email`, ignoring case (Auth stores emails lower-case;
+        older rows and SSO users may differ only in case)."""
+        ...
+
+
+class Reader(Protocol):
+    """The reads every command shares: in batches, a page of jobs and then everything related to it."""
+
     schema: Schema
-    queries: int  # statements or requests sent, for the benchmarks and the batching tests
+
+    @property
+    def queries(self) -> int:
+        """Statements or requests sent, for the benchmarks and the batching tests."""
+        ...
 
     def portrait_jobs(self, query: JobQuery, *, after: Page | None, limit: int) -> list[Job]: ...
 
@@ -128,7 +149,45 @@ class Repository(Protocol):
         """Portrait jobs created in [since, until] whose metadata names one of (user, character name)."""
         ...
 
+    def characters_of(self, user_id: UUID) -> list[Character]:
+        """Every character the user owns, oldest first (`charfix user`)."""
+        ...
+
+    def library_portraits_of(self, user_id: UUID) -> list[LibraryItem]:
+        """The user's library rows the Characters tab shows (portrait.is_visible), oldest first."""
+        ...
+
+    def users(self) -> UserDirectory:
+        """Supabase Auth's users, for `--user EMAIL` (repository/auth_users.py). Built on each call:
+        the caller keeps it for the run."""
+        ...
+
+    def location(self) -> str:
+        """Which database this is, without secrets: the audit log records it (docs/repairs.md)."""
+        ...
+
     def close(self) -> None: ...
+
+
+class PageWriter(Protocol):
+    """Repairs of a page of jobs in one transaction, a savepoint per job (`backfill-portraits` over
+    Postgres, docs/repairs.md): what a backend with transactions adds to the Writer."""
+
+    def locked_jobs(self, job_ids: Sequence[UUID]) -> AbstractContextManager[list[Job]]:
+        """One transaction for the page; yields the jobs whose row locks it took (SKIP LOCKED)."""
+        ...
+
+    def lock_characters(self, ids: Sequence[UUID]) -> list[Character]:
+        """Inside `locked_jobs`: lock the characters the page will write, in id order; as stored now."""
+        ...
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """Inside `locked_jobs`: an exception rolls back only the writes made in this block."""
+        ...
+
+    def library_items_at_paths(self, paths: Sequence[tuple[UUID, str]]) -> list[LibraryItem]:
+        """`library_items_at` for a page of (user, storage path) pairs, at once."""
+        ...
 
 
 class Writer(Protocol):
@@ -149,12 +208,32 @@ class Writer(Protocol):
 
     def library_items_at(self, user_id: UUID, storage_path: str) -> list[LibraryItem]: ...
 
-    def insert_library_item(self, item: NewLibraryItem) -> LibraryItem: ...
+    def insert_library_item(self, item: NewLibraryItem) -> LibraryItem:
+        """Insert every field of `item` the live table has a column for (diagnosis/portrait.py)."""
+        ...
 
-    def upgrade_library_item(self, item: LibraryItem, *, portrait: dict[str, Any], character_id: UUID) -> LibraryItem: ...
+    def upgrade_library_item(self, upgrade: LibraryUpgrade) -> LibraryItem:
+        """Apply the upgrade's column operations the live table has columns for (diagnosis/portrait.py)."""
+        ...
 
     def update_character_image(self, character: Character, *, image_url: str, seed: int | None,
                                reference: bool = True) -> Character: ...
+
+    def transaction_id(self) -> int | None:
+        """The id of the transaction in flight, recorded with its audit lines; None without transactions."""
+        ...
+
+    def transaction_status(self, xids: Sequence[int]) -> dict[int, str | None]:
+        """What became of earlier transactions (committed, aborted, in progress, None: unknown)."""
+        ...
+
+    def pages(self) -> PageWriter | None:
+        """The page writes, where the backend has transactions and savepoints; None otherwise."""
+        ...
+
+
+class Repository(Reader, Writer, Protocol):
+    """What the services call on a backend's tables: both adapters satisfy it."""
 
 
 UUID_LAYOUT = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"

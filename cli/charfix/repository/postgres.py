@@ -13,20 +13,21 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
-from psycopg import pq, sql
+from psycopg import abc, pq, sql
 from psycopg.adapt import Loader
 from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 from pydantic import BaseModel
 
 from charfix.errors import BackendError, ConnectionLostError
+from charfix.diagnosis import portrait
 from charfix.diagnosis.facts import normalized_name
 from charfix.models import PORTRAIT, Character, Job, LibraryItem, WorkspaceAsset
 from charfix.repository.base import (
-    EARLIEST, OPEN_STATUSES, REQUIRED_COLUMNS, Backlog, JobQuery, Page, Schema, prefix_range,
+    EARLIEST, OPEN_STATUSES, REQUIRED_COLUMNS, Backlog, JobQuery, Page, Schema, UserDirectory, prefix_range,
 )
 from charfix.repository.rows import END_OF_TIME, Unreadable, load_json, read_rows
-from charfix.repository.writes import PostgresWrites
+from charfix.repository.writes import PostgresWrites, query
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -35,7 +36,7 @@ NORMALIZED_NAME = "lower(regexp_replace(name, '\\s', '', 'g'))"
 
 
 class PostgresRepository(PostgresWrites):
-    def __init__(self, conn: psycopg.Connection, *, schema_name: str = "public"):
+    def __init__(self, conn: psycopg.Connection[dict[str, Any]], *, schema_name: str = "public"):
         self.conn = conn
         _read_defensively(conn)
         self.schema_name = schema_name
@@ -180,6 +181,30 @@ class PostgresRepository(PostgresWrites):
         }
         return self._fetch(Character, statement, params)
 
+    def characters_of(self, user_id: UUID) -> list[Character]:
+        statement = sql.SQL("select {cols} from characters where user_id = %(user)s order by created_at, id").format(
+            cols=self._columns("characters"))
+        return self._fetch(Character, statement, {"user": user_id})
+
+    def library_portraits_of(self, user_id: UUID) -> list[LibraryItem]:
+        # Narrows what is sent; portrait.is_visible decides, as over REST.
+        statement = sql.SQL(
+            "select {cols} from user_library where user_id = %(user)s and (roleplay_metadata->>'type' = %(portrait)s "
+            "or %(tag)s = any(tags) or content_category = %(category)s) order by created_at, id"
+        ).format(cols=self._columns("user_library"))
+        params = {"user": user_id, "portrait": PORTRAIT, "tag": portrait.VISIBLE_TAG, "category": portrait.CATEGORY}
+        items = self._fetch(LibraryItem, statement, params)
+        return sorted((i for i in items if portrait.is_visible(i)), key=lambda i: (i.created_at, i.id))
+
+    def users(self) -> UserDirectory:
+        from charfix.repository.auth_users import PostgresUsers
+
+        return PostgresUsers(self.conn)
+
+    def location(self) -> str:
+        info = self.conn.info
+        return f"postgresql://{info.host}:{info.port}/{info.dbname}"
+
     # -- plumbing ------------------------------------------------------------------------------
 
     def _live_columns(self) -> dict[str, set[str]]:
@@ -204,7 +229,7 @@ class PostgresRepository(PostgresWrites):
     def _rows(self, statement: sql.Composable, params: dict[str, Any]) -> list[dict[str, Any]]:
         with self._errors():
             self.queries += 1
-            return self.conn.execute(statement, params).fetchall()
+            return self.conn.execute(query(statement), params).fetchall()
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -219,7 +244,7 @@ class PostgresRepository(PostgresWrites):
             raise BackendError(f"database error: {_first_line(exc)}") from exc
 
 
-def _read_defensively(conn: psycopg.Connection) -> None:
+def _read_defensively(conn: psycopg.Connection[dict[str, Any]]) -> None:
     """Values psycopg would raise on (a jsonb nested 1,000 deep, a 5,000-digit number, an `infinity`
     timestamp) load as Unreadable instead, for repository/rows.py to pin on their row alone."""
     set_json_loads(load_json, conn)
@@ -232,13 +257,13 @@ def _read_defensively(conn: psycopg.Connection) -> None:
             conn.adapters.register_loader(info.oid, _guarded(inner))
 
 
-def _guarded(inner: type[Loader]) -> type[Loader]:
+def _guarded(inner: type[abc.Loader]) -> type[Loader]:
     class Guarded(Loader):
-        def __init__(self, oid: int, context=None):
+        def __init__(self, oid: int, context: abc.AdaptContext | None = None):
             super().__init__(oid, context)
             self.inner = inner(oid, context)
 
-        def load(self, data):
+        def load(self, data: abc.Buffer) -> Any:
             try:
                 return self.inner.load(data)
             except psycopg.DataError:  # infinity, or a year Python cannot hold

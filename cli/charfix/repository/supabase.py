@@ -27,13 +27,16 @@ import httpx
 from charfix.errors import BackendError, ChangedError
 from charfix.diagnosis.facts import PREFIX_LENGTH, normalized_name
 from charfix.backends.http import Caller, OutcomeUnknown, Supabase, array_literal, in_list, quoted
-from charfix.models import PORTRAIT, Character, Job, LibraryItem, NewLibraryItem, WorkspaceAsset
-from charfix.repository.base import EARLIEST, OPEN_STATUSES, REQUIRED_COLUMNS, Backlog, JobQuery, Page, Schema
+from charfix.diagnosis import portrait
+from charfix.diagnosis.portrait import LibraryUpgrade, NewLibraryItem
+from charfix.models import PORTRAIT, Character, Job, LibraryItem, WorkspaceAsset
+from charfix.repository.base import (
+    EARLIEST, OPEN_STATUSES, REQUIRED_COLUMNS, Backlog, JobQuery, Page, Schema, UserDirectory,
+)
 from charfix.repository.rows import END_OF_TIME, load_json, read_rows
 
 URL_BUDGET = 12_000  # encoded characters of filter values per request; gateways refuse URLs of ~16 KB
 ROW_LIMIT = 1000  # rows asked per response (Supabase's default max_rows)
-PORTRAIT_TAGS = ["character", "portrait"]
 UUID_LAYOUT = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
 # jsonb columns are asked for as text and parsed one value at a time (repository/rows.py): a value
 # nested 1,000 deep or holding a 5,000-digit number then costs its own row, not the whole response.
@@ -56,6 +59,14 @@ class SupabaseRepository:
 
     def close(self) -> None:
         self.supabase.close()
+
+    def users(self) -> UserDirectory:
+        from charfix.repository.auth_users import AdminApiUsers
+
+        return AdminApiUsers(Caller(self.supabase, "Supabase Auth"))
+
+    def location(self) -> str:
+        return f"{self.supabase.url}/rest/v1"
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -116,7 +127,9 @@ class SupabaseRepository:
 
         # A name too long for any URL is not put in one: that user's portrait jobs of the window are
         # read instead, and matched here (a bounded read: one user, a couple of hours).
-        cost = lambda name: 2 * (_encoded(quoted(name[1])) + 3)  # each name is listed under both keys
+        def cost(name: tuple[UUID, str]) -> int:
+            return 2 * (_encoded(quoted(name[1])) + 3)  # each name is listed under both keys
+
         fits = [n for n in sorted(set(names), key=str) if cost(n) <= self.url_budget]
         odd = sorted(set(names) - set(fits), key=str)
         rows = self._read_chunked("jobs", fits, configure, cost=cost) if fits else []
@@ -140,7 +153,7 @@ class SupabaseRepository:
         return [UUID(row["id"]) for row in self._json("jobs", builder)]
 
     def ids_sharing_prefixes(self, column: str, ids: Sequence[UUID]) -> list[UUID]:
-        ranges = sorted({_uuid_range(str(i)[:8]) for i in ids})
+        ranges = sorted({r for i in ids if (r := _uuid_range(str(i)[:8])) is not None})  # always one: ids are uuids
         found: set[str] = set()
         for chunk in _chunks(ranges, lambda r: 2 * len(UUID_LAYOUT) + len(column) * 2 + 20, self.url_budget):
             offset = 0
@@ -185,7 +198,9 @@ class SupabaseRepository:
                                             [x for x in chunk if isinstance(x, WorkspaceAsset)]))
 
         items: list[Any] = [*jobs, *assets]
-        cost = lambda x: _encoded(self._library_terms([x], []) if isinstance(x, Job) else self._library_terms([], [x]))
+        def cost(x: Job | WorkspaceAsset) -> int:
+            return _encoded(self._library_terms([x], []) if isinstance(x, Job) else self._library_terms([], [x]))
+
         rows = self._read_chunked("user_library", items, configure, cost=cost)
         wanted = _library_match(jobs, assets)
         return read_rows(LibraryItem, [r for r in _unique(rows) if wanted(r)])
@@ -222,7 +237,27 @@ class SupabaseRepository:
             r for r in _unique(rows)
             if r["id"] in wanted_ids or (r["user_id"], normalized_name(str(r["name"]))) in wanted_names])
 
+    def characters_of(self, user_id: UUID) -> list[Character]:
+        rows = self._read_chunked("characters", [("user_id", str(user_id))], _in_filter)
+        characters = read_rows(Character, rows)  # a planted row costs its own line (repository/rows.py)
+        return sorted(characters, key=lambda c: (c.created_at, c.id))
+
+    def library_portraits_of(self, user_id: UUID) -> list[LibraryItem]:
+        # Every row of the user, read in pages; portrait.is_visible decides, as over Postgres.
+        items = read_rows(LibraryItem, self._read_chunked("user_library", [("user_id", str(user_id))], _in_filter))
+        return sorted((i for i in items if portrait.is_visible(i)), key=lambda i: (i.created_at, i.id))
+
     # -- writes (no transactions over REST: each is conditional on the row as read) ---------------
+
+    def pages(self) -> None:
+        """No transactions over REST, so no page of jobs in one: backfill repairs a job at a time."""
+        return None
+
+    def transaction_id(self) -> None:
+        return None
+
+    def transaction_status(self, xids: Sequence[int]) -> dict[int, str | None]:
+        return {}
 
     @contextmanager
     def locked(self, job_id: UUID) -> Iterator[bool]:
@@ -269,8 +304,7 @@ class SupabaseRepository:
             response = self.caller.send("table user_library", post, idempotent=False)
         except OutcomeUnknown:
             # The insert may have landed before the connection broke: look before inserting again.
-            landed = [r for r in self.library_items_at(item.user_id, item.storage_path)
-                      if r.id == item.id or _job_id(r.roleplay_metadata) == item.roleplay_metadata.get("job_id")]
+            landed = [r for r in self.library_items_at(item.user_id, item.storage_path) if portrait.is_insert_of(r, item)]
             if landed:
                 return landed[0]
             response = self.caller.send("table user_library", post)
@@ -279,20 +313,13 @@ class SupabaseRepository:
             raise ChangedError(f"library row {item.id} was inserted by another writer meanwhile; nothing was inserted")
         return read_rows(LibraryItem, self._check("table user_library", response))[0]
 
-    def upgrade_library_item(self, item: LibraryItem, *, portrait: dict[str, Any], character_id: UUID) -> LibraryItem:
-        values: dict[str, Any] = {
-            "tags": sorted(set(item.tags or []) | set(PORTRAIT_TAGS)),
-            "content_category": "character",
-            "roleplay_metadata": {**_object(item.roleplay_metadata), **portrait},
-        }
-        expected = [("tags", *_equals_array(item.tags)), ("roleplay_metadata", *_equals_json(item.roleplay_metadata))]
-        if self.schema.has("user_library", "character_id"):
-            values["character_id"] = str(character_id)
-        if self.schema.has("user_library", "output_type"):
-            values["output_type"] = "portrait"
-        if self.schema.has("user_library", "generation_metadata"):
-            values["generation_metadata"] = {**_object(item.generation_metadata), "job_id": portrait.get("job_id")}
-            expected.append(("generation_metadata", *_equals_json(item.generation_metadata)))
+    def upgrade_library_item(self, upgrade: LibraryUpgrade) -> LibraryItem:
+        # Read-modify-write: each column that is merged or added to must still hold its value as read.
+        item = upgrade.row
+        values = {column: _json_ready(value) for column, value in upgrade.values().items()
+                  if self.schema.has("user_library", column)}
+        expected = [(column, *_equals_array(upgrade.read(column))) for column in upgrade.add if column in values]
+        expected += [(column, *_equals_json(upgrade.read(column))) for column in upgrade.merge if column in values]
         filters = [("id", "eq", str(item.id)), ("user_id", "eq", str(item.user_id)), *expected]
         rows = self._patch("user_library", values, filters)
         if not rows:
@@ -317,7 +344,7 @@ class SupabaseRepository:
         return read_rows(Character, rows)[0]
 
     def _update_job(self, job: Job, values: dict[str, Any], *, landed: Callable[[Job], bool],
-                    extra: Sequence[tuple[str, str, str]] = ()) -> Job:
+                    extra: Sequence[tuple[str, str, str | None]] = ()) -> Job:
         filters = [("id", "eq", str(job.id)), ("user_id", "eq", str(job.user_id)), ("status", "eq", job.status), *extra]
         before = self.caller.unknown_outcomes
         rows = self._patch("jobs", values, filters)
@@ -372,8 +399,9 @@ class SupabaseRepository:
     def _json(self, table: str, builder) -> list[dict[str, Any]]:
         return _parsed(self._get(table, builder).json())
 
-    def _patch(self, table: str, values: dict[str, Any], filters: Sequence[tuple[str, str, str]]) -> list[dict]:
-        if sum(_encoded(value) for _, _, value in filters) > self.url_budget:
+    def _patch(self, table: str, values: dict[str, Any],
+               filters: Sequence[tuple[str, str, str | None]]) -> list[dict[str, Any]]:
+        if sum(_encoded(value or "") for _, _, value in filters) > self.url_budget:
             # The row as read (a huge name or metadata) cannot be compared within a URL: this job fails
             # alone, with the way out named, rather than the gateway refusing a request.
             raise BackendError(f"table {table}: the row's values are too long to compare in a URL over REST; "
@@ -437,7 +465,7 @@ def _uuid_range(prefix: str) -> tuple[str, str] | None:
     """The lowest and highest uuid whose text starts with `prefix`, or None when none can."""
     if len(prefix) > len(UUID_LAYOUT):
         return None
-    for char, slot in zip(prefix, UUID_LAYOUT):
+    for char, slot in zip(prefix, UUID_LAYOUT, strict=False):  # prefix is the shorter
         if (slot == "-") != (char == "-") or (char != "-" and char not in "0123456789abcdef"):
             return None
     rest = UUID_LAYOUT[len(prefix):]
@@ -449,8 +477,8 @@ def _job_id(metadata: Any) -> str | None:
     return value if isinstance(value, str) else None  # a job id is always a string
 
 
-def _object(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
+def _json_ready(value: Any) -> Any:
+    return str(value) if isinstance(value, UUID) else value
 
 
 def _equals_json(value: Any) -> tuple[str, str]:

@@ -4,25 +4,43 @@ meantime is never overwritten: the write matches nothing and raises ChangedError
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
+from pydantic import BaseModel
 
 from charfix.errors import BackendError, ChangedError
-from charfix.models import Character, Job, LibraryItem, NewLibraryItem
+from charfix.diagnosis.portrait import LibraryUpgrade, NewLibraryItem
+from charfix.models import Character, Job, LibraryItem
+from charfix.repository.base import Schema
 
-PORTRAIT_TAGS = ["character", "portrait"]
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+NO_CONDITION = sql.SQL("")
 
 
 class PostgresWrites:
-    """Mixed into PostgresRepository; uses its connection, schema and statement helpers."""
+    """Mixed into PostgresRepository; uses its connection, schema and statement helpers (declared
+    here, defined there)."""
 
     transactional = True  # a job's row writes commit together when its lock is released
+    conn: psycopg.Connection[dict[str, Any]]
+    schema: Schema
+    queries: int
+
+    def _columns(self, table: str) -> sql.Composable:
+        raise NotImplementedError
+
+    def _fetch(self, model: type[M], statement: sql.Composable, params: dict[str, Any]) -> list[M]:
+        raise NotImplementedError
+
+    def _errors(self) -> AbstractContextManager[None]:
+        raise NotImplementedError
 
     @contextmanager
     def locked(self, job_id: UUID) -> Iterator[bool]:
@@ -43,10 +61,15 @@ class PostgresWrites:
         with self._errors(), self.conn.transaction():
             yield self._fetch(Job, statement, {"ids": list(job_ids)})
 
-    def transaction_id(self) -> int:
+    def pages(self) -> PostgresWrites:
+        """Pages of jobs in one transaction, a savepoint each: Postgres has both."""
+        return self
+
+    def transaction_id(self) -> int | None:
         """The id of the transaction in flight, recorded with its audit lines (docs/repairs.md)."""
         with self._errors():
-            return self.conn.execute("select txid_current() as xid").fetchone()["xid"]
+            row = self.conn.execute("select txid_current() as xid").fetchone()
+        return int(row["xid"]) if row is not None else None
 
     def transaction_status(self, xids: Sequence[int]) -> dict[int, str | None]:
         """What became of earlier transactions: committed, aborted, in progress, or None when Postgres
@@ -55,7 +78,8 @@ class PostgresWrites:
         for xid in xids:
             try:
                 with self._errors():
-                    found[xid] = self.conn.execute("select txid_status(%s) as status", (xid,)).fetchone()["status"]
+                    row = self.conn.execute("select txid_status(%s) as status", (xid,)).fetchone()
+                found[xid] = row["status"] if row is not None else None
             except BackendError:
                 found[xid] = None
         return found
@@ -133,25 +157,30 @@ class PostgresWrites:
                                    "nothing was inserted") from exc
             raise
 
-    def upgrade_library_item(self, item: LibraryItem, *, portrait: dict[str, Any], character_id: UUID) -> LibraryItem:
-        sets = [
-            sql.SQL("tags = (select array(select distinct t from unnest(coalesce(tags, '{}') || %(tags)s::text[]) t order by t))"),
-            sql.SQL("content_category = 'character'"),
-            sql.SQL("roleplay_metadata = coalesce(roleplay_metadata, '{}'::jsonb) || %(portrait)s"),
-        ]
-        params: dict[str, Any] = {"tags": PORTRAIT_TAGS, "portrait": Jsonb(portrait), "id": item.id,
-                                  "user": item.user_id, "character": character_id, "job": {"job_id": portrait.get("job_id")}}
-        if self.schema.has("user_library", "character_id"):
-            sets.append(sql.SQL("character_id = %(character)s"))
-        if self.schema.has("user_library", "output_type"):
-            sets.append(sql.SQL("output_type = 'portrait'"))
-        if self.schema.has("user_library", "generation_metadata"):
-            sets.append(sql.SQL("generation_metadata = coalesce(generation_metadata, '{}'::jsonb) || %(job)s"))
-            params["job"] = Jsonb(params["job"])
+    def upgrade_library_item(self, upgrade: LibraryUpgrade) -> LibraryItem:
+        # Merged in the database, with the row as it is now: the job's lock does not cover the row.
+        item = upgrade.row
+        sets: list[sql.Composable] = []
+        params: dict[str, Any] = {"id": item.id, "user": item.user_id}
+        for n, (column, value) in enumerate(self._live(upgrade.set)):
+            sets.append(sql.SQL("{c} = %(set{n})s").format(c=sql.Identifier(column), n=sql.SQL(str(n))))
+            params[f"set{n}"] = _db_value(value)
+        for n, (column, elements) in enumerate(self._live(upgrade.add)):
+            sets.append(sql.SQL("{c} = (select array(select distinct t from unnest(coalesce({c}, '{{}}') || "
+                                "%(add{n})s::text[]) t order by t))").format(c=sql.Identifier(column), n=sql.SQL(str(n))))
+            params[f"add{n}"] = list(elements)
+        for n, (column, keys) in enumerate(self._live(upgrade.merge)):
+            sets.append(sql.SQL("{c} = coalesce({c}, '{{}}'::jsonb) || %(merge{n})s").format(
+                c=sql.Identifier(column), n=sql.SQL(str(n))))
+            params[f"merge{n}"] = Jsonb(keys)
         statement = sql.SQL(
             "update user_library set {sets} where id = %(id)s and user_id = %(user)s returning {ret}"
         ).format(sets=sql.SQL(", ").join(sets), ret=self._columns("user_library"))
         return self._one(LibraryItem, statement, params, what=f"library row {item.id}")
+
+    def _live(self, columns: dict[str, T]) -> list[tuple[str, T]]:
+        """The library columns the live table has (older schemas lack the newer ones)."""
+        return [(column, value) for column, value in columns.items() if self.schema.has("user_library", column)]
 
     def update_character_image(self, character: Character, *, image_url: str, seed: int | None,
                                reference: bool = True) -> Character:
@@ -170,18 +199,23 @@ class PostgresWrites:
         return self._one(Character, statement, params, what=f"character {character.id}")
 
     def _update_job(self, job: Job, sets: sql.Composable, params: dict[str, Any], *,
-                    extra: sql.Composable = sql.SQL("")) -> Job:
+                    extra: sql.Composable = NO_CONDITION) -> Job:
         statement = sql.SQL(
             "update jobs set {sets} where id = %(id)s and user_id = %(user)s and status = %(status)s{extra} returning {ret}"
         ).format(sets=sets, extra=extra, ret=self._columns("jobs"))
         return self._one(Job, statement, {**params, "id": job.id, "user": job.user_id, "status": job.status},
                          what=f"job {job.id}")
 
-    def _one(self, model, statement: sql.Composable, params: dict[str, Any], *, what: str):
+    def _one(self, model: type[M], statement: sql.Composable, params: dict[str, Any], *, what: str) -> M:
         rows = self._fetch(model, statement, params)
         if not rows:
             raise ChangedError(f"{what} changed since it was read; nothing was written to it")
         return rows[0]
+
+
+def query(statement: sql.Composable) -> sql.Composed:
+    """A statement as psycopg's `execute` is typed to take it."""
+    return statement if isinstance(statement, sql.Composed) else sql.Composed([statement])
 
 
 def _db_value(value: Any) -> Any:

@@ -10,7 +10,18 @@ from charfix.models import StoredObject
 
 
 class Storage(Protocol):
-    requests: int
+    @property
+    def requests(self) -> int:
+        """Requests sent (or folders and files read), for the benchmarks and the batching tests."""
+        ...
+
+    def location(self) -> str:
+        """Where the objects are, without secrets: the audit log records it (docs/repairs.md)."""
+        ...
+
+    def close(self) -> None:
+        """Release the connections; the storage is not used again."""
+        ...
 
     def check_access(self) -> None:
         """Raise ConfigError unless both buckets exist and can be seen. Called once, before the

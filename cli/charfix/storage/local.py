@@ -36,6 +36,12 @@ class LocalStorage:
         self.root = Path(root)
         self.requests = 0
 
+    def location(self) -> str:
+        return Path(self.root).resolve().as_uri()
+
+    def close(self) -> None:
+        """Nothing to release: every file and folder is closed as soon as it is used."""
+
     def check_access(self) -> None:
         """A folder without a bucket's folder would list as empty, and read as lost portraits."""
         for bucket in (WORKSPACE_BUCKET, LIBRARY_BUCKET):

@@ -126,7 +126,7 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 def resolve(host: str, port: int) -> list[str]:
     """The system resolver, asked once; its answers are checked and then used as they are."""
-    return [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
 
 
 @dataclass(frozen=True)

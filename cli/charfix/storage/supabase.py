@@ -44,13 +44,21 @@ class SupabaseStorage:
     def requests(self) -> int:
         return self.caller.count
 
+    def location(self) -> str:
+        return self.base
+
+    def close(self) -> None:
+        """Closes the HTTP client, which the REST repository may share: closing it twice is harmless."""
+        self.supabase.close()
+
     def check_access(self) -> None:
         """Storage answers a listing of a missing bucket, and any listing by a key that row-level
         security leaves blind, with `200 []`: so look the two buckets up first (GET /bucket/{id}),
         which a service key sees and which names the refusal (docs/backends.md)."""
         for bucket in (WORKSPACE_BUCKET, LIBRARY_BUCKET):
             url = f"{self.base}/bucket/{quote(bucket, safe='')}"
-            response = self.caller.send(f"bucket {bucket}", lambda: self._http.get(url, headers=self._headers()))
+            # Sent (and retried) before the loop moves on: the lambda never sees a later `url`.
+            response = self.caller.send(f"bucket {bucket}", lambda: self._http.get(url, headers=self._headers()))  # noqa: B023
             if response.is_success:
                 if _names_bucket(response, bucket):
                     continue
@@ -137,7 +145,7 @@ class SupabaseStorage:
             body = {"prefix": folder, "limit": LIST_LIMIT, "offset": offset,
                     "sortBy": {"column": "name", "order": "asc"}}
             response = self.caller.send(f"bucket {bucket}",
-                                        lambda: self._http.post(url, json=body, headers=self._headers()))
+                                        lambda: self._http.post(url, json=body, headers=self._headers()))  # noqa: B023
             if not response.is_success:
                 raise self.caller.fail(f"bucket {bucket}, listing {folder or '/'}", response)
             entries = response.json()
