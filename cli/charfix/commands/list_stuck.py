@@ -10,6 +10,8 @@ from charfix.commands import options
 from charfix.runtime import Runtime
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
+
     from charfix.queries.selection import Selection, Tally
 
 
@@ -105,7 +107,7 @@ def _render(runtime: Runtime, diagnoses: list, tally: Tally, selection: Selectio
 
     width = env.out.width
     table, hidden = stuck_table(diagnoses, now=now, ids=short_ids(runtime.backends(), diagnoses), width=width)
-    parts = [table, counts]
+    parts: list[RenderableType] = [table, counts]
     if hidden:
         parts.append(f"[dim]{' and '.join(hidden)} hidden at {width} columns; see {'them' if len(hidden) > 1 else 'it'} with --json or a wider terminal[/]")
     print_paged(env.out, *parts, terminal=True, redact=env.redact)

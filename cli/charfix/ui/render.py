@@ -82,7 +82,8 @@ def stuck_table(diagnoses: Sequence[Diagnosis], *, now: datetime, ids: dict, wid
 def _fitting_columns(rows: list[dict[str, str]], width: int) -> list[str]:
     """Columns by priority while their narrowest layout fits: a no-wrap cell needs its longest line,
     the wrapping one its longest word. Three characters part two columns (padding, rule, padding)."""
-    kept, used = [], 0
+    kept: list[str] = []
+    used = 0
     for column in COLUMNS:
         need = max([len(column)] + [_narrowest(column, r[column]) for r in rows])
         extra = need + (3 if kept else 0)

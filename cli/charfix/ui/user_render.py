@@ -53,10 +53,10 @@ def user_lines(view: UserView, *, now: datetime) -> list[str]:
     (docs/commands.md, "Output"); Rich would expand the tabs, so these bypass it."""
     head = f"user {view.user_id}" + (f"  {_shown(view.email)}" if view.email else "")
     rows = [head, _jobs_line(view, now).plain, *stuck_lines(view.attention, now=now), "", "Characters"]
-    for item in view.characters:
-        c = item.character
-        rows.append(_line(str(c.id), _shown(c.name), age(c.created_at, now) + " ago", str(item.jobs),
-                          IMAGE_LABEL[item.image][0], _shown(image_shown(c.image_url) or "")))
+    for seen in view.characters:
+        c = seen.character
+        rows.append(_line(str(c.id), _shown(c.name), age(c.created_at, now) + " ago", str(seen.jobs),
+                          IMAGE_LABEL[seen.image][0], _shown(image_shown(c.image_url) or "")))
     rows += ["", "Library portraits (the Characters tab)"]
     for item in view.library:
         cid, jid = f.row_character_id(item), f.row_job_id(item)
@@ -72,7 +72,7 @@ def _line(*cells: str) -> str:
 
 def _jobs_line(view: UserView, now: datetime) -> Text:
     text = Text(f"{view.examined} portrait job(s) in the last {age(view.since, now)}")
-    parts = []
+    parts: list[str | Text] = []
     for state in STATE_ORDER:
         if view.by_state[state]:
             parts += [", " if parts else ": ", Text(f"{view.by_state[state]} "), state_text(State(state))]
