@@ -92,7 +92,12 @@ class Page:
 
 class Repository(Protocol):
     schema: Schema
-    queries: int  # statements or requests sent, for the benchmarks and the batching tests
+
+    @property
+    def queries(self) -> int:
+        """Statements or requests sent, for the benchmarks and the batching tests (read-only: the
+        REST adapter counts through its Caller)."""
+        ...
 
     def portrait_jobs(self, query: JobQuery, *, after: Page | None, limit: int) -> list[Job]: ...
 

@@ -10,11 +10,23 @@ from charfix.models import StoredObject
 
 
 class Storage(Protocol):
-    requests: int
+    @property
+    def requests(self) -> int:
+        """Requests sent (read-only: the Supabase adapter counts through its Caller)."""
+        ...
 
     def check_access(self) -> None:
         """Raise ConfigError unless both buckets exist and can be seen. Called once, before the
         first read: an empty listing is evidence only after this (docs/backends.md)."""
+        ...
+
+    def check_bucket(self, bucket: str) -> None:
+        """check_access for one bucket (`charfix doctor` reports each on its own line)."""
+        ...
+
+    def check_writable(self, bucket: str) -> None:
+        """Raise ConfigError where the adapter can tell, without writing, that charfix may not write
+        to the bucket (`charfix doctor`)."""
         ...
 
     def list_prefixes(self, bucket: str, prefixes: Sequence[str]) -> list[StoredObject]:
