@@ -89,7 +89,7 @@ def parse_user_ref(text: str) -> UUID | str:
     """A full user id, or a prefix of 8+ characters as list-stuck shows users."""
     cleaned = (text or "").strip().lower()
     layout = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
-    in_place = all((slot == "-") == (char == "-") for char, slot in zip(cleaned, layout))
+    in_place = all((slot == "-") == (char == "-") for char, slot in zip(cleaned, layout, strict=False))
     if JOB_PREFIX.match(cleaned) and len(cleaned) < 36 and in_place:
         return cleaned
     try:

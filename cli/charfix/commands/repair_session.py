@@ -3,13 +3,23 @@
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Protocol
+
 from charfix.ui.advice import APPLY, CHOOSE, COMPLETE, FETCH, MARK_FAILED, QUIT, SKIP, repair_choices
 from charfix.commands.writing import approve, where
 from charfix.errors import UsageError
 from charfix.models import Diagnosis, ReasonCode, State
-from charfix.repair.job import Outcome, RepairOptions, repair_job
+from charfix.repair.audit import AuditLog
+from charfix.repair.job import JobResult, Outcome, RepairOptions, repair_job
 from charfix.runtime import Runtime
 from charfix.repair.operations import check_link, complete_job, link_character
+
+
+class Operation(Protocol):
+    """What one choice does to the job: a preview first (dry_run), then the write."""
+
+    def __call__(self, *, dry_run: bool, audit: AuditLog | None) -> JobResult: ...
 
 
 def reason_codes(names: list[str] | None) -> set[ReasonCode]:
@@ -75,29 +85,27 @@ class Session:
                 return
             character = diagnosis.candidates[[str(c.id) for c in diagnosis.candidates].index(picked)].id
             check_link(backends, diagnosis, character)
-            run = lambda dry_run, audit: link_character(backends, job, character, rules=self.rules, dry_run=dry_run,
-                                                        audit=audit)
-            question = lambda n: f"Link the character and apply these {n} step(s) on {target}?"
+            run: Operation = partial(link_character, backends, job, character, rules=self.rules)
+            question = "Link the character and apply these {n} step(s) on {target}?"
         elif choice in (COMPLETE, FETCH):
-            run = lambda dry_run, audit: complete_job(backends, job, rules=self.rules, save=choice == FETCH,
-                                                      dry_run=dry_run, audit=audit)
+            run = partial(complete_job, backends, job, rules=self.rules, save=choice == FETCH)
             verb = "Fetch the provider URL and save" if choice == FETCH else "Mark completed"
-            question = lambda n: f"{verb}: apply these {n} step(s) on {target}?"
+            question = verb + ": apply these {n} step(s) on {target}?"
         elif choice == MARK_FAILED:
-            run = lambda dry_run, audit: complete_job(backends, job, rules=self.rules, mark_failed=True,
-                                                      dry_run=dry_run, audit=audit)
-            question = lambda n: f"Mark this job failed ({n} step) on {target}?"
+            run = partial(complete_job, backends, job, rules=self.rules, mark_failed=True)
+            question = "Mark this job failed ({n} step) on {target}?"
         else:
-            run = lambda dry_run, audit: repair_job(backends, job, RepairOptions(rules=self.rules, dry_run=dry_run),
-                                                    audit)
-            question = lambda n: f"Apply these {n} step(s) to this job on {target}?"
-        preview = run(True, None)
+            def run(*, dry_run: bool, audit: AuditLog | None) -> JobResult:
+                return repair_job(backends, job, RepairOptions(rules=self.rules, dry_run=dry_run), audit)
+
+            question = "Apply these {n} step(s) to this job on {target}?"
+        preview = run(dry_run=True, audit=None)
         if preview.outcome != Outcome.PLANNED:
             self._report(preview)
             return
-        if not approve(self.runtime, preview, question(len(preview.steps)), yes=self.yes):
+        if not approve(self.runtime, preview, question.format(n=len(preview.steps), target=target), yes=self.yes):
             return
-        result = run(False, self.audit)
+        result = run(dry_run=False, audit=self.audit)
         self._report(result)
         if self.decisions is not None:
             self.decisions.record(job, diagnosis.state.value, choice)

@@ -228,7 +228,7 @@ def _whole_copy(storage, copy: StoredObject, size: int, md5: str | Callable[[], 
 
 
 def _insert_library_row(ctx: StepContext, params: dict[str, Any]) -> None:
-    repo, job = ctx.backends.repository, ctx.job
+    repo = ctx.backends.repository
     key = ctx.own(LIBRARY_BUCKET, _split(ctx.stored(f"{LIBRARY_BUCKET}/{params['storage_path']}"))[1])
     # Idempotency (docs/domain.md section 5): the same path, or a row that names this job.
     existing = ctx.library_items_at(key)

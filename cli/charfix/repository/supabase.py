@@ -116,7 +116,9 @@ class SupabaseRepository:
 
         # A name too long for any URL is not put in one: that user's portrait jobs of the window are
         # read instead, and matched here (a bounded read: one user, a couple of hours).
-        cost = lambda name: 2 * (_encoded(quoted(name[1])) + 3)  # each name is listed under both keys
+        def cost(name: tuple[UUID, str]) -> int:
+            return 2 * (_encoded(quoted(name[1])) + 3)  # each name is listed under both keys
+
         fits = [n for n in sorted(set(names), key=str) if cost(n) <= self.url_budget]
         odd = sorted(set(names) - set(fits), key=str)
         rows = self._read_chunked("jobs", fits, configure, cost=cost) if fits else []
@@ -185,7 +187,9 @@ class SupabaseRepository:
                                             [x for x in chunk if isinstance(x, WorkspaceAsset)]))
 
         items: list[Any] = [*jobs, *assets]
-        cost = lambda x: _encoded(self._library_terms([x], []) if isinstance(x, Job) else self._library_terms([], [x]))
+        def cost(x: Job | WorkspaceAsset) -> int:
+            return _encoded(self._library_terms([x], []) if isinstance(x, Job) else self._library_terms([], [x]))
+
         rows = self._read_chunked("user_library", items, configure, cost=cost)
         wanted = _library_match(jobs, assets)
         return read_rows(LibraryItem, [r for r in _unique(rows) if wanted(r)])
@@ -437,7 +441,7 @@ def _uuid_range(prefix: str) -> tuple[str, str] | None:
     """The lowest and highest uuid whose text starts with `prefix`, or None when none can."""
     if len(prefix) > len(UUID_LAYOUT):
         return None
-    for char, slot in zip(prefix, UUID_LAYOUT):
+    for char, slot in zip(prefix, UUID_LAYOUT, strict=False):  # a prefix: as far as it goes
         if (slot == "-") != (char == "-") or (char != "-" and char not in "0123456789abcdef"):
             return None
     rest = UUID_LAYOUT[len(prefix):]

@@ -17,6 +17,7 @@ from charfix.errors import BackendError, ChangedError
 from charfix.models import Character, Job, LibraryItem, NewLibraryItem
 
 PORTRAIT_TAGS = ["character", "portrait"]
+NO_CONDITION = sql.SQL("")  # _update_job's `extra` when the update has no condition beyond the row as read
 
 
 class PostgresWrites:
@@ -170,7 +171,7 @@ class PostgresWrites:
         return self._one(Character, statement, params, what=f"character {character.id}")
 
     def _update_job(self, job: Job, sets: sql.Composable, params: dict[str, Any], *,
-                    extra: sql.Composable = sql.SQL("")) -> Job:
+                    extra: sql.Composable = NO_CONDITION) -> Job:
         statement = sql.SQL(
             "update jobs set {sets} where id = %(id)s and user_id = %(user)s and status = %(status)s{extra} returning {ret}"
         ).format(sets=sets, extra=extra, ret=self._columns("jobs"))

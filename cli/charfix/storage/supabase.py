@@ -9,6 +9,7 @@ upload replace them only where the server refuses the copy.
 from __future__ import annotations
 
 import posixpath
+from functools import partial
 import re
 from collections.abc import Sequence
 from datetime import datetime
@@ -142,8 +143,8 @@ class SupabaseStorage:
         while True:
             body = {"prefix": folder, "limit": LIST_LIMIT, "offset": offset,
                     "sortBy": {"column": "name", "order": "asc"}}
-            response = self.caller.send(f"bucket {bucket}",
-                                        lambda: self._http.post(url, json=body, headers=self._headers()))
+            request = partial(self._http.post, url, json=body, headers=self._headers())  # this page's body
+            response = self.caller.send(f"bucket {bucket}", request)
             if not response.is_success:
                 raise self.caller.fail(f"bucket {bucket}, listing {folder or '/'}", response)
             entries = response.json()

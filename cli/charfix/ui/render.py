@@ -74,7 +74,7 @@ def stuck_table(diagnoses: Sequence[Diagnosis], *, now: datetime, ids: dict, wid
     for column in kept:
         wraps = column == "next step"
         table.add_column(column, no_wrap=not wraps, overflow="fold" if wraps else "ignore")
-    for d, cells in zip(diagnoses, rows):
+    for d, cells in zip(diagnoses, rows, strict=True):
         table.add_row(*(state_text(d.state) if c == "state" else Text(cells[c]) for c in kept))
     return table, [c for c in ORDER if c not in kept]
 

@@ -92,7 +92,7 @@ def bars(buckets: list[tuple[date, date, int]], *, width: int) -> list[Text]:
     # "  label bar count", spaces between; on a wide or piped console the bars stay readable.
     room = max(1, min(MAX_BAR, width - label_width - count_width - 4))
     lines = []
-    for label, (_, _, count) in zip(labels, buckets):
+    for label, (_, _, count) in zip(labels, buckets, strict=True):
         eighths = round(count / top * room * 8) if top else 0
         if count and eighths == 0:
             eighths = 1  # a day with a job is never drawn as empty
