@@ -51,7 +51,7 @@ def list_stuck_cli(
     Example: charfix --demo list-stuck --since 3d --state repairable --json job_id,state,reasons
     """
     from charfix.queries.selection import Tally, backlog_line, build_selection, hidden_backlog, selected
-    from charfix.queries.by_character import show_character_hint, with_character
+    from charfix.queries.by_character import with_character
     from charfix.commands.summary import show_summary
     from charfix.queries.users import user_option
 
@@ -71,16 +71,17 @@ def list_stuck_cli(
     if output is not None:
         # Streamed: a year of production jobs never sits in memory at once.
         output.print_list(runtime.env, (d.to_json() for d in selected(runtime.backends(), selection, Tally())))
-        show_character_hint(runtime, selection)
+        options.show_character_hint(runtime, selection)
         if hidden:
             runtime.env.warn(hidden)
         return
+    from charfix.queries.scan import PAGE_SIZE
     from charfix.ui.progress import scan_progress
 
-    with scan_progress(runtime.env) as progress:
+    with scan_progress(runtime.env, page_size=PAGE_SIZE) as progress:
         diagnoses, tally = list_stuck(runtime.backends(), selection, progress=progress)
     _render(runtime, diagnoses, tally, selection)
-    show_character_hint(runtime, selection)
+    options.show_character_hint(runtime, selection)
     if hidden:
         (runtime.env.out if runtime.env.stdout_is_terminal else runtime.env.err).print(hidden, highlight=False)
 

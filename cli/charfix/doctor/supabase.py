@@ -44,12 +44,11 @@ def connect(checks: Checks, url: str, key: str) -> Supabase | None:
 
 def check_rest_tables(checks: Checks, supabase: Supabase) -> None:
     from charfix.backends.http import Caller
-    from charfix.repository.inspection import check_rest_write
-    from charfix.repository.supabase import openapi_columns
+    from charfix.repository.inspection import check_rest_write, rest_columns
 
     caller = Caller(supabase, "Supabase REST")
     try:
-        live = openapi_columns(supabase, caller)
+        live = rest_columns(caller)
     except CharfixError as exc:
         checks.add("Supabase REST", "fail", exc.message, "check SUPABASE_URL and the key")
         return

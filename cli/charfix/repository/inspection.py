@@ -1,6 +1,6 @@
 """What `doctor` asks the tables: over Postgres the live columns, the privileges and the helpful
-indexes; over Supabase's REST API whether a write would be allowed (the columns come from
-repository/supabase.py's openapi_columns)."""
+indexes; over Supabase's REST API the columns of the OpenAPI description and whether a write would
+be allowed."""
 
 from __future__ import annotations
 
@@ -89,6 +89,12 @@ def missing_columns(live: dict[str, set[str]]) -> dict[str, list[str]]:
 
 def optional_present(live: dict[str, set[str]], table: str) -> dict[str, bool]:
     return {c: c in live.get(table, set()) for c in OPTIONAL_COLUMNS[table]}
+
+
+def rest_columns(caller: Caller) -> dict[str, set[str]]:
+    from charfix.repository.supabase import openapi_columns
+
+    return openapi_columns(caller.supabase, caller)
 
 
 def check_rest_write(caller: Caller, table: str) -> None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import math
 from datetime import date
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from charfix.models import State
-from charfix.queries.summary import Summary
 from charfix.ui.render import STATE_STYLE, state_text
+
+if TYPE_CHECKING:  # the type the read side returns; the UI never calls it (tests/test_layers.py)
+    from charfix.queries.summary import Summary
 
 MAX_ROWS = 31  # a longer window is drawn in buckets of several days
 MAX_BAR = 60
