@@ -1,4 +1,8 @@
-"""Turning what a person types into values, with one clear error for anything else."""
+"""Turning what a person types into values, with one clear error for anything else.
+
+At the top, not in commands/: app.py, the commands and the read side (queries/selection.py,
+queries/users.py) all parse, and queries/ must not import commands/ (tests/test_layers.py). A leaf:
+it imports only errors.py."""
 
 from __future__ import annotations
 
