@@ -116,6 +116,31 @@ def seeded_old(old_db_url, tmp_path) -> Seeded:
     return _seeded(old_db_url, tmp_path)
 
 
+@pytest.fixture
+def seeded_twin(admin_url, templates, tmp_path) -> Seeded:
+    """A second copy of the demo sample, to compare two runs of the same repair."""
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    return _seeded(_fresh(admin_url, TEMPLATE), twin)
+
+
+@pytest.fixture
+def key() -> str:
+    """A service role key for the local Supabase test server."""
+    from tests.supabase_server import make_service_key
+
+    return make_service_key()
+
+
+@pytest.fixture
+def server(seeded, key):
+    """The local Supabase test server over the seeded tables and storage (tests/supabase_server)."""
+    from tests.supabase_server import SupabaseTestServer
+
+    with SupabaseTestServer(dsn=seeded.db_url, storage_root=seeded.storage, service_key=key) as srv:
+        yield srv
+
+
 def charfix_executable() -> str:
     found = shutil.which("charfix", path=str(Path(sys.executable).parent)) or shutil.which("charfix")
     assert found, "the charfix console script is not installed (pip install -e '.[test]')"

@@ -18,7 +18,7 @@ from charfix.backends import Backends
 from charfix.queries.scan import diagnose_ids
 from charfix.storage.local import LocalStorage
 from snapshots import duplicate_rows, snapshot
-from test_cli import _normalized, seeded_twin  # noqa: F401 (fixture)
+from test_cli import _normalized
 from tests.supabase_server import SupabaseTestServer, make_service_key
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -9,7 +9,7 @@ import typer.main
 
 from charfix.app import app
 from charfix.commands.argv import COMMAND_VALUES, GLOBAL_VALUES, normalize
-from charfix.ui.ids import shortest_prefixes
+from charfix.queries.ids import shortest_prefixes
 
 
 def test_the_list_of_options_taking_a_value_matches_the_commands():

@@ -29,7 +29,6 @@ from charfix.repository.postgres import PostgresRepository
 from charfix.backends import Backends
 from charfix.storage.local import LocalStorage
 from conftest import charfix_executable
-from test_backends import key, server  # noqa: F401 (fixtures)
 from test_cli import _bulk_incidents, args
 
 HEAVY = os.environ.get("CHARFIX_HEAVY") == "1"

@@ -30,26 +30,13 @@ from charfix.repair.operations import backfill
 from charfix.storage.local import LocalStorage
 from charfix.storage.supabase import SupabaseStorage
 from snapshots import duplicate_rows, snapshot
-from test_cli import _bulk_incidents, _normalized, seeded_twin  # noqa: F401 (fixture)
+from test_cli import _bulk_incidents, _normalized
 from tests.supabase_server import SupabaseTestServer, make_service_key
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 FAST = RetryPolicy(attempts=4, base_seconds=0.01, cap_seconds=0.05)
 ODD_NAMES = ["Zoë “Z” O'Brien, (the 2nd)", 'Quote "Q" \\ back\\slash', "a,b.c:d (e)", "emoji 🌸 name", "in.(x,y)"]
-
-
-@pytest.fixture
-def key() -> str:
-    return make_service_key()
-
-
-@pytest.fixture
-def server(seeded, key):
-    srv = SupabaseTestServer(dsn=seeded.db_url, storage_root=seeded.storage, service_key=key)
-    srv.start()
-    yield srv
-    srv.stop()
 
 
 def supabase_backends(srv, key, **options) -> Backends:
@@ -144,7 +131,7 @@ def test_ids_sharing_prefixes_and_user_prefixes(backends, seeded):
     twins = [uuid.UUID(str(incident)[:8] + f"-0000-4000-8000-00000000000{n}") for n in (1, 2)]
     stranger = uuid.UUID(str(owner)[:8] + "-ffff-4fff-8fff-ffffffffffff")
     with seeded.connect() as conn:
-        for twin, user in zip(twins, (owner, stranger)):
+        for twin, user in zip(twins, (owner, stranger), strict=True):
             conn.execute("insert into jobs (id, user_id, job_type, status, metadata) values (%s, %s, 'image', 'queued', "
                          "'{}')", (twin, user))
     repo = backends.repository

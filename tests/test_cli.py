@@ -250,15 +250,6 @@ def _normalized(state: dict, seeded) -> dict:
     return {"jobs": jobs, "library": state["library"], "characters": state["characters"], "objects": sorted(objects)}
 
 
-@pytest.fixture
-def seeded_twin(admin_url, templates, tmp_path):
-    from conftest import TEMPLATE, _fresh, _seeded
-
-    twin = tmp_path / "twin"
-    twin.mkdir()
-    return _seeded(_fresh(admin_url, TEMPLATE), twin)
-
-
 def test_backfill_with_concurrency_repairs_the_same_as_one_worker(cli, seeded, tmp_path):
     _bulk_incidents(seeded, 20)
     log = tmp_path / "audit.jsonl"

@@ -58,7 +58,7 @@ def test_list_stuck_fits_the_terminal_and_every_id_shown_is_accepted(seeded, tmp
     assert len(ids) == len(listed) > 20 and all(len(i) >= 8 for i in ids)
     result = cli(*args(seeded, "diagnose", *ids, "--json", "job_id"))
     assert result.code == 0, result.stderr
-    assert [row["job_id"][:len(i)] for row, i in zip(json.loads(result.stdout), ids)] == ids
+    assert [row["job_id"][:len(i)] for row, i in zip(json.loads(result.stdout), ids, strict=True)] == ids
     text = "\n".join(lines)
     for whole in ("needs_review", "repairable", "character_image_not_updated", "40h"):
         assert whole in text  # states, reason codes and ages are never cut
@@ -222,7 +222,10 @@ def test_backfill_scans_then_shows_counts_then_asks(seeded, tmp_path):
 def test_dry_run_prints_what_the_prompt_shows(seeded, tmp_path, cli):
     lines, question, _ = prompt_screen(seeded, tmp_path, 200, "complete-job", str(INCIDENT_JOB), label="x")
     dry = cli("--config", str(tmp_path / "config.toml"), *args(seeded, "complete-job", str(INCIDENT_JOB), "--dry-run"))
-    words = lambda text: " ".join(text.split())  # the terminal wraps long paths; the pipe does not
+
+    def words(text: str) -> str:
+        return " ".join(text.split())  # the terminal wraps long paths; the pipe does not
+
     assert words("\n".join(lines[:question])).endswith(words(dry.stdout))
 
 

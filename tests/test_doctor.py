@@ -51,6 +51,18 @@ def test_doctor_fails_on_a_missing_bucket(cli, seeded):
     assert result.code == 5 and by_name(result)["bucket user-library"]["status"] == "fail"
 
 
+def test_doctor_fails_on_a_bucket_folder_that_is_a_symbolic_link(cli, seeded, tmp_path):
+    """Every command refuses a linked bucket folder (the local adapter never walks through a link);
+    the doctor asks the same adapter, so it fails there too rather than saying ok."""
+    (seeded.storage / "user-library").rename(tmp_path / "elsewhere")
+    (seeded.storage / "user-library").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    result = run(cli, seeded)
+    checks = by_name(result)
+    assert result.code == 5 and checks["bucket user-library"]["status"] == "fail"
+    assert "symbolic link" in checks["bucket user-library"]["detail"]
+    assert checks["bucket workspace-temp"]["status"] == "ok" and checks["table jobs"]["status"] == "ok"
+
+
 def test_doctor_without_configuration_says_what_to_set(cli):
     result = cli("doctor")
     assert result.code == 5 and "SUPABASE_DB_URL" in result.stdout

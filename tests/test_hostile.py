@@ -52,7 +52,7 @@ def test_malformed_arguments_give_one_line_and_write_nothing(cli, seeded, argv, 
 
 def test_hostile_names_and_odd_metadata_are_diagnosed_and_repaired_safely(cli, seeded):
     with psycopg.connect(seeded.db_url, autocommit=True) as conn:
-        for n, name in enumerate(HOSTILE_NAMES):
+        for name in HOSTILE_NAMES:
             user, job = uuid.uuid4(), uuid.uuid4()
             created = seeded.now - timedelta(hours=1)
             conn.execute("insert into jobs (id, user_id, job_type, status, metadata, created_at) values "

@@ -8,7 +8,6 @@ import json
 
 import pytest
 
-from test_backends import key, server  # noqa: F401 (fixtures)
 from test_trust_boundary import POISONS, backend_args, plant_stuck_job
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -26,8 +26,7 @@ from charfix.repair.operations import backfill
 from charfix.storage.local import LocalStorage
 from conftest import charfix_executable
 from snapshots import duplicate_rows, snapshot
-from test_cli import _bulk_incidents, _normalized, args, seeded_twin  # noqa: F401 (fixture)
-from test_backends import key, server  # noqa: F401 (fixtures)
+from test_cli import _bulk_incidents, _normalized, args
 
 HEAVY = os.environ.get("CHARFIX_HEAVY") == "1"
 KILL_TRIALS = 10 if HEAVY else 3

@@ -70,7 +70,7 @@ def build(url: str, root: Path, s: dict) -> uuid.UUID:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("insert into jobs (id, user_id, job_type, status, metadata, created_at) values (%s, %s, 'image', %s, %s, %s)",
                      (job, USER, s["status"], Jsonb(metadata), JOB_AT))
-        for cid, c in zip(ids, s["characters"]):
+        for cid, c in zip(ids, s["characters"], strict=True):
             image = f"workspace-temp/{key}" if c["image"] == "temp" else c["image"]
             conn.execute("insert into characters (id, user_id, name, description, image_url, created_at, updated_at) "
                          "values (%s, %s, %s, 'd', %s, %s, %s)", (cid, c["owner"], c["name"], image,

@@ -17,7 +17,6 @@ import pytest
 from charfix.repair import audit
 from conftest import charfix_executable
 from test_audit import assert_log_matches, state
-from test_backends import key, server  # noqa: F401 (fixtures)
 from test_cli import _bulk_incidents, args
 
 PAGE = 100  # service.BACKFILL_PAGE

@@ -20,7 +20,6 @@ from psycopg.types.json import Jsonb
 from charfix.ui.environment import Environment
 from charfix.ui.safe import json_text, terminal_text
 from conftest import spawn_on_pty
-from test_backends import key, server  # noqa: F401 (fixtures)
 from test_cli import args
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -82,7 +81,7 @@ def plant(seeded) -> Planted:
 
 
 @pytest.fixture(params=["postgres", "supabase"])
-def run(request, seeded, cli, key):  # noqa: F811 (fixture)
+def run(request, seeded, cli, key):
     """The console script on one backend: Postgres + storage folder, or Supabase REST + Storage."""
     if request.param == "postgres":
         return lambda *argv: cli(*args(seeded, *argv))

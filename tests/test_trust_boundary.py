@@ -20,7 +20,6 @@ from psycopg.types.json import Jsonb
 
 from charfix.demo.cases import png
 from conftest import charfix_executable
-from test_backends import key, server  # noqa: F401 (fixtures)
 from test_cli import args
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

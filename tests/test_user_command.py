@@ -13,7 +13,6 @@ from charfix.demo.sample import ALICE
 from charfix.diagnosis.portrait import is_visible
 from charfix.models import LibraryItem
 from test_cli import args
-from test_users import key, server  # noqa: F401 (fixtures)
 from tests.supabase_server import make_service_key
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -54,7 +53,7 @@ def test_user_by_email_shows_jobs_by_state_characters_and_portraits(cli, seeded)
     assert table.code == 0 and "provider URL: expires" in table.stdout and "SECRETTOKEN" not in table.stdout
 
 
-def test_user_is_the_same_over_rest(cli, seeded, server):  # noqa: F811
+def test_user_is_the_same_over_rest(cli, seeded, server):
     key = make_service_key()
     postgres = json.loads(cli(*args(seeded, "user", "mandy@example.com", "--json")).stdout)
     rest = cli("--storage-dir", str(seeded.storage), "user", "mandy@example.com", "--json",

@@ -16,20 +16,9 @@ from charfix.queries.users import resolve_user
 from charfix.repository.auth_users import AdminApiUsers
 from test_backends import FAST, postgres_backends, supabase_backends
 from test_cli import args
-from tests.supabase_server import SupabaseTestServer, make_service_key
+from tests.supabase_server import make_service_key
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture
-def key() -> str:
-    return make_service_key()
-
-
-@pytest.fixture
-def server(seeded, key):
-    with SupabaseTestServer(dsn=seeded.db_url, storage_root=seeded.storage, service_key=key) as srv:
-        yield srv
 
 
 @pytest.fixture(params=["postgres", "supabase"])

@@ -93,7 +93,7 @@ def root(
     ctx.call_on_close(runtime.close)
 
 
-def _context_prefix(*, demo: bool, config: Path | None, db_url: str | None, storage_dir: Path | None) -> str:
+def _context_prefix(*, demo: bool, config: Path | None, db_url: str | None, storage_dir: str | None) -> str:
     """`charfix` and the global options this run needed, so that every suggested command runs as
     printed (a password in --db-url is masked on output like every secret)."""
     words = ["charfix"]

@@ -159,6 +159,22 @@ class State(StrEnum):
     NOT_APPLICABLE = "not_applicable"
 
 
+class ImageKind(StrEnum):
+    """What a character's image_url holds (`charfix user`; docs/diagnosis.md on which of them expire)."""
+
+    NONE = "none"  # no image at all
+    LIBRARY = "library"  # user-library/...: the saved portrait, permanent
+    WORKSPACE = "workspace"  # workspace-temp/...: the generation's temporary copy
+    PROVIDER_URL = "provider_url"  # the provider's own URL: expires
+    SIGNED_URL = "signed_url"  # a Supabase signed URL: expires
+    STORAGE_URL = "storage_url"  # a public Supabase Storage URL
+    OTHER_URL = "other_url"  # another web address: may expire
+    OTHER = "other"  # something else the app does not write
+
+
+EXPIRES = frozenset({ImageKind.PROVIDER_URL, ImageKind.SIGNED_URL, ImageKind.OTHER_URL})
+
+
 class ReasonCode(StrEnum):
     JOB_NOT_COMPLETED = "job_not_completed"
     JOB_NO_OUTPUT = "job_no_output"

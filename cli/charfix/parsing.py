@@ -1,4 +1,8 @@
-"""Turning what a person types into values, with one clear error for anything else."""
+"""Turning what a person types into values, with one clear error for anything else.
+
+At the top, not in commands/: app.py, the commands and the read side (queries/selection.py,
+queries/users.py) all parse, and queries/ must not import commands/ (tests/test_layers.py). A leaf:
+it imports only errors.py."""
 
 from __future__ import annotations
 
@@ -89,7 +93,7 @@ def parse_user_ref(text: str) -> UUID | str:
     """A full user id, or a prefix of 8+ characters as list-stuck shows users."""
     cleaned = (text or "").strip().lower()
     layout = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
-    in_place = all((slot == "-") == (char == "-") for char, slot in zip(cleaned, layout))
+    in_place = all((slot == "-") == (char == "-") for char, slot in zip(cleaned, layout, strict=False))
     if JOB_PREFIX.match(cleaned) and len(cleaned) < 36 and in_place:
         return cleaned
     try:

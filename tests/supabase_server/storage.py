@@ -227,7 +227,7 @@ class StorageHandler:
         try:
             body = json.loads(request.get_data() or b"null")
         except ValueError:
-            raise bad_request("Body is not valid JSON")
+            raise bad_request("Body is not valid JSON") from None
         if not isinstance(body, dict):
             raise bad_request("body must be object")
         return body

@@ -1,13 +1,22 @@
 """The one place that turns settings into adapters. Heavy clients are imported here, and only when used,
-so `charfix --help` needs no credentials and stays fast."""
+so `charfix --help` needs no credentials and stays fast. `charfix doctor` builds its pieces here too,
+one at a time and unchecked, so that it can report each failure on its own line (doctor/run.py)."""
 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from charfix.config import Settings
 from charfix.errors import ConfigError
 from charfix.backends import Backends
+
+if TYPE_CHECKING:
+    from charfix.backends.http import Supabase
+    from charfix.repository.base import Repository
+    from charfix.repository.inspection import DatabaseReport
+    from charfix.storage.base import Storage
 
 MISSING = (
     "no database configured: set SUPABASE_DB_URL or db_url in the config file (or supabase_url + "
@@ -30,7 +39,7 @@ def build_backends(settings: Settings, *, check: bool = True) -> Backends:
     return backends
 
 
-def _repository(settings: Settings, supabase):
+def _repository(settings: Settings, supabase: Supabase | None) -> Repository:
     if settings.db_url:
         from charfix.repository.postgres import PostgresRepository
 
@@ -50,7 +59,7 @@ def _check_access(backends: Backends) -> None:
         raise
 
 
-def _supabase(settings: Settings):
+def _supabase(settings: Settings) -> Supabase | None:
     """One Supabase client for both adapters, or None when the URL and key are not both set."""
     if not settings.supabase_url and not settings.service_role_key:
         return None
@@ -59,23 +68,17 @@ def _supabase(settings: Settings):
     if not (settings.supabase_url and settings.service_role_key):
         missing = "SUPABASE_SERVICE_ROLE_KEY" if settings.supabase_url else "SUPABASE_URL"
         raise ConfigError(f"{missing} is not set; the Supabase adapters need both the project URL and the service role key")
-    from charfix.backends.http import connect, require_service_key
+    from charfix.backends.http import require_service_key
 
     require_service_key(settings.service_role_key)
-    return connect(settings.supabase_url, settings.service_role_key)
+    return open_supabase(settings.supabase_url, settings.service_role_key)
 
 
-def _storage(settings: Settings, supabase):
+def _storage(settings: Settings, supabase: Supabase | None) -> Storage:
     if settings.storage_dir is not None:
-        from charfix.storage.local import LocalStorage
-
-        if not settings.storage_dir.is_dir():
-            raise ConfigError(f"storage directory {settings.storage_dir} does not exist")
-        return LocalStorage(settings.storage_dir)
+        return local_storage(settings.storage_dir)
     if supabase is not None:
-        from charfix.storage.supabase import SupabaseStorage
-
-        return SupabaseStorage(supabase)
+        return supabase_storage(supabase)
     if not settings.db_url:
         raise ConfigError(MISSING)
     raise ConfigError(
@@ -86,15 +89,51 @@ def _storage(settings: Settings, supabase):
 
 def _demo(*, check: bool) -> Backends:
     from charfix.repository.postgres import PostgresRepository
-    from charfix.storage.local import LocalStorage
 
+    url, storage = demo_locations()
+    backends = Backends(repository=PostgresRepository.connect(url), storage=local_storage(storage))
+    if check:
+        _check_access(backends)
+    return backends
+
+
+# -- the pieces, one at a time (build_backends above, and `charfix doctor`) --------------------------
+
+
+def demo_locations() -> tuple[str, Path]:
+    """The embedded demo's database URL and storage folder, started on first use."""
     with warnings.catch_warnings():
         # pgserver's platformdirs warns about XDG_RUNTIME_DIR on servers; it falls back correctly.
         warnings.simplefilter("ignore")
         from charfix.demo.database import start_demo
 
-        url, storage = start_demo()
-    backends = Backends(repository=PostgresRepository.connect(url), storage=LocalStorage(storage))
-    if check:
-        _check_access(backends)
-    return backends
+        return start_demo()
+
+
+def open_supabase(url: str, key: str) -> Supabase:
+    """A client for the project, without judging the key (the doctor reports the key on its own line)."""
+    from charfix.backends.http import connect
+
+    return connect(url, key)
+
+
+def local_storage(root: Path) -> Storage:
+    from charfix.storage.local import LocalStorage
+
+    if not root.is_dir():
+        raise ConfigError(f"storage directory {root} does not exist")
+    return LocalStorage(root)
+
+
+def supabase_storage(supabase: Supabase) -> Storage:
+    from charfix.storage.supabase import SupabaseStorage
+
+    return SupabaseStorage(supabase)
+
+
+def inspect_database(url: str) -> DatabaseReport:
+    """The live columns, privileges and indexes, read without the repository: its constructor refuses
+    a schema that lacks a column, which is what the doctor is there to list table by table."""
+    from charfix.repository.inspection import inspect_database as inspect
+
+    return inspect(url)

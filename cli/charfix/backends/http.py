@@ -16,7 +16,7 @@ import binascii
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,8 +169,8 @@ class Caller:
     def fail(self, what: str, response: httpx.Response) -> CharfixError:
         """One line for a refused request: what, HTTP status, the API's error code and message. A
         refusal of the key itself is a configuration error (exit 3), anything else a backend one."""
-        code, message = error_fields(response)
-        detail = f"HTTP {response.status_code}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+        code, _ = error_fields(response)
+        detail = refusal(response)
         if response.status_code in (401, 403) or code in KEY_REFUSALS:
             return ConfigError(self._line(what, f"the key was refused ({detail}); is SUPABASE_SERVICE_ROLE_KEY "
                                                 "this project's service role key?"))
@@ -194,6 +194,25 @@ def error_fields(response: httpx.Response) -> tuple[str | None, str | None]:
     return (str(code) if code is not None else None), (str(message) if message is not None else None)
 
 
+def refusal(response: httpx.Response) -> str:
+    """`HTTP 400 NoSuchBucket (status 404): Bucket not found`: the status, the API's code, the real
+    status where Storage puts it in the body (it refuses with HTTP 400), and the API's message."""
+    code, message = error_fields(response)
+    status = _body_status(response)
+    return (f"HTTP {response.status_code}" + (f" {code}" if code else "") + (f" (status {status})" if status else "")
+            + (f": {message}" if message else ""))
+
+
+def _body_status(response: httpx.Response) -> str | None:
+    """The status Storage puts in its body (`statusCode`), when it differs from the HTTP one."""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+        return None
+    status = body.get("statusCode") if isinstance(body, dict) else None
+    return str(status) if status is not None and str(status) != str(response.status_code) else None
+
+
 def storage_code(response: httpx.Response) -> str | None:
     return error_fields(response)[0]
 
@@ -209,7 +228,7 @@ def quoted(value: object) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def in_list(values: object) -> str:
+def in_list(values: Iterable[object]) -> str:
     return "(" + ",".join(quoted(v) for v in values) + ")"
 
 

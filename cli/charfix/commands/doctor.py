@@ -20,20 +20,11 @@ def doctor_cli(ctx: typer.Context, json_fields: options.JsonFields = None, jq: o
 
     Example: charfix doctor --json
     """
-    from charfix.doctor.checks import run_doctor
+    from charfix.doctor.run import run_doctor
 
     runtime: Runtime = ctx.obj
     json_output = options.json_output(json_fields, jq)
-    demo_url = demo_storage = None
-    if runtime.demo:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from charfix.demo.database import start_demo
-
-            demo_url, demo_storage = start_demo()
-    checks = run_doctor(runtime.settings, demo_url=demo_url, demo_storage=demo_storage)
+    checks = run_doctor(runtime.settings)
     if json_output is not None:
         json_output.print_list(runtime.env, (c.to_json() for c in checks.items))
     else:

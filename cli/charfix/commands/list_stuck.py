@@ -10,6 +10,8 @@ from charfix.commands import options
 from charfix.runtime import Runtime
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
+
     from charfix.queries.selection import Selection, Tally
 
 
@@ -49,7 +51,7 @@ def list_stuck_cli(
     Example: charfix --demo list-stuck --since 3d --state repairable --json job_id,state,reasons
     """
     from charfix.queries.selection import Tally, backlog_line, build_selection, hidden_backlog, selected
-    from charfix.queries.by_character import show_character_hint, with_character
+    from charfix.queries.by_character import with_character
     from charfix.commands.summary import show_summary
     from charfix.queries.users import user_option
 
@@ -69,16 +71,17 @@ def list_stuck_cli(
     if output is not None:
         # Streamed: a year of production jobs never sits in memory at once.
         output.print_list(runtime.env, (d.to_json() for d in selected(runtime.backends(), selection, Tally())))
-        show_character_hint(runtime, selection)
+        options.show_character_hint(runtime, selection)
         if hidden:
             runtime.env.warn(hidden)
         return
+    from charfix.queries.scan import PAGE_SIZE
     from charfix.ui.progress import scan_progress
 
-    with scan_progress(runtime.env) as progress:
+    with scan_progress(runtime.env, page_size=PAGE_SIZE) as progress:
         diagnoses, tally = list_stuck(runtime.backends(), selection, progress=progress)
     _render(runtime, diagnoses, tally, selection)
-    show_character_hint(runtime, selection)
+    options.show_character_hint(runtime, selection)
     if hidden:
         (runtime.env.out if runtime.env.stdout_is_terminal else runtime.env.err).print(hidden, highlight=False)
 
@@ -105,7 +108,7 @@ def _render(runtime: Runtime, diagnoses: list, tally: Tally, selection: Selectio
 
     width = env.out.width
     table, hidden = stuck_table(diagnoses, now=now, ids=short_ids(runtime.backends(), diagnoses), width=width)
-    parts = [table, counts]
+    parts: list[RenderableType] = [table, counts]
     if hidden:
         parts.append(f"[dim]{' and '.join(hidden)} hidden at {width} columns; see {'them' if len(hidden) > 1 else 'it'} with --json or a wider terminal[/]")
     print_paged(env.out, *parts, terminal=True, redact=env.redact)

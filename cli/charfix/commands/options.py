@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from charfix.errors import UsageError
+
+if TYPE_CHECKING:
+    from charfix.queries.selection import Selection
+    from charfix.runtime import Runtime
 
 
 def _named(value: str | None) -> str | None:
@@ -67,3 +71,13 @@ def json_output(fields: str | None, jq: str | None):
     from charfix.ui.jsonout import JsonOutput
 
     return JsonOutput.parse(fields or "", jq)
+
+
+def show_character_hint(runtime: Runtime, selection: Selection) -> None:
+    """`--character` matched nothing: what was looked for and the names near it, on stderr so that
+    `--json` output stays a clean list."""
+    from charfix.queries.by_character import character_hint
+
+    hint = character_hint(selection)
+    if hint:
+        runtime.env.err.print(f"hint: {hint}", markup=False, highlight=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -44,14 +45,14 @@ def report_cli(
     if job_id is not None:
         ids = resolve_job_ids(backends, [parse_job_ref(job_id)])
         text = build_report(backends, rules=rules, audit_path=path, job_ids=ids)
-    else:
+    elif user is not None:  # always, by the check above
         user_id = resolve_user(backends, user, by_prefix=user_by_prefix(backends))
         text = build_report(backends, rules=rules, audit_path=path, user_id=user_id, since=parse_since(since, now=now))
     runtime.env.stdout.write(runtime.env.redact(text))
     runtime.env.stdout.flush()
 
 
-def _default_audit_path():
+def _default_audit_path() -> Path:
     from charfix.repair.audit import default_audit_path
 
     return default_audit_path()

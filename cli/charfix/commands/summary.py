@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from charfix.queries.by_character import show_character_hint
+from charfix.commands.options import show_character_hint
 from charfix.runtime import Runtime
 from charfix.queries.selection import Selection
 from charfix.queries.summary import summarize

@@ -58,7 +58,7 @@ class Sample:
     def at(self, **ago: float) -> datetime:
         return self.now - timedelta(**ago)
 
-    def job(self, name: str, user: UUID, *, status: str, metadata: Any, created: datetime, job_id: UUID | None = None,
+    def job(self, name: str, user: UUID, *, status: str | None, metadata: Any, created: datetime, job_id: UUID | None = None,
             error: str | None = None, job_type: str = "image_high") -> UUID:
         job_id = job_id or stable_id(f"job:{name}")
         self.jobs.append(dict(

@@ -1,5 +1,5 @@
-"""Starting, seeding and resetting the demo database. The only module besides bootstrap that talks to
-Postgres directly, because it creates the tables the repository then reads."""
+"""Starting, seeding and resetting the demo database. It talks to Postgres itself, not through the
+repository, because it creates the tables the repository then reads."""
 
 from __future__ import annotations
 

@@ -1,14 +1,19 @@
-"""`charfix doctor`: can charfix see and change what it needs? One check per line, each with a fix."""
+"""The lines `charfix doctor` prints, and the checks every backend shares: the configuration, the four
+tables' columns, the two buckets. A leaf of the package: postgres.py and supabase.py add their own
+lines to a Checks, and run.py decides which of them run."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from charfix.config import Settings
 from charfix.errors import CharfixError
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET
+
+if TYPE_CHECKING:
+    from charfix.storage.base import Storage
 
 BREAKS = {
     "jobs": "list-stuck cannot find or read portrait jobs, and complete-job cannot write them",
@@ -16,6 +21,7 @@ BREAKS = {
     "characters": "no character can be resolved or pointed at its portrait",
     "user_library": "saved portraits cannot be recognised, and no row can be inserted",
 }
+SUPABASE_BUCKET_FIX = "check that SUPABASE_URL is the app's project and the key its service role key"
 
 
 @dataclass
@@ -25,7 +31,7 @@ class Check:
     detail: str
     fix: str | None = None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"check": self.name, "status": self.status, "detail": self.detail, "fix": self.fix}
 
 
@@ -41,24 +47,8 @@ class Checks:
         return any(c.status == "fail" for c in self.items)
 
 
-def run_doctor(settings: Settings, *, demo_url: str | None = None, demo_storage: Path | None = None) -> Checks:
-    checks = Checks()
-    _configuration(checks, settings, demo=demo_url is not None)
-    url = demo_url or settings.db_url
-    if url:
-        _database(checks, url)
-    storage_dir = demo_storage or settings.storage_dir
-    if storage_dir:
-        _local_storage(checks, storage_dir)
-    if demo_url is None and settings.supabase_url and settings.service_role_key and not (url and storage_dir):
-        from charfix.doctor.supabase import check_supabase
-
-        check_supabase(checks, settings, tables=not url, storage=not storage_dir)
-    return checks
-
-
-def _configuration(checks: Checks, settings: Settings, *, demo: bool) -> None:
-    if demo:
+def configuration(checks: Checks, settings: Settings) -> None:
+    if settings.demo:
         checks.add("configuration", "ok", "the embedded demo (--demo)")
         return
     shown = [f"{name} from {origin}" for name, origin in sorted(settings.origins.items())
@@ -73,30 +63,6 @@ def _configuration(checks: Checks, settings: Settings, *, demo: bool) -> None:
     if not (settings.storage_dir or (settings.supabase_url and settings.service_role_key)):
         checks.add("storage configuration", "fail", "no storage configured",
                    "set CHARFIX_STORAGE_DIR (or --storage-dir), or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY")
-
-
-def _database(checks: Checks, url: str) -> None:
-    from charfix.repository.inspection import SUGGESTED, WRITES, inspect_database
-
-    try:
-        report = inspect_database(url)
-    except CharfixError as exc:
-        checks.add("database connection", "fail", exc.message, "check SUPABASE_DB_URL: host, port, password, sslmode")
-        return
-    checks.add("database connection", "ok", "connected")
-    table_checks(checks, report.columns)
-    for table, privileges in report.privileges.items():
-        needed = ["SELECT"] + (WRITES[table].split(", ") if WRITES[table] else [])
-        lacking = [p for p in needed if not privileges.get(p)]
-        if lacking:
-            checks.add(f"privileges on {table}", "fail", f"missing {', '.join(lacking)}",
-                       "connect as the postgres (service) role, or grant them")
-        else:
-            checks.add(f"privileges on {table}", "ok", ", ".join(needed))
-    for table, (has_it, sql) in SUGGESTED.items():
-        if table in report.columns and not has_it(report.indexes.get(table, [])):
-            checks.add(f"index on {table}", "warn", "none that list-stuck can use (it still works, more slowly)",
-                       f"run: {sql}")
 
 
 def table_checks(checks: Checks, live: dict[str, set[str]]) -> None:
@@ -118,12 +84,38 @@ def table_checks(checks: Checks, live: dict[str, set[str]]) -> None:
     checks.add("user_library shape", "ok", f"{shape} shape (optional columns present: {present})")
 
 
-def _local_storage(checks: Checks, root: Path) -> None:
+def local_buckets(checks: Checks, root: Path) -> None:
+    """The two bucket folders, through the local adapter's own checks (a linked folder fails here as
+    it fails every command)."""
+    from charfix.backends.bootstrap import local_storage
+
+    try:
+        storage = local_storage(root)
+    except CharfixError:
+        storage = None
     for bucket in (WORKSPACE_BUCKET, LIBRARY_BUCKET):
         path = root / bucket
-        if not path.is_dir():
+        if storage is None:
             checks.add(f"bucket {bucket}", "fail", f"{path} does not exist", f"mkdir -p {path}")
-        elif not os.access(path, os.W_OK | os.X_OK):
-            checks.add(f"bucket {bucket}", "fail", f"{path} is not writable", "fix its permissions")
-        else:
-            checks.add(f"bucket {bucket}", "ok", f"{path} (readable, writable)")
+        elif _bucket_seen(checks, storage, bucket, fix=f"mkdir -p {path}"):
+            try:
+                storage.check_writable(bucket)
+            except CharfixError as exc:
+                checks.add(f"bucket {bucket}", "fail", exc.message, "fix its permissions")
+            else:
+                checks.add(f"bucket {bucket}", "ok", f"{path} (readable, writable)")
+
+
+def supabase_buckets(checks: Checks, storage: Storage) -> None:
+    for bucket in (WORKSPACE_BUCKET, LIBRARY_BUCKET):
+        if _bucket_seen(checks, storage, bucket, fix=SUPABASE_BUCKET_FIX):
+            checks.add(f"bucket {bucket}", "ok", "found in Supabase Storage")
+
+
+def _bucket_seen(checks: Checks, storage: Storage, bucket: str, *, fix: str) -> bool:
+    try:
+        storage.check_bucket(bucket)
+    except CharfixError as exc:
+        checks.add(f"bucket {bucket}", "fail", exc.message, fix)
+        return False
+    return True

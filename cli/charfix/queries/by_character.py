@@ -104,13 +104,6 @@ def character_hint(selection: Selection) -> str | None:
     return character.hint() if character is not None else None
 
 
-def show_character_hint(runtime, selection: Selection) -> None:
-    """On stderr, so that `--json` output stays a clean list."""
-    hint = character_hint(selection)
-    if hint:
-        runtime.env.err.print(f"hint: {hint}", markup=False, highlight=False)
-
-
 def _shown(text: str) -> str:
     from charfix.ui.safe import terminal_excerpt  # docs/reliability.md, "What reaches the terminal"
 

@@ -177,6 +177,8 @@ def build_report(backends, *, rules, audit_path, job_ids: Sequence[UUID] = (), u
     if user_id is None:
         diagnoses = diagnose_ids(backends, job_ids, rules)
         title = f"Portrait report: job `{diagnoses[0].job_id}`" if len(diagnoses) == 1 else "Portrait report"
+    elif since is None:
+        raise ValueError("build_report: a user's report needs since")
     else:
         diagnoses = list(scan(backends, JobQuery(since=since, user_id=user_id), rules))
         title = f"Portrait report: user `{user_id}`"

@@ -135,7 +135,7 @@ def backlog_line(backlog: Backlog, *, since: datetime, now: datetime) -> str | N
 def short_ids(backends: Backends, diagnoses: Sequence[Diagnosis]) -> dict[UUID, str]:
     """The job and user ids of `diagnoses` as people see them: each its shortest unique prefix among
     all the repository's ids (two queries, whatever the number of jobs)."""
-    from charfix.ui.ids import shortest_prefixes
+    from charfix.queries.ids import shortest_prefixes
 
     jobs = [d.job_id for d in diagnoses]
     users = list(dict.fromkeys(d.user_id for d in diagnoses))

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -17,7 +16,7 @@ from uuid import UUID
 from charfix.diagnosis import facts as f
 from charfix.diagnosis import Rules
 from charfix.diagnosis.keys import own_key
-from charfix.models import Character, Diagnosis, LibraryItem, State
+from charfix.models import EXPIRES, Character, Diagnosis, ImageKind, LibraryItem, State
 from charfix.repository.base import JobQuery
 from charfix.backends import Backends
 from charfix.queries.scan import scan
@@ -25,20 +24,6 @@ from charfix.queries.selection import needs_attention
 
 # Hosts of the image providers the app's edge functions call; their URLs expire (docs/diagnosis.md).
 PROVIDER_HOSTS = ("fal.media", "fal.run", "fal.ai", "replicate.delivery", "replicate.com")
-
-
-class ImageKind(StrEnum):
-    NONE = "none"  # no image at all
-    LIBRARY = "library"  # user-library/...: the saved portrait, permanent
-    WORKSPACE = "workspace"  # workspace-temp/...: the generation's temporary copy
-    PROVIDER_URL = "provider_url"  # the provider's own URL: expires
-    SIGNED_URL = "signed_url"  # a Supabase signed URL: expires
-    STORAGE_URL = "storage_url"  # a public Supabase Storage URL
-    OTHER_URL = "other_url"  # another web address: may expire
-    OTHER = "other"  # something else the app does not write
-
-
-EXPIRES = frozenset({ImageKind.PROVIDER_URL, ImageKind.SIGNED_URL, ImageKind.OTHER_URL})
 
 
 def image_kind(value: str | None, user_id: UUID | None = None) -> ImageKind:
@@ -86,10 +71,14 @@ class CharacterView:
     def expires(self) -> bool:
         return self.image in EXPIRES
 
+    @property
+    def image_shown(self) -> str | None:
+        return image_shown(self.character.image_url)
+
     def to_json(self) -> dict[str, Any]:
         c = self.character
         return {"id": str(c.id), "name": c.name, "created_at": c.created_at.isoformat(),
-                "image_url": image_shown(c.image_url), "image": self.image.value, "image_expires": self.expires,
+                "image_url": self.image_shown, "image": self.image.value, "image_expires": self.expires,
                 "jobs": self.jobs}
 
 

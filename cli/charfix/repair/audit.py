@@ -27,14 +27,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, UTC
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from charfix.errors import BackendError, ConfigError
 
 if TYPE_CHECKING:  # the backends are given, never built, here
     from charfix.backends import Backends
-    from charfix.repository.base import Repository, Writer
+    from charfix.repository.base import Repository
     from charfix.storage.base import Storage
 
 FORMAT = 2  # the line format of docs/repairs.md; lines without "v" are the older, outcome-less format
@@ -298,8 +298,8 @@ class AuditLog:
                 break
             time.sleep(0.1)  # the killed client's transaction is still being rolled back
         names = {"committed": "committed", "aborted": "rolled_back"}
-        return {tx: names.get(found.get(xid), "unknown") for tx, xid in mine.items()
-                if found.get(xid) != "in progress"}
+        said = {tx: (found.get(xid) or "") if isinstance(xid, int) else "" for tx, xid in mine.items()}
+        return {tx: names.get(status, "unknown") for tx, status in said.items() if status != "in progress"}
 
     def _landed(self, backends: Backends, record: dict[str, Any], run: dict[str, Any]) -> bool | None:
         """Whether an announced write is there now; None: cannot tell from here (another database)."""

@@ -16,7 +16,7 @@ from charfix.backends import Backends
 from charfix.diagnosis import Rules, diagnose
 from charfix.diagnosis import facts as f
 from charfix.errors import BackendError, ChangedError, CharfixError, ConnectionLostError, NotFoundError, RefusedError
-from charfix.models import Action, Diagnosis, Job, JobFacts, JobResult, Outcome, State, Step
+from charfix.models import Action, Diagnosis, Job, JobFacts, JobResult, LinkCharacter, Outcome, State, Step
 from charfix.queries.scan import collect_facts
 from charfix.repair.audit import AuditError, AuditLog
 from charfix.repair.steps import StepContext, apply_step
@@ -164,11 +164,12 @@ def _needs_link(stored: Job, options: RepairOptions) -> bool:
 
 def _steps(diagnosis: Diagnosis, options: RepairOptions, *, needs_link: bool) -> list[Step]:
     steps = [s for s in diagnosis.plan if s.action in options.actions]
-    if needs_link and diagnosis.state == State.REPAIRABLE and Action.LINK_CHARACTER in options.actions:
+    if (needs_link and options.character_id is not None and diagnosis.state == State.REPAIRABLE
+            and Action.LINK_CHARACTER in options.actions):
         link = Step(
             action=Action.LINK_CHARACTER,
             description=f"Write character_id {options.character_id} into the job's metadata (the name stays).",
-            params={"character_id": str(options.character_id)},
+            params=LinkCharacter(character_id=options.character_id),
         )
         steps.insert(1 if steps and steps[0].action == Action.COMPLETE_JOB else 0, link)
     return steps

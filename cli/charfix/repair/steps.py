@@ -3,7 +3,6 @@ nothing; every write it makes is recorded in the audit log with the before and a
 
 from __future__ import annotations
 
-import mimetypes
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,7 +13,7 @@ from pydantic import BaseModel
 
 from charfix.diagnosis import facts as f, portrait
 from charfix.repair.unit import Unit, Write
-from charfix.errors import BackendError, ChangedError, CharfixError, RefusedError
+from charfix.errors import BackendError, ChangedError, RefusedError
 from charfix.storage.base import Storage
 from charfix.storage.provider import EXTENSIONS
 from charfix.diagnosis.keys import own_key

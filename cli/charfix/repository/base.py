@@ -112,7 +112,8 @@ class Reader(Protocol):
 
     @property
     def queries(self) -> int:
-        """Statements or requests sent, for the benchmarks and the batching tests."""
+        """Statements or requests sent, for the benchmarks and the batching tests (read-only: the
+        REST adapter counts through its Caller)."""
         ...
 
     def portrait_jobs(self, query: JobQuery, *, after: Page | None, limit: int) -> list[Job]: ...

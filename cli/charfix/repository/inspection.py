@@ -1,13 +1,21 @@
-"""What `doctor` asks a Postgres database: the live columns, the privileges, the helpful indexes."""
+"""What `doctor` asks the tables: over Postgres the live columns, the privileges and the helpful
+indexes; over Supabase's REST API the columns of the OpenAPI description and whether a write would
+be allowed."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import psycopg
 
 from charfix.errors import BackendError
 from charfix.repository.base import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+
+if TYPE_CHECKING:
+    from charfix.backends.http import Caller
+
+NO_ROW = "00000000-0000-0000-0000-000000000000"
 
 PORTRAIT_INDEX = (
     "create index concurrently if not exists charfix_jobs_portrait on jobs (created_at, id) "
@@ -81,3 +89,19 @@ def missing_columns(live: dict[str, set[str]]) -> dict[str, list[str]]:
 
 def optional_present(live: dict[str, set[str]], table: str) -> dict[str, bool]:
     return {c: c in live.get(table, set()) for c in OPTIONAL_COLUMNS[table]}
+
+
+def rest_columns(caller: Caller) -> dict[str, set[str]]:
+    from charfix.repository.supabase import openapi_columns
+
+    return openapi_columns(caller.supabase, caller)
+
+
+def check_rest_write(caller: Caller, table: str) -> None:
+    """A PATCH that matches no row: accepted, or refused with the API's words; nothing changes either way."""
+    supabase = caller.supabase
+    url = f"{supabase.url}/rest/v1/{table}?id=eq.{NO_ROW}"
+    headers = {**supabase.auth_headers(), "Prefer": "return=minimal", "Content-Type": "application/json"}
+    response = caller.send(f"table {table}", lambda: supabase.http.patch(url, json={"id": NO_ROW}, headers=headers))
+    if not response.is_success:
+        raise caller.fail(f"write permission on {table}", response)

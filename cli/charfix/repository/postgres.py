@@ -274,7 +274,7 @@ def _guarded(inner: type[abc.Loader]) -> type[Loader]:
 
 def _member(expression: sql.Composable, param: str, kind: str) -> sql.Composable:
     """`expression in (the array)`, written so Postgres hashes the array once per query: with
-    `= any(array)` it compares every row with every element, which is slow on 500-job pages."""
+    `= any(array)` it compares every row with every element, which is slow on pages of thousands of jobs."""
     return sql.SQL("{e} in (select unnest(%({p})s::{k}[]))").format(e=expression, p=sql.SQL(param), k=sql.SQL(kind))
 
 

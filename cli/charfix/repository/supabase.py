@@ -7,7 +7,7 @@ than over SQL, both bounded and documented in docs/backends.md:
 - PostgREST cannot normalize names, so `characters_for` fetches every character of the page's users
   and matches normalized names in Python;
 - a URL has a length limit, so long `in` lists are split into requests of at most `url_budget`
-  characters (the 25 demo jobs fit in one; a 500-job page needs several).
+  characters (the 25 demo jobs fit in one; a page of 2,000 jobs needs several).
 There are no transactions over REST: every write is conditional on the row as read (filters in the
 PATCH, `Prefer: return=representation`, ChangedError when no row comes back).
 """
@@ -263,7 +263,7 @@ class SupabaseRepository:
     def locked(self, job_id: UUID) -> Iterator[bool]:
         """Always True: REST has no row locks and no transactions. Each write is conditional on the
         row as read, and the library row's id is derived from the job, so of two runs racing on a
-        job each write lands once; the run that loses one re-diagnoses (repair.py)."""
+        job each write lands once; the run that loses one re-diagnoses (repair/job.py)."""
         yield True
 
     def complete_job(self, job: Job, *, completed_at: datetime) -> Job:
@@ -465,7 +465,7 @@ def _uuid_range(prefix: str) -> tuple[str, str] | None:
     """The lowest and highest uuid whose text starts with `prefix`, or None when none can."""
     if len(prefix) > len(UUID_LAYOUT):
         return None
-    for char, slot in zip(prefix, UUID_LAYOUT, strict=False):  # prefix is the shorter
+    for char, slot in zip(prefix, UUID_LAYOUT, strict=False):  # a prefix: as far as it goes
         if (slot == "-") != (char == "-") or (char != "-" and char not in "0123456789abcdef"):
             return None
     rest = UUID_LAYOUT[len(prefix):]

@@ -21,7 +21,7 @@ from charfix.repository.base import Schema
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
-NO_CONDITION = sql.SQL("")
+NO_CONDITION = sql.SQL("")  # _update_job's `extra` when the update has no condition beyond the row as read
 
 
 class PostgresWrites:

@@ -12,7 +12,7 @@ from charfix.models import StoredObject
 class Storage(Protocol):
     @property
     def requests(self) -> int:
-        """Requests sent (or folders and files read), for the benchmarks and the batching tests."""
+        """Requests sent (read-only: the Supabase adapter counts through its Caller)."""
         ...
 
     def location(self) -> str:
@@ -26,6 +26,15 @@ class Storage(Protocol):
     def check_access(self) -> None:
         """Raise ConfigError unless both buckets exist and can be seen. Called once, before the
         first read: an empty listing is evidence only after this (docs/backends.md)."""
+        ...
+
+    def check_bucket(self, bucket: str) -> None:
+        """check_access for one bucket (`charfix doctor` reports each on its own line)."""
+        ...
+
+    def check_writable(self, bucket: str) -> None:
+        """Raise ConfigError where the adapter can tell, without writing, that charfix may not write
+        to the bucket (`charfix doctor`)."""
         ...
 
     def list_prefixes(self, bucket: str, prefixes: Sequence[str]) -> list[StoredObject]:

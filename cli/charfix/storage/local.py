@@ -45,14 +45,21 @@ class LocalStorage:
     def check_access(self) -> None:
         """A folder without a bucket's folder would list as empty, and read as lost portraits."""
         for bucket in (WORKSPACE_BUCKET, LIBRARY_BUCKET):
-            if (self.root / bucket).is_symlink():
-                # Never walked through (see above): it would list as empty, every job read lost.
-                raise ConfigError(f"storage folder {self.root}: {bucket}/ is a symbolic link, which charfix does not "
-                                  "follow under the storage folder; point --storage-dir at a folder that holds "
-                                  f"{WORKSPACE_BUCKET}/ and {LIBRARY_BUCKET}/ themselves")
-            if not (self.root / bucket).is_dir():
-                raise ConfigError(f"storage folder {self.root} has no {bucket}/ folder: is it a copy of the "
-                                  f"project's storage? (it needs {WORKSPACE_BUCKET}/ and {LIBRARY_BUCKET}/)")
+            self.check_bucket(bucket)
+
+    def check_bucket(self, bucket: str) -> None:
+        if (self.root / bucket).is_symlink():
+            # Never walked through (see above): it would list as empty, every job read lost.
+            raise ConfigError(f"storage folder {self.root}: {bucket}/ is a symbolic link, which charfix does not "
+                              "follow under the storage folder; point --storage-dir at a folder that holds "
+                              f"{WORKSPACE_BUCKET}/ and {LIBRARY_BUCKET}/ themselves")
+        if not (self.root / bucket).is_dir():
+            raise ConfigError(f"storage folder {self.root} has no {bucket}/ folder: is it a copy of the "
+                              f"project's storage? (it needs {WORKSPACE_BUCKET}/ and {LIBRARY_BUCKET}/)")
+
+    def check_writable(self, bucket: str) -> None:
+        if not os.access(self.root / bucket, os.W_OK | os.X_OK):
+            raise ConfigError(f"{self.root / bucket} is not writable")
 
     def list_prefixes(self, bucket: str, prefixes: Sequence[str]) -> list[StoredObject]:
         found = []

@@ -9,6 +9,7 @@ upload replace them only where the server refuses the copy.
 from __future__ import annotations
 
 import posixpath
+from functools import partial
 import re
 from collections.abc import Sequence
 from datetime import datetime
@@ -18,7 +19,7 @@ from urllib.parse import quote
 import httpx
 
 from charfix.errors import BackendError, ConfigError, UsageError
-from charfix.backends.http import Caller, Supabase, error_fields, storage_code
+from charfix.backends.http import Caller, Supabase, error_fields, refusal, storage_code
 from charfix.diagnosis.keys import key_problem
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, StoredObject
 from charfix.storage.base import by_folder
@@ -56,21 +57,26 @@ class SupabaseStorage:
         security leaves blind, with `200 []`: so look the two buckets up first (GET /bucket/{id}),
         which a service key sees and which names the refusal (docs/backends.md)."""
         for bucket in (WORKSPACE_BUCKET, LIBRARY_BUCKET):
-            url = f"{self.base}/bucket/{quote(bucket, safe='')}"
-            # Sent (and retried) before the loop moves on: the lambda never sees a later `url`.
-            response = self.caller.send(f"bucket {bucket}", lambda: self._http.get(url, headers=self._headers()))  # noqa: B023
-            if response.is_success:
-                if _names_bucket(response, bucket):
-                    continue
-                # Some other web server (a catch-all proxy, a site) says 200 to everything: not a bucket.
-                raise ConfigError(f"Supabase Storage: {self.base}/bucket/{bucket} answered HTTP {response.status_code} "
-                                  f"but not with bucket {bucket}; is SUPABASE_URL the project's URL (https://<ref>.supabase.co)?")
-            code, message = error_fields(response)
-            if code in ("NoSuchBucket", "Bucket not found"):
-                raise ConfigError(f"Supabase Storage: bucket {bucket} does not exist in this project "
-                                  f"(HTTP {response.status_code} {code}: {message}); charfix needs "
-                                  f"{WORKSPACE_BUCKET} and {LIBRARY_BUCKET}: is SUPABASE_URL the app's project?")
-            raise self.caller.fail(f"bucket {bucket}", response)
+            self.check_bucket(bucket)
+
+    def check_bucket(self, bucket: str) -> None:
+        url = f"{self.base}/bucket/{quote(bucket, safe='')}"
+        response = self.caller.send(f"bucket {bucket}", lambda: self._http.get(url, headers=self._headers()))
+        if response.is_success:
+            if _names_bucket(response, bucket):
+                return
+            # Some other web server (a catch-all proxy, a site) says 200 to everything: not a bucket.
+            raise ConfigError(f"Supabase Storage: {self.base}/bucket/{bucket} answered HTTP {response.status_code} "
+                              f"but not with bucket {bucket}; is SUPABASE_URL the project's URL (https://<ref>.supabase.co)?")
+        code, message = error_fields(response)
+        if code in ("NoSuchBucket", "Bucket not found"):
+            raise ConfigError(f"Supabase Storage: bucket {bucket} does not exist in this project "
+                              f"({refusal(response)}); charfix needs "
+                              f"{WORKSPACE_BUCKET} and {LIBRARY_BUCKET}: is SUPABASE_URL the app's project?")
+        raise self.caller.fail(f"bucket {bucket}", response)
+
+    def check_writable(self, bucket: str) -> None:
+        """Nothing to tell without writing: the service key (check_bucket) may write every bucket."""
 
     def list_prefixes(self, bucket: str, prefixes: Sequence[str]) -> list[StoredObject]:
         found = []
@@ -144,8 +150,8 @@ class SupabaseStorage:
         while True:
             body = {"prefix": folder, "limit": LIST_LIMIT, "offset": offset,
                     "sortBy": {"column": "name", "order": "asc"}}
-            response = self.caller.send(f"bucket {bucket}",
-                                        lambda: self._http.post(url, json=body, headers=self._headers()))  # noqa: B023
+            request = partial(self._http.post, url, json=body, headers=self._headers())  # this page's body
+            response = self.caller.send(f"bucket {bucket}", request)
             if not response.is_success:
                 raise self.caller.fail(f"bucket {bucket}, listing {folder or '/'}", response)
             entries = response.json()

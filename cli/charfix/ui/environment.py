@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 
 from charfix.config import mask_credentials
 from charfix.ui.safe import json_text, terminal_markup, terminal_text
@@ -44,14 +44,14 @@ class Environment:
         # Piped output is for grep and logs: lines never fold (and nothing piped pads to this width:
         # every piped rendering is plain lines, docs/commands.md "Piped output").
         width = None if _isatty(self.stdout) else PIPED_WIDTH
-        return Console(file=_Redacting(self.stdout, self.redact), no_color=no_color, highlight=False, width=width)
+        return Console(file=_Redacting(self.stdout, self.redact).as_io(), no_color=no_color, highlight=False, width=width)
 
     @cached_property
     def err(self) -> Console:
         from rich.console import Console
 
         # Errors are one line each, however narrow the terminal: they are read by people and by cron mail.
-        return Console(file=_Redacting(self.stderr, self.redact_message), no_color=bool(os.environ.get("NO_COLOR")),
+        return Console(file=_Redacting(self.stderr, self.redact_message).as_io(), no_color=bool(os.environ.get("NO_COLOR")),
                        highlight=False, stderr=True, soft_wrap=True)
 
     @property
@@ -160,6 +160,10 @@ class _Redacting:
     @property
     def encoding(self) -> str:
         return getattr(self.stream, "encoding", "utf-8")
+
+    def as_io(self) -> IO[str]:
+        # Rich annotates Console(file=) as IO[str] but calls only the methods above on it.
+        return cast(IO[str], self)
 
 
 def _isatty(stream: Any) -> bool:

@@ -39,20 +39,21 @@ class JsonOutput:
         if self.jq is None:
             env.print_json_lines(picked)
         else:
-            self._print_jq(env, list(picked))
+            _print_jq(env, self.jq, list(picked))
 
     def print_one(self, env, item: Any) -> None:
         if self.jq is None:
             env.print_json(self.pick(item))
         else:
-            self._print_jq(env, self.pick(item))
+            _print_jq(env, self.jq, self.pick(item))
 
-    def _print_jq(self, env, data: Any) -> None:
-        try:
-            results = _compile(self.jq).input_value(json.loads(json.dumps(data, default=str))).all()
-        except ValueError as exc:
-            raise UsageError(f"--jq: {_first_line(exc)}") from None
-        env.write_lines(r if isinstance(r, str) else json.dumps(r, ensure_ascii=False) for r in results)
+
+def _print_jq(env, expression: str, data: Any) -> None:
+    try:
+        results = _compile(expression).input_value(json.loads(json.dumps(data, default=str))).all()
+    except ValueError as exc:
+        raise UsageError(f"--jq: {_first_line(exc)}") from None
+    env.write_lines(r if isinstance(r, str) else json.dumps(r, ensure_ascii=False) for r in results)
 
 
 def _compile(expression: str):

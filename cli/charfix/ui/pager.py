@@ -42,6 +42,7 @@ def _run_pager(command: str, text: str) -> None:
     # As git does: the pager is a shell command line ("less -R", "most -s"); LESS=FRX when unset.
     env = {**os.environ, "LESS": os.environ.get("LESS", "FRX")}
     process = subprocess.Popen(command, shell=True, stdin=subprocess.PIPE, env=env, text=True)
+    assert process.stdin is not None  # stdin=PIPE
     try:
         process.stdin.write(text)
         process.stdin.close()

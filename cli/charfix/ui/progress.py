@@ -33,20 +33,18 @@ def job_progress(console: Console, *, total: int | None = None) -> Iterator[Call
 
 
 @contextmanager
-def scan_progress(env) -> Iterator[Callable | None]:
-    """`list-stuck`'s pages and jobs examined, on stderr and only when stderr is a terminal: never in
-    a pipe or a cron mail."""
+def scan_progress(env, *, page_size: int) -> Iterator[Callable | None]:
+    """`list-stuck`'s pages (of `page_size` jobs) and jobs examined, on stderr and only when stderr is
+    a terminal: never in a pipe or a cron mail."""
     if not env.stderr_is_terminal:
         yield None
         return
-    from charfix.queries.scan import PAGE_SIZE
-
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=env.err,
                   transient=True) as progress:
         task = progress.add_task("reading the first page of jobs", total=None)
 
         def update(tally) -> None:
-            page = tally.examined // PAGE_SIZE + 1
+            page = tally.examined // page_size + 1
             progress.update(task, description=f"page {page}: {tally.examined} job(s) examined, {tally.shown} shown")
 
         yield update

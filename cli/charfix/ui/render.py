@@ -74,7 +74,7 @@ def stuck_table(diagnoses: Sequence[Diagnosis], *, now: datetime, ids: dict, wid
     for column in kept:
         wraps = column == "next step"
         table.add_column(column, no_wrap=not wraps, overflow="fold" if wraps else "ignore")
-    for d, cells in zip(diagnoses, rows):
+    for d, cells in zip(diagnoses, rows, strict=True):
         table.add_row(*(state_text(d.state) if c == "state" else Text(cells[c]) for c in kept))
     return table, [c for c in ORDER if c not in kept]
 
@@ -82,7 +82,8 @@ def stuck_table(diagnoses: Sequence[Diagnosis], *, now: datetime, ids: dict, wid
 def _fitting_columns(rows: list[dict[str, str]], width: int) -> list[str]:
     """Columns by priority while their narrowest layout fits: a no-wrap cell needs its longest line,
     the wrapping one its longest word. Three characters part two columns (padding, rule, padding)."""
-    kept, used = [], 0
+    kept: list[str] = []
+    used = 0
     for column in COLUMNS:
         need = max([len(column)] + [_narrowest(column, r[column]) for r in rows])
         extra = need + (3 if kept else 0)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import math
 from datetime import date
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from charfix.models import State
-from charfix.queries.summary import Summary
 from charfix.ui.render import STATE_STYLE, state_text
+
+if TYPE_CHECKING:  # the type the read side returns; the UI never calls it (tests/test_layers.py)
+    from charfix.queries.summary import Summary
 
 MAX_ROWS = 31  # a longer window is drawn in buckets of several days
 MAX_BAR = 60
@@ -92,7 +95,7 @@ def bars(buckets: list[tuple[date, date, int]], *, width: int) -> list[Text]:
     # "  label bar count", spaces between; on a wide or piped console the bars stay readable.
     room = max(1, min(MAX_BAR, width - label_width - count_width - 4))
     lines = []
-    for label, (_, _, count) in zip(labels, buckets):
+    for label, (_, _, count) in zip(labels, buckets, strict=True):
         eighths = round(count / top * room * 8) if top else 0
         if count and eighths == 0:
             eighths = 1  # a day with a job is never drawn as empty

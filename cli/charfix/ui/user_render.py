@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from charfix.diagnosis import facts as f
-from charfix.models import State
+from charfix.models import ImageKind, State
 from charfix.ui.render import STATE_ORDER, age, state_text, stuck_lines, stuck_table
-from charfix.queries.user_view import ImageKind, UserView, image_shown
+
+if TYPE_CHECKING:  # the type the read side returns; the UI never calls it (tests/test_layers.py)
+    from charfix.queries.user_view import UserView
 
 IMAGE_LABEL = {
     ImageKind.NONE: ("no image", "red"),
@@ -53,10 +56,10 @@ def user_lines(view: UserView, *, now: datetime) -> list[str]:
     (docs/commands.md, "Output"); Rich would expand the tabs, so these bypass it."""
     head = f"user {view.user_id}" + (f"  {_shown(view.email)}" if view.email else "")
     rows = [head, _jobs_line(view, now).plain, *stuck_lines(view.attention, now=now), "", "Characters"]
-    for item in view.characters:
-        c = item.character
-        rows.append(_line(str(c.id), _shown(c.name), age(c.created_at, now) + " ago", str(item.jobs),
-                          IMAGE_LABEL[item.image][0], _shown(image_shown(c.image_url) or "")))
+    for seen in view.characters:
+        c = seen.character
+        rows.append(_line(str(c.id), _shown(c.name), age(c.created_at, now) + " ago", str(seen.jobs),
+                          IMAGE_LABEL[seen.image][0], _shown(seen.image_shown or "")))
     rows += ["", "Library portraits (the Characters tab)"]
     for item in view.library:
         cid, jid = f.row_character_id(item), f.row_job_id(item)
@@ -72,7 +75,7 @@ def _line(*cells: str) -> str:
 
 def _jobs_line(view: UserView, now: datetime) -> Text:
     text = Text(f"{view.examined} portrait job(s) in the last {age(view.since, now)}")
-    parts = []
+    parts: list[str | Text] = []
     for state in STATE_ORDER:
         if view.by_state[state]:
             parts += [", " if parts else ": ", Text(f"{view.by_state[state]} "), state_text(State(state))]
@@ -92,7 +95,7 @@ def _characters(view: UserView, now: datetime, *, detailed: bool) -> Table:
     for item in view.characters:
         c = item.character
         label, style = IMAGE_LABEL[item.image]
-        shown = image_shown(c.image_url)
+        shown = item.image_shown
         image = Text(label, style=style)
         if shown and detailed:
             image.append("\n" + _shown(shown), style="dim")

@@ -23,7 +23,7 @@ def shortest_prefixes(shown: Iterable[UUID], known: Iterable[UUID]) -> dict[UUID
 
 def _common_length(a: str, b: str) -> int:
     length = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):  # up to the shorter one
         if x != y:
             break
         length += 1
