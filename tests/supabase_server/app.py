@@ -49,6 +49,7 @@ class SupabaseTestServer:
         buckets: tuple[str, ...] = DEFAULT_BUCKETS,
         host: str = "127.0.0.1",
         port: int = 0,
+        latency: float = 0.0,
     ) -> None:
         if not service_key:
             raise ValueError("service_key is required")
@@ -59,6 +60,11 @@ class SupabaseTestServer:
         self.schema = schema
         self.host = host
         self._port = port
+        if latency < 0:
+            raise ValueError("latency must be >= 0 seconds")
+        # A constant delay before every request is handled: a network round trip to a hosted project,
+        # for the benchmark (docs/testing-supabase-server.md, "Latency").
+        self.latency = latency
         self.faults = Faults()
         self._postgrest = PostgrestHandler(dsn, schema)
         self._storage = StorageHandler(self.storage_root, buckets)
@@ -66,6 +72,9 @@ class SupabaseTestServer:
         self._lock = threading.Lock()
         self.request_count = 0
         self.requests: list[tuple[str, str, str]] = []
+        self.delayed = 0  # requests that waited `latency` seconds
+        self.in_flight = 0  # requests being handled now
+        self.max_in_flight = 0  # the most handled at once since the last reset_counters()
         self._server = None
         self._thread: threading.Thread | None = None
 
@@ -113,6 +122,8 @@ class SupabaseTestServer:
         with self._lock:
             self.request_count = 0
             self.requests = []
+            self.delayed = 0
+            self.max_in_flight = self.in_flight
 
     # -- WSGI ---------------------------------------------------------------
     def _wsgi(self, environ, start_response):
@@ -123,6 +134,20 @@ class SupabaseTestServer:
         with self._lock:
             self.request_count += 1
             self.requests.append((method, path, qs))
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.latency:
+                # Outside every lock: requests sent in parallel wait in parallel, as over a network.
+                time.sleep(self.latency)
+                with self._lock:
+                    self.delayed += 1
+            return self._answer(request, method, path, qs, environ, start_response)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer(self, request: Request, method: str, path: str, qs: str, environ, start_response):
         fault = self.faults.take(method, path)
         if fault is not None:
             if fault.kind == "delay":
@@ -145,11 +170,12 @@ class SupabaseTestServer:
         resp = self._route(method, path, qs, request)
         return self._send(resp, start_response, method)
 
-    @staticmethod
-    def _send(resp: Response, start_response, method: str = "GET"):
+    def _send(self, resp: Response, start_response, method: str = "GET"):
         if method == "HEAD":  # never write a body on HEAD, errors included
             resp = Response(resp.status, b"", resp.headers)
         headers = dict(resp.headers)
+        if self.latency:
+            headers["X-Test-Latency-Ms"] = f"{self.latency * 1000:g}"  # the delay this answer waited
         if "Content-Type" not in headers and resp.body:
             headers["Content-Type"] = "application/json; charset=utf-8"
         headers.setdefault("Content-Length", str(len(resp.body)))
