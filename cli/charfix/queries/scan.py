@@ -9,6 +9,7 @@ from __future__ import annotations
 import posixpath
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from uuid import UUID
 
@@ -55,7 +56,8 @@ def _with_siblings(repo: Repository, facts: list[JobFacts], requests: dict[UUID,
 
 
 def _gather(backends: Backends, jobs: Sequence[Job], requests: dict[UUID, f.Request]) -> list[JobFacts]:
-    repo, storage = backends.repository, backends.storage
+    # The library folders listed below answer the stat of the rows' keys too (no request twice).
+    repo, storage = backends.repository, backends.storage.remembering()
     ids = [j.id for j in jobs]
     assets = repo.assets_for(ids)
     owners = {j.id: j.user_id for j in jobs}
@@ -160,6 +162,8 @@ class _Characters:
 
 def scan(backends: Backends, query: JobQuery, rules: Rules, *, page_size: int = PAGE_SIZE) -> Iterator[Diagnosis]:
     """Diagnose every portrait job of the query, page by page (memory stays flat)."""
+    # One listing per folder per scan: later pages reuse what earlier pages listed (storage/base.py).
+    backends = replace(backends, storage=backends.storage.remembering())
     after: Page | None = None
     while True:
         jobs = backends.repository.portrait_jobs(query, after=after, limit=page_size)

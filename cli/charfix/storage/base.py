@@ -17,6 +17,12 @@ class Storage(Protocol):
         first read: an empty listing is evidence only after this (docs/backends.md)."""
         ...
 
+    def remembering(self) -> Storage:
+        """A view for one read (a scan, or one page's facts) that may keep each folder's listing once
+        made and answer later lookups in that folder from it. A repair reads through the storage
+        itself, afresh, inside its lock."""
+        ...
+
     def list_prefixes(self, bucket: str, prefixes: Sequence[str]) -> list[StoredObject]:
         """Every object whose key starts with one of `prefixes` (each `folder/name-start`)."""
         ...

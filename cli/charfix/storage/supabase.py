@@ -1,6 +1,9 @@
 """Storage over the Supabase Storage API, through the supabase-py client's HTTP session.
 
 Existence and size come from listings, one per folder (paginated), never one request per object.
+A page's folders are listed in parallel (at most `Supabase.parallel` requests at once), and a scan
+lists each folder once: its view (`remembering`) keeps the listings it made for later pages, while a
+repair reads afresh inside its lock (docs/backends.md).
 Copies run on the server (POST /object/copy with `destinationBucket`, which storage3's helper does
 not expose) and overwrite the deterministic destination with `x-upsert: true`; a download and an
 upload replace them only where the server refuses the copy.
@@ -8,10 +11,12 @@ upload replace them only where the server refuses the copy.
 
 from __future__ import annotations
 
+import copy
 import posixpath
 import re
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -24,6 +29,12 @@ from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, StoredObject
 from charfix.storage.base import by_folder
 
 LIST_LIMIT = 1000  # Storage takes 1..1500 per listing
+# Files a scan's view keeps listed (about 1 KB each); past it the folders listed longest ago are
+# dropped, and listed again if a later page needs them.
+REMEMBERED_FILES = 100_000
+# Up to this many keys wanted in one folder are looked up by narrowed listings (`search`, one request
+# each) instead of listing the whole folder: a heavy user's folder is several requests.
+NARROWED_KEYS = 2
 MD5_ETAG = re.compile(r'"?([0-9a-fA-F]{32})"?')
 CACHE_CONTROL = "max-age=3600"  # what the app's uploads (storage-js, cacheControl 3600) are stored with
 # Storage answers these for a missing source: no fallback can help, the copy fails. So does any
@@ -39,10 +50,21 @@ class SupabaseStorage:
         self.supabase = supabase
         self.caller = Caller(supabase, "Supabase Storage")
         self.base = f"{supabase.url}/storage/v1"
+        # (bucket, folder) -> its files, in the order listed; None: every read lists afresh.
+        self._listings: dict[tuple[str, str], dict[str, dict[str, Any]]] | None = None
 
     @property
     def requests(self) -> int:
         return self.caller.count
+
+    def remembering(self) -> SupabaseStorage:
+        """A view for one read that keeps each folder's listing once made (the same client and
+        request count). Writes through the view forget the folder they write to."""
+        if self._listings is not None:
+            return self
+        view = copy.copy(self)
+        view._listings = {}
+        return view
 
     def check_access(self) -> None:
         """Storage answers a listing of a missing bucket, and any listing by a key that row-level
@@ -50,7 +72,7 @@ class SupabaseStorage:
         which a service key sees and which names the refusal (docs/backends.md)."""
         for bucket in (WORKSPACE_BUCKET, LIBRARY_BUCKET):
             url = f"{self.base}/bucket/{quote(bucket, safe='')}"
-            response = self.caller.send(f"bucket {bucket}", lambda: self._http.get(url, headers=self._headers()))
+            response = self.caller.send(f"bucket {bucket}", partial(self._http.get, url, headers=self._headers()))
             if response.is_success:
                 if _names_bucket(response, bucket):
                     continue
@@ -65,18 +87,30 @@ class SupabaseStorage:
             raise self.caller.fail(f"bucket {bucket}", response)
 
     def list_prefixes(self, bucket: str, prefixes: Sequence[str]) -> list[StoredObject]:
+        wanted = by_folder(prefixes)
+        listings = self._listed(bucket, list(wanted))
         found = []
-        for folder, names in by_folder(prefixes).items():
-            for name, entry in self._folder(bucket, folder).items():
+        for folder, names in wanted.items():
+            for name, entry in listings[folder].items():
                 if name.startswith(tuple(names)):
                     found.append(_object(bucket, _key(folder, name), entry))
         return found
 
     def stat(self, bucket: str, keys: Sequence[str]) -> list[StoredObject]:
+        wanted = {folder: sorted(set(names)) for folder, names in by_folder(keys).items()}
+        remembered = self._listings if self._listings is not None else {}
+        # A folder listed already answers for its keys; a few keys elsewhere cost a narrowed listing
+        # each rather than their whole folder (a heavy user's folder is several requests).
+        whole = [f for f, names in wanted.items() if (bucket, f) in remembered or len(names) > NARROWED_KEYS]
+        narrow = [(f, name) for f, names in wanted.items() if f not in whole for name in names]
+        listings = self._listed(bucket, whole)
+        narrowed = dict(zip(narrow, self.supabase.map(lambda k: self._fetch(bucket, k[0], search=k[1]), narrow), strict=True))
         found = []
-        for folder, names in by_folder(keys).items():
-            listing = self._folder(bucket, folder)
-            found += [_object(bucket, _key(folder, n), listing[n]) for n in sorted(set(names)) if n in listing]
+        for folder, names in wanted.items():
+            for name in names:
+                files = listings[folder] if folder in listings else narrowed[(folder, name)]
+                if name in files:
+                    found.append(_object(bucket, _key(folder, name), files[name]))
         return found
 
     def read(self, bucket: str, key: str) -> bytes:
@@ -105,6 +139,7 @@ class SupabaseStorage:
         # Overwrite with x-upsert rather than delete-then-copy: a crash between the delete and the
         # copy would lose the library object that a row or a character already points at.
         headers = {**self._headers(), "x-upsert": "true"}
+        self._forget(bucket, key)
         url = f"{self.base}/object/copy"
         response = self.caller.send(f"bucket {bucket}", lambda: self._http.post(url, json=body, headers=headers))
         if not response.is_success:
@@ -128,16 +163,45 @@ class SupabaseStorage:
     def _headers(self) -> dict[str, str]:
         return self.supabase.auth_headers()
 
-    def _folder(self, bucket: str, folder: str) -> dict[str, dict[str, Any]]:
-        """Every file directly in `folder`, by name (one request per LIST_LIMIT entries)."""
+    def _listed(self, bucket: str, folders: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+        """Each folder's files by name: those this view listed already, the rest listed in parallel."""
+        remembered = self._listings
+        if remembered is None:
+            return dict(zip(folders, self.supabase.map(lambda f: self._fetch(bucket, f), folders), strict=True))
+        missing = [f for f in folders if (bucket, f) not in remembered]
+        for folder, files in zip(missing, self.supabase.map(lambda f: self._fetch(bucket, f), missing), strict=True):
+            remembered[(bucket, folder)] = files
+        listings = {}
+        for folder in folders:
+            listings[folder] = remembered.pop((bucket, folder))
+            remembered[(bucket, folder)] = listings[folder]  # the most recently used last
+        self._trim(remembered)
+        return listings
+
+    def _trim(self, remembered: dict[tuple[str, str], dict[str, dict[str, Any]]]) -> None:
+        held = sum(len(files) for files in remembered.values())
+        while held > REMEMBERED_FILES and len(remembered) > 1:
+            held -= len(remembered.pop(next(iter(remembered))))
+
+    def _forget(self, bucket: str, key: str) -> None:
+        if self._listings is not None:
+            self._listings.pop((bucket, key.rpartition("/")[0]), None)
+
+    def _fetch(self, bucket: str, folder: str, *, search: str = "") -> dict[str, dict[str, Any]]:
+        """Every file directly in `folder` (whose name starts with `search`, without regard to case),
+        by name: one request per LIST_LIMIT entries."""
         url = f"{self.base}/object/list/{quote(bucket, safe='')}"
         files: dict[str, dict[str, Any]] = {}
         offset = 0
         while True:
-            body = {"prefix": folder, "limit": LIST_LIMIT, "offset": offset,
-                    "sortBy": {"column": "name", "order": "asc"}}
+            body: dict[str, Any] = {"prefix": folder, "limit": LIST_LIMIT, "offset": offset,
+                                    "sortBy": {"column": "name", "order": "asc"}}
+            if search:
+                # Storage matches it as a prefix, case-insensitively (a superset): the caller keeps
+                # exact names only.
+                body["search"] = search
             response = self.caller.send(f"bucket {bucket}",
-                                        lambda: self._http.post(url, json=body, headers=self._headers()))
+                                        partial(self._http.post, url, json=body, headers=self._headers()))
             if not response.is_success:
                 raise self.caller.fail(f"bucket {bucket}, listing {folder or '/'}", response)
             entries = response.json()
@@ -150,6 +214,7 @@ class SupabaseStorage:
 
     def _upload(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         url = f"{self.base}/object/{bucket}/{_path(bucket, key)}"
+        self._forget(bucket, key)
         # Cache-Control as the app's own uploads carry it: a raw upload without it is stored no-cache.
         headers = {**self._headers(), "Content-Type": content_type, "Cache-Control": CACHE_CONTROL,
                    "x-upsert": "true"}
