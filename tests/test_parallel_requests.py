@@ -33,7 +33,7 @@ def key() -> str:
 
 def over_http(server, key, *, parallel: int, url_budget: int = 12_000) -> tuple[Backends, list[dict]]:
     """Backends over the server, and the Storage listing bodies they send (as sent, in order)."""
-    client = connect(server.url, key, retry=FAST, timeout=10)
+    client = connect(server.url, key, retry=FAST, timeout=10, parallel=parallel)
     listings: list[dict] = []
 
     def record(request) -> None:
