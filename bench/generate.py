@@ -211,7 +211,7 @@ def _library_fill(b: Builder, count: int) -> None:
             width=1024, height=1024, tags="{}" if kind < 0.7 else "{favorite}",
             content_category="character" if 0.95 < kind else b.rng.choice(["general", "scene"]),
             roleplay_metadata="{}" if kind < 0.8 else json.dumps({"type": "scene", "scene_id": str(b.uuid())}),
-            character_id=None, output_type=None, generation_metadata=None, created_at=created, updated_at=created,
+            character_id=None, output_type=None, generation_metadata="{}", created_at=created, updated_at=created,
         ))
 
 

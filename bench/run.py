@@ -16,19 +16,18 @@ import os
 import shutil
 import sys
 import time
-from collections import Counter
 from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import psycopg
 
+from baseline import compare, same_text, sql_ids
 from dataset import OUT, Spec, clone, database_url, exists, server_uri
 from generate import generate
 from measure import CHARFIX, PYTHON, Report, median, run, shown_command, verdict
 
 from charfix.repository.inspection import PORTRAIT_INDEX
 
-STUCK_SQL = (Path(__file__).parent / "stuck.sql").read_text()
 INDEX_SQL = PORTRAIT_INDEX.replace(" concurrently", "")  # nothing else writes to the benchmark database
 TARGETS = {"ratio": 2.0, "peak_mb": 200, "backfill": 200, "help": 0.3}
 
@@ -113,29 +112,17 @@ def _stuck_argv(url: str, storage: Path) -> list[str]:
     return [CHARFIX, "--db-url", url, "--storage-dir", str(storage), "list-stuck", "--since", "90d", "--json"]
 
 
-def _sql_ids(url: str, *, now: datetime) -> tuple[float, set[str]]:
-    params = {"since": now - timedelta(days=90), "now": now, "stuck_after": timedelta(minutes=15),
-              "link_window": timedelta(hours=1)}
-    with psycopg.connect(url) as conn:
-        started = time.perf_counter()
-        ids = {str(row[0]) for row in conn.execute(STUCK_SQL, params)}
-        return time.perf_counter() - started, ids
-
-
 def _measure_stuck(args, url: str, storage: Path, label: str) -> dict:
     output = OUT / f"list-stuck-{label}.json"
     runs = [run(_stuck_argv(url, storage), stdout=output) for _ in range(args.repeat)]
     shown = json.loads(output.read_text())
     sql_times, ids = [], set()
     for _ in range(args.repeat):
-        seconds, ids = _sql_ids(url, now=datetime.fromtimestamp(runs[-1].started, UTC))
+        seconds, ids = sql_ids(url, now=datetime.fromtimestamp(runs[-1].started, UTC))
         sql_times.append(seconds)
-    charfix_ids = {d["job_id"] for d in shown}
     return {"seconds": median([r.seconds for r in runs]), "peak_mb": median([r.peak_mb for r in runs]),
             "runs": [round(r.seconds, 2) for r in runs], "sql_seconds": median(sql_times),
-            "sql_runs": [round(s, 2) for s in sql_times], "shown": len(charfix_ids), "sql_ids": len(ids),
-            "same_set": ids == charfix_ids, "only_sql": len(ids - charfix_ids), "only_charfix": len(charfix_ids - ids),
-            "states": dict(Counter(d["state"] for d in shown))}
+            "sql_runs": [round(s, 2) for s in sql_times], **compare(shown, ids)}
 
 
 def _list_stuck(report: Report, args, spec: Spec, small: Spec, urls: dict) -> None:
@@ -151,8 +138,7 @@ def _list_stuck(report: Report, args, spec: Spec, small: Spec, urls: dict) -> No
         report.figure("wall time", f"{m['seconds']:.2f} s {m['runs']}", f"SQL {m['sql_seconds']:.2f} s {m['sql_runs']}")
         report.figure("ratio charfix / SQL", f"{ratio:.1f}x", "", f"<= {TARGETS['ratio']:.0f}x {verdict(ratio <= TARGETS['ratio'])}")
         report.figure("peak RSS", f"{m['peak_mb']:.0f} MB", "", f"< {TARGETS['peak_mb']} MB {verdict(m['peak_mb'] < TARGETS['peak_mb'])}")
-        same = "the same set" if m["same_set"] else f"DIFFERENT: {m['only_sql']} only in SQL, {m['only_charfix']} only in charfix"
-        report.figure("job ids shown", f"{m['shown']} {m['states']}", f"SQL {m['sql_ids']}: {same}")
+        report.figure("job ids shown", f"{m['shown']} {m['states']}", f"SQL {m['sql_ids']}: {same_text(m)}")
         report.command(shown_command(_stuck_argv(url, storage)))
     report.say(f"    the index (as `charfix doctor` prints it, without `concurrently`): {INDEX_SQL}")
     limited = run(_stuck_argv(urls["indexed"], spec.storage) + ["--limit", "10"], stdout=OUT / "list-stuck-limit.json")
