@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psycopg
 
+import latency
 from baseline import compare, same_text, sql_ids
 from dataset import OUT, Spec, clone, database_url, exists, server_uri
 from generate import generate
@@ -51,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     _machine(report, admin, spec)
     urls = {"plain": database_url(admin, spec.database), "indexed": database_url(admin, indexed),
             "small": database_url(admin, small.database)}
+    if not args.skip_latency:
+        latency.measure(report, args, small, admin)
+    if args.only_latency:
+        return _written(report, spec)
     _list_stuck(report, args, spec, small, urls)
     if not args.skip_pages:
         _queries_per_page(report, spec, urls["indexed"])
@@ -58,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_backfill:
         _backfill(report, args, spec, admin, indexed)
     _startup(report, args)
+    return _written(report, spec)
+
+
+def _written(report: Report, spec: Spec) -> int:
     results = OUT / f"results-{spec.name}.txt"
     results.write_text("\n".join(report.lines) + "\n")
     (OUT / f"results-{spec.name}.json").write_text(json.dumps(report.figures, indent=2, default=str))
@@ -79,6 +88,11 @@ def _parse(argv):
     parser.add_argument("--skip-backfill", action="store_true")
     parser.add_argument("--skip-pages", action="store_true", help="skip the queries-per-page scans")
     parser.add_argument("--quick", action="store_true", help="100,000 jobs, 10,000 for the small one, 2 repeats")
+    parser.add_argument("--skip-latency", action="store_true", help="skip the four pairs of backends (bench/latency.py)")
+    parser.add_argument("--only-latency", action="store_true", help="only the four pairs of backends")
+    parser.add_argument("--latency-repeat", type=int, default=2, help="list-stuck runs per pair of backends (default 2)")
+    parser.add_argument("--latency-concurrency", type=int, default=4,
+                        help="backfill-portraits --concurrency through each pair of backends (default 4)")
     args = parser.parse_args(argv)
     if args.quick:
         args.jobs, args.small_jobs, args.repeat, args.backfill_repeat = 100_000, 10_000, 2, 1
