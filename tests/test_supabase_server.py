@@ -693,3 +693,26 @@ def test_in_flight_counts_requests_handled_at_once(pg_dsn, key, tmp_path):
         assert 2 <= slow.max_in_flight <= 4 and slow.in_flight == 0
         slow.reset_counters()
         assert slow.max_in_flight == 0
+
+
+def test_a_listing_sees_files_put_on_disk_since_the_last_one(srv, http):
+    # The server remembers a folder's entries while its mtime stays (a listing costs its folder, not
+    # the bucket): a file written since, in an old folder or a fresh one, is listed all the same.
+    import os
+
+    folder = srv.storage_root / "user-library" / "u1"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"a")
+    os.utime(folder, (time.time() - 60, time.time() - 60))
+
+    def listed():
+        body = http.post("/storage/v1/object/list/user-library", json={"prefix": "u1"}).json()
+        return [entry["name"] for entry in body]
+
+    assert listed() == ["a.png"] and listed() == ["a.png"]  # the second from what was remembered
+    (folder / "b.png").write_bytes(b"b")
+    assert listed() == ["a.png", "b.png"]
+    (folder / "c.png").write_bytes(b"c")  # within the same second as the last listing
+    assert listed() == ["a.png", "b.png", "c.png"]
+    (folder / "a.png").unlink()
+    assert listed() == ["b.png", "c.png"]

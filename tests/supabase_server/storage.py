@@ -15,6 +15,7 @@ import mimetypes
 import os
 import re
 import threading
+import time
 import uuid
 from datetime import datetime, UTC
 from pathlib import Path
@@ -97,6 +98,7 @@ class StorageHandler:
         # Objects still in the catalogue whose bytes are gone (see lose_bytes).
         self._lost: dict[tuple[str, str], dict] = {}
         self._lock = threading.RLock()
+        self._folders: dict[str, tuple[int, dict[str, list[str]], list[str]]] = {}  # see _entries
 
     def lose_bytes(self, bucket: str, key: str) -> None:
         """Delete an object's file but keep its row: listings still show it, reads and copies fail
@@ -241,15 +243,53 @@ class StorageHandler:
     # -- operations -----------------------------------------------------------
     def _all_keys(self, bucket: str, needle: str = "") -> list[str]:
         """Keys of the bucket (lost objects included); with `needle` (lower case), only the folders
-        that can hold keys starting with it are walked, so a listing costs its folder."""
+        that can hold keys starting with it are walked, so a listing costs its folder, not the
+        bucket's thousands of user folders (os.walk's order and rules: symbolic links to folders
+        are not followed)."""
         d = self._bucket_dir(bucket)
         keys = []
-        for dirpath, dirs, files in os.walk(d):
-            rel = os.path.relpath(dirpath, d).replace(os.sep, "/")
-            rel = "" if rel == "." else rel + "/"
-            dirs[:] = [c for c in dirs if _may_hold(f"{rel}{c}/".lower(), needle)]
+        stack = [(str(d), "")]
+        while stack:
+            path, rel = stack.pop()
+            dirs, files = self._entries(path)
             keys += [rel + fn for fn in files]
+            rest = needle[len(rel):]
+            if "/" in rest:  # the needle names the folder at this level: look it up, case-insensitively
+                wanted = dirs.get(rest.split("/", 1)[0], [])
+            else:
+                wanted = [c for names in dirs.values() for c in names if _may_hold(f"{rel}{c}/".lower(), needle)]
+            stack += [(os.path.join(path, c), f"{rel}{c}/") for c in reversed(wanted)]
         return keys + [k for (b, k) in self._lost if b == bucket]
+
+    def _entries(self, path: str) -> tuple[dict[str, list[str]], list[str]]:
+        """A folder's subfolders (by lower-case name; links to folders left out, as os.walk does not
+        follow them) and files, remembered while the folder's mtime stays. A folder changed in the
+        last two seconds is read afresh: a file's mtime may not move within one clock tick."""
+        try:
+            stamp = os.stat(path).st_mtime_ns
+        except OSError:
+            return {}, []
+        known = self._folders.get(path)
+        if known is not None and known[0] == stamp:
+            return known[1], known[2]
+        dirs: dict[str, list[str]] = {}
+        files = []
+        try:
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    try:
+                        is_dir = entry.is_dir()
+                    except OSError:
+                        is_dir = False
+                    if not is_dir:
+                        files.append(entry.name)
+                    elif not entry.is_symlink():
+                        dirs.setdefault(entry.name.lower(), []).append(entry.name)
+        except OSError:
+            return {}, []
+        if time.time_ns() - stamp > 2_000_000_000:
+            self._folders[path] = (stamp, dirs, files)
+        return dirs, files
 
     def list(self, bucket: str, body: dict, sees: bool) -> Response:
         """`storage.search` as of supabase/storage v1.70.6 (migrations/tenant/0063-...sql)."""
