@@ -55,7 +55,9 @@ def _with_siblings(repo: Repository, facts: list[JobFacts], requests: dict[UUID,
 
 
 def _gather(backends: Backends, jobs: Sequence[Job], requests: dict[UUID, f.Request]) -> list[JobFacts]:
-    repo, storage = backends.repository, backends.storage
+    # The objects come from the catalogue: storage.objects in the database when there is one
+    # (storage/catalogue.py), else the storage's own listings.
+    repo, storage = backends.repository, backends.listings
     ids = [j.id for j in jobs]
     assets = repo.assets_for(ids)
     owners = {j.id: j.user_id for j in jobs}
