@@ -67,7 +67,7 @@ class SupabaseTestServer:
         self.latency = latency
         self.faults = Faults()
         self._postgrest = PostgrestHandler(dsn, schema)
-        self._storage = StorageHandler(self.storage_root, buckets)
+        self._storage = StorageHandler(self.storage_root, buckets, dsn=dsn)
         self._auth_admin = AuthAdminHandler(dsn, jwt_secret)
         self._lock = threading.Lock()
         self.request_count = 0
@@ -90,6 +90,7 @@ class SupabaseTestServer:
             return self
         with psycopg.connect(self.dsn) as conn:  # fail fast on a bad DSN
             conn.execute("SELECT 1")
+        self._storage.sync_catalogue()  # storage.objects rows for the objects already on disk
         self._server = make_server(self.host, self._port, self._wsgi, threaded=True,
                                    request_handler=_QuietHandler)
         self._server.daemon_threads = True
@@ -107,6 +108,7 @@ class SupabaseTestServer:
         self._server = None
         self._thread = None
         self._postgrest.close()
+        self._storage.close()
 
     def __enter__(self) -> SupabaseTestServer:
         return self.start()
@@ -117,6 +119,10 @@ class SupabaseTestServer:
     def lose_bytes(self, bucket: str, key: str) -> None:
         """Keep the object listed but delete its bytes: downloads and copies of it answer 500."""
         self._storage.lose_bytes(bucket, key)
+
+    def sync_catalogue(self) -> None:
+        """Give files put on disk while the server runs their storage.objects rows (objects_table.py)."""
+        self._storage.sync_catalogue()
 
     def reset_counters(self) -> None:
         with self._lock:

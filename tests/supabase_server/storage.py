@@ -20,6 +20,7 @@ import uuid
 from datetime import datetime, UTC
 from pathlib import Path
 
+from .objects_table import ObjectsTable
 from .postgrest import Response
 
 
@@ -89,8 +90,10 @@ def _json(status: int, obj) -> Response:
 
 
 class StorageHandler:
-    def __init__(self, root: Path, buckets: tuple[str, ...]) -> None:
+    def __init__(self, root: Path, buckets: tuple[str, ...], dsn: str | None = None) -> None:
         self.root = Path(root)
+        # storage.objects in the same database, as the real server keeps it (objects_table.py).
+        self._objects = ObjectsTable(dsn) if dsn else None
         self.root.mkdir(parents=True, exist_ok=True)
         for b in buckets:
             (self.root / b).mkdir(exist_ok=True)
@@ -107,6 +110,36 @@ class StorageHandler:
             f = self._file(bucket, key)
             self._lost[(bucket, key)] = self._record(bucket, key, f)
             f.unlink()
+
+    # -- storage.objects ------------------------------------------------------
+    def sync_catalogue(self) -> None:
+        """storage.objects holds exactly a row per object under the root (lost ones included)."""
+        if self._objects is None:
+            return
+        with self._lock:
+            buckets = sorted(b.name for b in self.root.iterdir() if b.is_dir() and not b.is_symlink())
+            rows = []
+            for bucket in buckets:
+                for key in self._all_keys(bucket):
+                    try:
+                        rows.append(self._catalogued(bucket, key, self._file(bucket, key)))
+                    except (StorageError, OSError):
+                        continue  # a key the server could not have stored: no row, as in listings
+            self._objects.replace_all(buckets, rows)
+
+    def close(self) -> None:
+        if self._objects is not None:
+            self._objects.close()
+
+    def _catalogued(self, bucket: str, key: str, f: Path) -> tuple[dict, datetime]:
+        record = self._record(bucket, key, f)
+        if f.is_file():
+            return record, datetime.fromtimestamp(f.stat().st_mtime, UTC)
+        return record, datetime.fromisoformat(record["updated_at"].replace("Z", "+00:00"))
+
+    def _catalogue_put(self, bucket: str, key: str, f: Path) -> None:
+        if self._objects is not None:
+            self._objects.put(*self._catalogued(bucket, key, f))
 
     # -- paths --------------------------------------------------------------
     def _bucket_dir(self, bucket: str) -> Path:
@@ -401,6 +434,7 @@ class StorageHandler:
             "created_at": old.get("created_at") or _iso(f.stat().st_mtime), "user_metadata": user_meta,
             "version": str(uuid.uuid4()),
         }
+        self._catalogue_put(bucket, key, f)
         return _json(200, {"Id": new_id, "Key": f"{bucket}/{key}"})
 
     def _delete(self, bucket: str, key: str, f: Path) -> None:
@@ -408,6 +442,8 @@ class StorageHandler:
             f.unlink()
         self._meta.pop((bucket, key), None)
         self._lost.pop((bucket, key), None)
+        if self._objects is not None:
+            self._objects.delete(bucket, key)
         d, top = f.parent, self.root / bucket
         while d != top and d.is_dir() and not any(d.iterdir()):  # storage has no empty folders
             d.rmdir()
@@ -463,6 +499,7 @@ class StorageHandler:
                      "mimetype": source["metadata"]["mimetype"],
                      "cacheControl": source["metadata"]["cacheControl"], "version": str(uuid.uuid4())})
         self._meta[(dst_b, dst_key)] = meta
+        self._catalogue_put(dst_b, dst_key, dst)
         if move:
             if src != dst:
                 self._delete(src_b, src_key, src)

@@ -54,7 +54,26 @@ def run_doctor(settings: Settings, *, demo_url: str | None = None, demo_storage:
         from charfix.doctor.supabase import check_supabase
 
         check_supabase(checks, settings, tables=not url, storage=not storage_dir)
+    _catalogue(checks, url, storage_dir, supabase=bool(settings.supabase_url and settings.service_role_key))
     return checks
+
+
+def _catalogue(checks: Checks, url: str | None, storage_dir: Path | None, *, supabase: bool) -> None:
+    """Where the scan reads which objects exist (as backends/bootstrap.py chooses it)."""
+    if storage_dir:
+        checks.add("storage catalogue", "ok", f"the local folder {storage_dir}")
+    elif url and supabase:
+        from charfix.storage.catalogue import DESCRIPTION, probe
+
+        why = probe(url)
+        if why is None:
+            checks.add("storage catalogue", "ok", f"{DESCRIPTION}: one statement per bucket and page")
+        else:
+            checks.add("storage catalogue", "warn", f"Storage API listings, one per user folder and page: {why}",
+                       "connect as the postgres role of the Supabase project's own database")
+    elif supabase:
+        checks.add("storage catalogue", "ok", "Storage API listings (over REST: set SUPABASE_DB_URL to read "
+                   "storage.objects in the database instead)")
 
 
 def _configuration(checks: Checks, settings: Settings, *, demo: bool) -> None:

@@ -44,6 +44,15 @@ class Storage(Protocol):
         ...
 
 
+class Catalogue(Protocol):
+    """Which objects exist: what the scan reads of storage. A Storage is one (its own listings); with a
+    database URL on Supabase, storage.objects is another (storage/catalogue.py)."""
+
+    def list_prefixes(self, bucket: str, prefixes: Sequence[str]) -> list[StoredObject]: ...
+
+    def stat(self, bucket: str, keys: Sequence[str]) -> list[StoredObject]: ...
+
+
 def by_folder(paths: Iterable[str]) -> dict[str, list[str]]:
     """Split `folder/name` paths (keys or prefixes) into the names wanted in each folder, so that an
     adapter lists each folder once."""
