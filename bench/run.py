@@ -1,11 +1,12 @@
-"""charfix at production scale: every figure of issue 5 next to its baseline from the same run.
+"""charfix at production scale: every figure of issues 5 and 15 next to its baseline from the same run.
 
     python bench/run.py                 # builds the 1,000,000-job dataset, then measures (about 25 min)
     python bench/run.py --reuse         # measures an existing dataset again
     python bench/run.py --quick         # 100,000 jobs, 2 repeats: checks the scripts work (about a minute)
 
 Each figure is the median of --repeat runs. The real console script runs as a subprocess; its peak
-memory is that process's maximum RSS (wait4). Results are also written to bench/out/results-<name>.txt.
+memory is that process's maximum RSS (GNU time). The pairs of backends at 20 and 100 ms (bench/latency.py)
+run on the smaller dataset. Results are also written to bench/out/results-<name>.txt.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from measure import CHARFIX, PYTHON, Report, median, run, shown_command, verdict
 from charfix.repository.inspection import PORTRAIT_INDEX
 
 INDEX_SQL = PORTRAIT_INDEX.replace(" concurrently", "")  # nothing else writes to the benchmark database
-TARGETS = {"ratio": 2.0, "peak_mb": 200, "backfill": 200, "help": 0.3}
+# Issue 15's targets (docs/performance.md): list-stuck within 1.5x of stuck.sql at 1,000,000 jobs, peak
+# memory at most 100 MB, the whole backfill run (finding and repairing) at 300 jobs/s or more.
+TARGETS = {"ratio": 1.5, "peak_mb": 100, "backfill": 300, "help": 0.3}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,8 +91,8 @@ def _parse(argv):
     parser.add_argument("--skip-backfill", action="store_true")
     parser.add_argument("--skip-pages", action="store_true", help="skip the queries-per-page scans")
     parser.add_argument("--quick", action="store_true", help="100,000 jobs, 10,000 for the small one, 2 repeats")
-    parser.add_argument("--skip-latency", action="store_true", help="skip the four pairs of backends (bench/latency.py)")
-    parser.add_argument("--only-latency", action="store_true", help="only the four pairs of backends")
+    parser.add_argument("--skip-latency", action="store_true", help="skip the pairs of backends (bench/latency.py)")
+    parser.add_argument("--only-latency", action="store_true", help="only the pairs of backends")
     parser.add_argument("--latency-repeat", type=int, default=2, help="list-stuck runs per pair of backends (default 2)")
     parser.add_argument("--latency-concurrency", type=int, default=4,
                         help="backfill-portraits --concurrency through each pair of backends (default 4)")
@@ -150,8 +153,8 @@ def _list_stuck(report: Report, args, spec: Spec, small: Spec, urls: dict) -> No
         ratio = m["seconds"] / m["sql_seconds"]
         report.say(f"  [{name}, {label}]")
         report.figure("wall time", f"{m['seconds']:.2f} s {m['runs']}", f"SQL {m['sql_seconds']:.2f} s {m['sql_runs']}")
-        report.figure("ratio charfix / SQL", f"{ratio:.1f}x", "", f"<= {TARGETS['ratio']:.0f}x {verdict(ratio <= TARGETS['ratio'])}")
-        report.figure("peak RSS", f"{m['peak_mb']:.0f} MB", "", f"< {TARGETS['peak_mb']} MB {verdict(m['peak_mb'] < TARGETS['peak_mb'])}")
+        report.figure("ratio charfix / SQL", f"{ratio:.1f}x", "", f"<= {TARGETS['ratio']}x {verdict(ratio <= TARGETS['ratio'])}")
+        report.figure("peak RSS", f"{m['peak_mb']:.0f} MB", "", f"<= {TARGETS['peak_mb']} MB {verdict(m['peak_mb'] <= TARGETS['peak_mb'])}")
         report.figure("job ids shown", f"{m['shown']} {m['states']}", f"SQL {m['sql_ids']}: {same_text(m)}")
         report.command(shown_command(_stuck_argv(url, storage)))
     report.say(f"    the index (as `charfix doctor` prints it, without `concurrently`): {INDEX_SQL}")
@@ -333,7 +336,7 @@ def _backfill(report: Report, args, spec: Spec, admin: str, indexed: str) -> Non
                           f"list-stuck {dry_seconds:.1f} s")
             report.figure("throughput, whole run", f"{rate:.0f} jobs/s", "", f">= {TARGETS['backfill']} {verdict(rate >= TARGETS['backfill'])}")
             report.figure("throughput, repairs alone (audit log span)", f"{repair_rate:.0f} jobs/s", "",
-                          f">= {TARGETS['backfill']} {verdict(repair_rate >= TARGETS['backfill'])}")
+                          "for comparison: the target is the whole run")
             report.command(shown_command(_backfill_argv("<a fresh copy of " + source + ">", work_storage,
                                                         concurrency=concurrency)))
     clone(admin, spec.database, work_db)  # leave no half-repaired copy behind
