@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
-from dataset import DEFAULT_JOBS, Spec, admin_connection, database_url, drop, server_uri
+from dataset import STORAGE_COLUMNS, DEFAULT_JOBS, Spec, admin_connection, database_url, drop, server_uri
 from stories import COMMON_NAMES, OBJECT, WINDOW, Builder, tell
 
 from charfix.demo.database import schema_sql
@@ -113,6 +113,7 @@ def generate(spec: Spec, *, now: datetime | None = None, log=print) -> dict:
     with admin_connection(database_url(admin, spec.database)) as conn:
         conn.execute(schema_sql())
         conn.execute(STORAGE_SCHEMA)
+        conn.execute(STORAGE_COLUMNS)
         _copy(conn, "characters", builder.characters)
         jobs = heapq.merge(sorted(builder.jobs, key=_by_time), background, key=_by_time)
         job_count = _copy(conn, "jobs", jobs)  # in created_at order, like the live heap

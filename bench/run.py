@@ -24,7 +24,7 @@ import psycopg
 
 import latency
 from baseline import compare, same_text, sql_ids
-from dataset import OUT, Spec, clone, database_url, exists, server_uri
+from dataset import OUT, Spec, clone, database_url, exists, server_uri, upgrade_storage_schema
 from generate import generate
 from measure import CHARFIX, PYTHON, Report, median, run, shown_command, verdict
 
@@ -46,12 +46,15 @@ def main(argv: list[str] | None = None) -> int:
         if not (args.reuse and exists(admin, each.database) and each.storage.is_dir()):
             report.say(f"building dataset {each.name} ...")
             generate(each, log=report.say)
+    for each in (spec, small):
+        upgrade_storage_schema(database_url(admin, each.database))
     indexed = f"{spec.database}_indexed"
     if not (args.reuse and exists(admin, indexed)):
         clone(admin, spec.database, indexed)
         with psycopg.connect(database_url(admin, indexed), autocommit=True) as conn:
             conn.execute(INDEX_SQL)
             conn.execute("analyze jobs")
+    upgrade_storage_schema(database_url(admin, indexed))
     _machine(report, admin, spec)
     urls = {"plain": database_url(admin, spec.database), "indexed": database_url(admin, indexed),
             "small": database_url(admin, small.database)}
