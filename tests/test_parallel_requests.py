@@ -120,3 +120,24 @@ def test_the_cli_reports_a_failing_parallel_listing_in_one_line_with_its_exit_co
     assert result.code == 5 and "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "bucket workspace-temp, listing" in lines[0] and "HTTP 500" in lines[0]
+
+
+def test_a_few_keys_in_a_heavy_folder_cost_one_narrowed_listing(seeded, key):
+    """The checks around a copy look up one key, or a stem with its extensions: a listing narrowed
+    to their common start, not the whole folder (over 1,000 files here: two pages)."""
+    user = "0b7a4c2e-2c1d-4a53-9c2e-2b1f3f0c9d10"
+    folder = seeded.storage / LIBRARY_BUCKET / user
+    folder.mkdir(parents=True)
+    for n in range(1200):
+        (folder / f"{n:08d}-other.png").write_bytes(b"x")
+    (folder / "job_char.png").write_bytes(b"png")
+    (folder / "JOB_CHAR.webp").write_bytes(b"webp")  # the same start in another case: not one of ours
+    with SupabaseTestServer(dsn=seeded.db_url, storage_root=seeded.storage, service_key=key) as srv:
+        backends, listings = over_http(srv, key, parallel=4)
+        found = backends.storage.stat(LIBRARY_BUCKET, [f"{user}/job_char.{ext}" for ext in ("png", "jpg", "webp")])
+        assert [(o.key, o.size) for o in found] == [(f"{user}/job_char.png", 3)]
+        assert [(b["prefix"], b.get("search")) for b in listings] == [(user, "job_char.")]
+        listings.clear()
+        whole = backends.storage.stat(LIBRARY_BUCKET, [f"{user}/00000001-other.png", f"{user}/00000002-other.png",
+                                                       f"{user}/job_char.png"])
+        assert len(whole) == 3 and [b.get("search") for b in listings] == [None, None]  # no common start: the folder

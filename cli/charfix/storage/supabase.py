@@ -32,8 +32,10 @@ LIST_LIMIT = 1000  # Storage takes 1..1500 per listing
 # Files a scan's view keeps listed (about 1 KB each); past it the folders listed longest ago are
 # dropped, and listed again if a later page needs them.
 REMEMBERED_FILES = 100_000
-# Up to this many keys wanted in one folder are looked up by narrowed listings (`search`, one request
-# each) instead of listing the whole folder: a heavy user's folder is several requests.
+# Keys wanted in a folder not listed yet are looked up by listings narrowed with `search`: one for
+# all of them when their names share a start this long (a uuid's first 8 characters select one job's
+# objects), else one for each of up to NARROWED_KEYS names, else the whole folder is listed.
+COMMON_START = 8
 NARROWED_KEYS = 2
 MD5_ETAG = re.compile(r'"?([0-9a-fA-F]{32})"?')
 CACHE_CONTROL = "max-age=3600"  # what the app's uploads (storage-js, cacheControl 3600) are stored with
@@ -99,18 +101,19 @@ class SupabaseStorage:
     def stat(self, bucket: str, keys: Sequence[str]) -> list[StoredObject]:
         wanted = {folder: sorted(set(names)) for folder, names in by_folder(keys).items()}
         remembered = self._listings if self._listings is not None else {}
-        # A folder listed already answers for its keys; a few keys elsewhere cost a narrowed listing
-        # each rather than their whole folder (a heavy user's folder is several requests).
-        whole = [f for f, names in wanted.items() if (bucket, f) in remembered or len(names) > NARROWED_KEYS]
-        narrow = [(f, name) for f, names in wanted.items() if f not in whole for name in names]
+        # A folder listed already answers for its keys. Elsewhere a listing narrowed to the names'
+        # common start (one key, or a stem with its extensions), or to each of a few names, costs a
+        # request where the whole folder of a heavy user costs several.
+        whole = [f for f in wanted if (bucket, f) in remembered or not _searches(wanted[f])]
+        narrow = [(f, start) for f in wanted if f not in whole for start in _searches(wanted[f])]
         listings = self._listed(bucket, whole)
-        narrowed = dict(zip(narrow, self.supabase.map(lambda k: self._fetch(bucket, k[0], search=k[1]), narrow), strict=True))
+        narrowed = self.supabase.map(lambda k: self._fetch(bucket, k[0], search=k[1]), narrow)
+        for (folder, _), files in zip(narrow, narrowed, strict=True):
+            listings.setdefault(folder, {}).update(files)
         found = []
         for folder, names in wanted.items():
-            for name in names:
-                files = listings[folder] if folder in listings else narrowed[(folder, name)]
-                if name in files:
-                    found.append(_object(bucket, _key(folder, name), files[name]))
+            files = listings[folder]
+            found += [_object(bucket, _key(folder, name), files[name]) for name in names if name in files]
         return found
 
     def read(self, bucket: str, key: str) -> bytes:
@@ -222,6 +225,14 @@ class SupabaseStorage:
         response = self.caller.send(f"bucket {bucket}", lambda: self._http.post(url, content=data, headers=headers))
         if not response.is_success:
             raise self.caller.fail(f"bucket {bucket}, writing {key}", response)
+
+
+def _searches(names: list[str]) -> list[str]:
+    """The narrowed listings that find `names` in their folder; none: list the whole folder."""
+    start = posixpath.commonprefix(names)
+    if len(start) >= COMMON_START:
+        return [start]
+    return names if len(names) <= NARROWED_KEYS else []
 
 
 def _names_bucket(response: httpx.Response, bucket: str) -> bool:
