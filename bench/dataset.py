@@ -54,6 +54,36 @@ class Spec:
         return self.home / "storage"
 
 
+# storage.objects and storage.buckets with the real Storage server's columns (the test server's
+# tests/supabase_server/objects_table.py keeps its rows in the same shape). Datasets built before
+# these columns get them added (run.py applies it to every dataset it measures).
+STORAGE_COLUMNS = """
+create table if not exists storage.buckets (
+    id text not null primary key,
+    name text not null,
+    owner uuid,
+    created_at timestamptz default now(),
+    updated_at timestamptz default now(),
+    public boolean default false,
+    file_size_limit bigint,
+    allowed_mime_types text[],
+    owner_id text,
+    type text not null default 'STANDARD'
+);
+insert into storage.buckets (id, name) values ('workspace-temp', 'workspace-temp'), ('user-library', 'user-library')
+    on conflict (id) do nothing;
+alter table storage.objects add column if not exists last_accessed_at timestamptz default now();
+alter table storage.objects add column if not exists version text;
+alter table storage.objects add column if not exists owner_id text;
+alter table storage.objects add column if not exists user_metadata jsonb;
+"""
+
+
+def upgrade_storage_schema(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(STORAGE_COLUMNS)
+
+
 _servers: list = []
 
 

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
-from dataset import DEFAULT_JOBS, Spec, admin_connection, database_url, drop, server_uri
+from dataset import STORAGE_COLUMNS, DEFAULT_JOBS, Spec, admin_connection, database_url, drop, server_uri
 from stories import COMMON_NAMES, OBJECT, WINDOW, Builder, tell
 
 from charfix.demo.database import schema_sql
@@ -113,6 +113,7 @@ def generate(spec: Spec, *, now: datetime | None = None, log=print) -> dict:
     with admin_connection(database_url(admin, spec.database)) as conn:
         conn.execute(schema_sql())
         conn.execute(STORAGE_SCHEMA)
+        conn.execute(STORAGE_COLUMNS)
         _copy(conn, "characters", builder.characters)
         jobs = heapq.merge(sorted(builder.jobs, key=_by_time), background, key=_by_time)
         job_count = _copy(conn, "jobs", jobs)  # in created_at order, like the live heap
@@ -211,7 +212,7 @@ def _library_fill(b: Builder, count: int) -> None:
             width=1024, height=1024, tags="{}" if kind < 0.7 else "{favorite}",
             content_category="character" if 0.95 < kind else b.rng.choice(["general", "scene"]),
             roleplay_metadata="{}" if kind < 0.8 else json.dumps({"type": "scene", "scene_id": str(b.uuid())}),
-            character_id=None, output_type=None, generation_metadata=None, created_at=created, updated_at=created,
+            character_id=None, output_type=None, generation_metadata="{}", created_at=created, updated_at=created,
         ))
 
 

@@ -23,7 +23,8 @@ def environment() -> dict[str, str]:
     env = dict(os.environ)
     env.update(NO_COLOR="1", XDG_CONFIG_HOME=str(OUT / "xdg-config"), XDG_STATE_HOME=str(OUT / "xdg-state"),
                PYTHONWARNINGS="ignore")
-    env.pop("CHARFIX_CONFIG", None)
+    for name in ("CHARFIX_CONFIG", "SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_DB_URL", "CHARFIX_STORAGE_DIR"):
+        env.pop(name, None)  # each run says which backends it uses
     return env
 
 
@@ -35,7 +36,7 @@ class Run:
     started: float  # time.time() just before the start, for the SQL baseline's `now`
 
 
-def run(argv: list[str], *, stdout: Path | None = None) -> Run:
+def run(argv: list[str], *, stdout: Path | None = None, env: dict[str, str] | None = None) -> Run:
     """Run a command to completion and read its peak RSS from GNU time (`%M`).
 
     Not from wait4() on our own child: Linux counts the RSS of the forking parent (this script, which
@@ -48,7 +49,7 @@ def run(argv: list[str], *, stdout: Path | None = None) -> Run:
         started = time.time()
         t0 = time.perf_counter()
         process = subprocess.run([TIME, "-f", "%M", "-o", str(peak_file), *argv], stdout=out, stderr=err,
-                                 env=environment(), cwd=OUT)
+                                 env={**environment(), **(env or {})}, cwd=OUT)
         seconds = time.perf_counter() - t0
     finally:
         if stdout:

@@ -1,11 +1,12 @@
-"""charfix at production scale: every figure of issue 5 next to its baseline from the same run.
+"""charfix at production scale: every figure of issues 5 and 15 next to its baseline from the same run.
 
     python bench/run.py                 # builds the 1,000,000-job dataset, then measures (about 25 min)
     python bench/run.py --reuse         # measures an existing dataset again
     python bench/run.py --quick         # 100,000 jobs, 2 repeats: checks the scripts work (about a minute)
 
 Each figure is the median of --repeat runs. The real console script runs as a subprocess; its peak
-memory is that process's maximum RSS (wait4). Results are also written to bench/out/results-<name>.txt.
+memory is that process's maximum RSS (GNU time). The pairs of backends at 20 and 100 ms (bench/latency.py)
+run on the smaller dataset. Results are also written to bench/out/results-<name>.txt.
 """
 
 from __future__ import annotations
@@ -16,21 +17,23 @@ import os
 import shutil
 import sys
 import time
-from collections import Counter
 from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import psycopg
 
-from dataset import OUT, Spec, clone, database_url, exists, server_uri
+import latency
+from baseline import compare, same_text, sql_ids
+from dataset import OUT, Spec, clone, database_url, exists, server_uri, upgrade_storage_schema
 from generate import generate
 from measure import CHARFIX, PYTHON, Report, median, run, shown_command, verdict
 
 from charfix.repository.inspection import PORTRAIT_INDEX
 
-STUCK_SQL = (Path(__file__).parent / "stuck.sql").read_text()
 INDEX_SQL = PORTRAIT_INDEX.replace(" concurrently", "")  # nothing else writes to the benchmark database
-TARGETS = {"ratio": 2.0, "peak_mb": 200, "backfill": 200, "help": 0.3}
+# Issue 15's targets (docs/performance.md): list-stuck within 1.5x of stuck.sql at 1,000,000 jobs, peak
+# memory at most 100 MB, the whole backfill run (finding and repairing) at 300 jobs/s or more.
+TARGETS = {"ratio": 1.5, "peak_mb": 100, "backfill": 300, "help": 0.3}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,15 +46,22 @@ def main(argv: list[str] | None = None) -> int:
         if not (args.reuse and exists(admin, each.database) and each.storage.is_dir()):
             report.say(f"building dataset {each.name} ...")
             generate(each, log=report.say)
+    for each in (spec, small):
+        upgrade_storage_schema(database_url(admin, each.database))
     indexed = f"{spec.database}_indexed"
     if not (args.reuse and exists(admin, indexed)):
         clone(admin, spec.database, indexed)
         with psycopg.connect(database_url(admin, indexed), autocommit=True) as conn:
             conn.execute(INDEX_SQL)
             conn.execute("analyze jobs")
+    upgrade_storage_schema(database_url(admin, indexed))
     _machine(report, admin, spec)
     urls = {"plain": database_url(admin, spec.database), "indexed": database_url(admin, indexed),
             "small": database_url(admin, small.database)}
+    if not args.skip_latency:
+        latency.measure(report, args, small, admin)
+    if args.only_latency:
+        return _written(report, spec)
     _list_stuck(report, args, spec, small, urls)
     if not args.skip_pages:
         _queries_per_page(report, spec, urls["indexed"])
@@ -59,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_backfill:
         _backfill(report, args, spec, admin, indexed)
     _startup(report, args)
+    return _written(report, spec)
+
+
+def _written(report: Report, spec: Spec) -> int:
     results = OUT / f"results-{spec.name}.txt"
     results.write_text("\n".join(report.lines) + "\n")
     (OUT / f"results-{spec.name}.json").write_text(json.dumps(report.figures, indent=2, default=str))
@@ -80,6 +94,11 @@ def _parse(argv):
     parser.add_argument("--skip-backfill", action="store_true")
     parser.add_argument("--skip-pages", action="store_true", help="skip the queries-per-page scans")
     parser.add_argument("--quick", action="store_true", help="100,000 jobs, 10,000 for the small one, 2 repeats")
+    parser.add_argument("--skip-latency", action="store_true", help="skip the pairs of backends (bench/latency.py)")
+    parser.add_argument("--only-latency", action="store_true", help="only the pairs of backends")
+    parser.add_argument("--latency-repeat", type=int, default=2, help="list-stuck runs per pair of backends (default 2)")
+    parser.add_argument("--latency-concurrency", type=int, default=4,
+                        help="backfill-portraits --concurrency through each pair of backends (default 4)")
     args = parser.parse_args(argv)
     if args.quick:
         args.jobs, args.small_jobs, args.repeat, args.backfill_repeat = 100_000, 10_000, 2, 1
@@ -113,29 +132,17 @@ def _stuck_argv(url: str, storage: Path) -> list[str]:
     return [CHARFIX, "--db-url", url, "--storage-dir", str(storage), "list-stuck", "--since", "90d", "--json"]
 
 
-def _sql_ids(url: str, *, now: datetime) -> tuple[float, set[str]]:
-    params = {"since": now - timedelta(days=90), "now": now, "stuck_after": timedelta(minutes=15),
-              "link_window": timedelta(hours=1)}
-    with psycopg.connect(url) as conn:
-        started = time.perf_counter()
-        ids = {str(row[0]) for row in conn.execute(STUCK_SQL, params)}
-        return time.perf_counter() - started, ids
-
-
 def _measure_stuck(args, url: str, storage: Path, label: str) -> dict:
     output = OUT / f"list-stuck-{label}.json"
     runs = [run(_stuck_argv(url, storage), stdout=output) for _ in range(args.repeat)]
     shown = json.loads(output.read_text())
     sql_times, ids = [], set()
     for _ in range(args.repeat):
-        seconds, ids = _sql_ids(url, now=datetime.fromtimestamp(runs[-1].started, UTC))
+        seconds, ids = sql_ids(url, now=datetime.fromtimestamp(runs[-1].started, UTC))
         sql_times.append(seconds)
-    charfix_ids = {d["job_id"] for d in shown}
     return {"seconds": median([r.seconds for r in runs]), "peak_mb": median([r.peak_mb for r in runs]),
             "runs": [round(r.seconds, 2) for r in runs], "sql_seconds": median(sql_times),
-            "sql_runs": [round(s, 2) for s in sql_times], "shown": len(charfix_ids), "sql_ids": len(ids),
-            "same_set": ids == charfix_ids, "only_sql": len(ids - charfix_ids), "only_charfix": len(charfix_ids - ids),
-            "states": dict(Counter(d["state"] for d in shown))}
+            "sql_runs": [round(s, 2) for s in sql_times], **compare(shown, ids)}
 
 
 def _list_stuck(report: Report, args, spec: Spec, small: Spec, urls: dict) -> None:
@@ -149,10 +156,9 @@ def _list_stuck(report: Report, args, spec: Spec, small: Spec, urls: dict) -> No
         ratio = m["seconds"] / m["sql_seconds"]
         report.say(f"  [{name}, {label}]")
         report.figure("wall time", f"{m['seconds']:.2f} s {m['runs']}", f"SQL {m['sql_seconds']:.2f} s {m['sql_runs']}")
-        report.figure("ratio charfix / SQL", f"{ratio:.1f}x", "", f"<= {TARGETS['ratio']:.0f}x {verdict(ratio <= TARGETS['ratio'])}")
-        report.figure("peak RSS", f"{m['peak_mb']:.0f} MB", "", f"< {TARGETS['peak_mb']} MB {verdict(m['peak_mb'] < TARGETS['peak_mb'])}")
-        same = "the same set" if m["same_set"] else f"DIFFERENT: {m['only_sql']} only in SQL, {m['only_charfix']} only in charfix"
-        report.figure("job ids shown", f"{m['shown']} {m['states']}", f"SQL {m['sql_ids']}: {same}")
+        report.figure("ratio charfix / SQL", f"{ratio:.1f}x", "", f"<= {TARGETS['ratio']}x {verdict(ratio <= TARGETS['ratio'])}")
+        report.figure("peak RSS", f"{m['peak_mb']:.0f} MB", "", f"<= {TARGETS['peak_mb']} MB {verdict(m['peak_mb'] <= TARGETS['peak_mb'])}")
+        report.figure("job ids shown", f"{m['shown']} {m['states']}", f"SQL {m['sql_ids']}: {same_text(m)}")
         report.command(shown_command(_stuck_argv(url, storage)))
     report.say(f"    the index (as `charfix doctor` prints it, without `concurrently`): {INDEX_SQL}")
     limited = run(_stuck_argv(urls["indexed"], spec.storage) + ["--limit", "10"], stdout=OUT / "list-stuck-limit.json")
@@ -333,7 +339,7 @@ def _backfill(report: Report, args, spec: Spec, admin: str, indexed: str) -> Non
                           f"list-stuck {dry_seconds:.1f} s")
             report.figure("throughput, whole run", f"{rate:.0f} jobs/s", "", f">= {TARGETS['backfill']} {verdict(rate >= TARGETS['backfill'])}")
             report.figure("throughput, repairs alone (audit log span)", f"{repair_rate:.0f} jobs/s", "",
-                          f">= {TARGETS['backfill']} {verdict(repair_rate >= TARGETS['backfill'])}")
+                          "for comparison: the target is the whole run")
             report.command(shown_command(_backfill_argv("<a fresh copy of " + source + ">", work_storage,
                                                         concurrency=concurrency)))
     clone(admin, spec.database, work_db)  # leave no half-repaired copy behind

@@ -139,7 +139,7 @@ class Builder:
             tags="{}" if generic else "{character,portrait}", content_category="general" if generic else "character",
             roleplay_metadata="{}" if generic else json.dumps(portrait, ensure_ascii=False),
             character_id=None if generic else character["id"], output_type=None if generic else "portrait",
-            generation_metadata=None if generic or job_id is None else json.dumps({"job_id": str(job_id)}),
+            generation_metadata="{}" if generic or job_id is None else json.dumps({"job_id": str(job_id)}),
             created_at=created, updated_at=created,
         ))
         if store:

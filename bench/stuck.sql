@@ -1,7 +1,9 @@
 -- The job ids `charfix list-stuck` shows, computed by the database in one statement: the limit that
 -- charfix is measured against. It follows charfix's diagnosis (docs/diagnosis.md) closely enough to
--- give the same set on the benchmark's data; run.py checks that it does. Objects are read from
--- storage.objects, where Supabase keeps the listing of every bucket.
+-- give the same set on the benchmark's data; run.py checks that it does on every list-stuck run.
+-- Objects are read from storage.objects, where Supabase keeps the listing of every bucket. The
+-- replaceable-image rule is the one of docs/diagnosis.md, rules 1 to 8, except that a URL's path is
+-- not percent-decoded (the benchmark's URLs hold no escapes).
 --
 -- Parameters: since, now (timestamptz), stuck_after, link_window (interval).
 -- Shown: portrait jobs that are not saved, not in progress, and not failed for real (failed or
@@ -117,7 +119,7 @@ later_same_name as (  -- exact-name characters of the job's user created within 
     group by r.id
 ),
 judged as (
-    select r.id, r.status, r.created_at, r.metadata, r.prefix, r.user_id,
+    select r.id, r.status, r.created_at, r.metadata, r.prefix, r.user_id, r.character_name,
            fa.job_id is not null as has_asset, fa.path, coalesce(fa.is_url, false) as is_url,
            case when fa.path <> '' and not fa.is_url
                 then case when fa.path like 'workspace-temp/%%' then substr(fa.path, 16) else fa.path end end as recorded,
@@ -149,23 +151,46 @@ verdict as (
            c.image_url, btrim(coalesce(c.image_url, ''), E' \t\n\r') as current, c.created_at as character_created_at
     from output o left join characters c on c.id = o.resolved_id
 ),
+url as (  -- the parts of a URL image that the replaceable-image rule reads (urlsplit's path)
+    select v.id,
+           substring(v.current from '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*([^?#]*)') as path,
+           substring(v.current from '^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)') like '%%@%%' as userinfo,
+           case when jsonb_typeof(v.metadata->'original_fal_url') = 'string'
+                 and lower(btrim(v.metadata->>'original_fal_url', E' \t\n\r')) ~ '^https?://'
+                then btrim(v.metadata->>'original_fal_url', E' \t\n\r') end as recorded_url
+    from verdict v
+    where lower(v.current) like 'http://%%' or lower(v.current) like 'https://%%'
+),
+storage_url as (  -- rule 6: a Storage URL of an object in workspace-temp, and its key
+    select u.*, substring(u.path from
+               '^/storage/v1/(?:object|render/image)/(?:sign|public|authenticated)/workspace-temp/(.+)$') as key
+    from url u
+),
 saved as (
     select v.id,
            not v.foreign_asset and v.has_output and v.resolved_id is not null
            and v.visible_rows = 1 and v.visible_has_object
            and (v.image_url = 'user-library/' || v.visible_key
-                or not (  -- may charfix replace the character's image? (docs/domain.md section 5)
-                    v.current in ('', 'workspace-temp/', 'workspace-temp')
-                    or left(v.current, 15 + 74) = 'workspace-temp/' || v.prefix
-                    or (v.recorded is not null and v.current = 'workspace-temp/' || v.recorded)
-                    or ((lower(v.current) like 'http://%%' or lower(v.current) like 'https://%%') and (
-                        position(v.id::text in v.current) > 0
-                        or (v.is_url and v.current = v.path)
-                        or (v.source_key is not null and position(v.source_key in v.current) > 0)
-                        or coalesce(jsonb_path_exists(v.metadata, '$.** ? (@ == $v)', jsonb_build_object('v', v.current)), false)
-                        or v.character_created_at between v.created_at and v.created_at + %(link_window)s))
+                or not (  -- may charfix replace the character's image? (docs/diagnosis.md, "The replaceable-image rule")
+                    v.current in ('', 'workspace-temp/', 'workspace-temp')                      -- 1
+                    or left(v.current, 15 + 74) = 'workspace-temp/' || v.prefix                 -- 2
+                    or (v.recorded is not null and v.current = 'workspace-temp/' || v.recorded) -- 3
+                    or (u.id is not null and (                                                  -- 4: URLs only
+                        (v.is_url and v.current = v.path)                                       -- 5
+                        or (not coalesce(u.userinfo, false) and u.key is not null and (         -- 6
+                            u.key in (v.recorded, v.source_key)
+                            or (left(u.key, 74) = v.prefix and substr(u.key, 75) ~ '^[0-9]{10,16}\.[A-Za-z0-9]{1,5}$')))
+                        or case when u.recorded_url is not null then v.current = u.recorded_url  -- 7
+                                else v.character_created_at between v.created_at and v.created_at + %(link_window)s
+                                     and u.path is not null and u.path not like '%%/storage/v1/%%'  -- 8
+                                     and not exists (  -- a later draft for the same name sets the image
+                                         select 1 from request d
+                                         where d.user_id = v.user_id and d.character_name = v.character_name
+                                           and d.id <> v.id and d.created_at > v.created_at
+                                           and d.created_at <= v.character_created_at)
+                           end))
                 )) as is_saved
-    from verdict v
+    from verdict v left join storage_url u on u.id = v.id
 )
 select v.id
 from verdict v join saved s on s.id = v.id

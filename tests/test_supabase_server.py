@@ -656,3 +656,63 @@ def test_storage_symlink_escape_is_rejected(http, srv, tmp_path):
     r = http.get("/storage/v1/object/workspace-temp/link/secret.txt")
     assert r.status_code == 400 and r.json()["code"] == "InvalidKey"
     (srv.storage_root / "workspace-temp" / "link").unlink()
+
+
+# -- Latency -------------------------------------------------------------------
+def test_latency_delays_every_request_and_says_so(pg_dsn, key, tmp_path):
+    with SupabaseTestServer(dsn=pg_dsn, storage_root=tmp_path, service_key=key, latency=0.02) as slow:
+        with httpx.Client(base_url=slow.url, headers={"apikey": key, "Authorization": f"Bearer {key}"}) as c:
+            rest = c.get("/rest/v1/")
+            listing = c.post("/storage/v1/object/list/workspace-temp", json={"prefix": ""})
+            missing = c.get("/storage/v1/object/authenticated/workspace-temp/u/none.png")
+        assert [r.headers.get("X-Test-Latency-Ms") for r in (rest, listing, missing)] == ["20"] * 3
+        assert (slow.request_count, slow.delayed) == (3, 3)
+        slow.reset_counters()
+        assert (slow.request_count, slow.delayed) == (0, 0)
+    with pytest.raises(ValueError):
+        SupabaseTestServer(dsn=pg_dsn, storage_root=tmp_path, service_key=key, latency=-1)
+
+
+def test_no_latency_by_default(srv, http):
+    assert "X-Test-Latency-Ms" not in http.post("/storage/v1/object/list/workspace-temp", json={"prefix": ""}).headers
+    assert (srv.request_count, srv.delayed) == (1, 0)
+
+
+def test_in_flight_counts_requests_handled_at_once(pg_dsn, key, tmp_path):
+    import concurrent.futures
+
+    # The delay is slept outside the server's locks: requests sent together are handled together,
+    # and max_in_flight (what the parallel-path tests bound) counts them.
+    with SupabaseTestServer(dsn=pg_dsn, storage_root=tmp_path, service_key=key, latency=0.3) as slow:
+        def listing(_):
+            with httpx.Client(base_url=slow.url, headers={"Authorization": f"Bearer {key}"}) as c:
+                return c.post("/storage/v1/object/list/user-library", json={"prefix": ""}).status_code
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(listing, range(4))) == [200] * 4
+        assert 2 <= slow.max_in_flight <= 4 and slow.in_flight == 0
+        slow.reset_counters()
+        assert slow.max_in_flight == 0
+
+
+def test_a_listing_sees_files_put_on_disk_since_the_last_one(srv, http):
+    # The server remembers a folder's entries while its mtime stays (a listing costs its folder, not
+    # the bucket): a file written since, in an old folder or a fresh one, is listed all the same.
+    import os
+
+    folder = srv.storage_root / "user-library" / "u1"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"a")
+    os.utime(folder, (time.time() - 60, time.time() - 60))
+
+    def listed():
+        body = http.post("/storage/v1/object/list/user-library", json={"prefix": "u1"}).json()
+        return [entry["name"] for entry in body]
+
+    assert listed() == ["a.png"] and listed() == ["a.png"]  # the second from what was remembered
+    (folder / "b.png").write_bytes(b"b")
+    assert listed() == ["a.png", "b.png"]
+    (folder / "c.png").write_bytes(b"c")  # within the same second as the last listing
+    assert listed() == ["a.png", "b.png", "c.png"]
+    (folder / "a.png").unlink()
+    assert listed() == ["b.png", "c.png"]

@@ -49,6 +49,7 @@ class SupabaseTestServer:
         buckets: tuple[str, ...] = DEFAULT_BUCKETS,
         host: str = "127.0.0.1",
         port: int = 0,
+        latency: float = 0.0,
     ) -> None:
         if not service_key:
             raise ValueError("service_key is required")
@@ -59,13 +60,21 @@ class SupabaseTestServer:
         self.schema = schema
         self.host = host
         self._port = port
+        if latency < 0:
+            raise ValueError("latency must be >= 0 seconds")
+        # A constant delay before every request is handled: a network round trip to a hosted project,
+        # for the benchmark (docs/testing-supabase-server.md, "Latency").
+        self.latency = latency
         self.faults = Faults()
         self._postgrest = PostgrestHandler(dsn, schema)
-        self._storage = StorageHandler(self.storage_root, buckets)
+        self._storage = StorageHandler(self.storage_root, buckets, dsn=dsn)
         self._auth_admin = AuthAdminHandler(dsn, jwt_secret)
         self._lock = threading.Lock()
         self.request_count = 0
         self.requests: list[tuple[str, str, str]] = []
+        self.delayed = 0  # requests that waited `latency` seconds
+        self.in_flight = 0  # requests being handled now
+        self.max_in_flight = 0  # the most handled at once since the last reset_counters()
         self._server = None
         self._thread: threading.Thread | None = None
 
@@ -81,6 +90,7 @@ class SupabaseTestServer:
             return self
         with psycopg.connect(self.dsn) as conn:  # fail fast on a bad DSN
             conn.execute("SELECT 1")
+        self._storage.sync_catalogue()  # storage.objects rows for the objects already on disk
         self._server = make_server(self.host, self._port, self._wsgi, threaded=True,
                                    request_handler=_QuietHandler)
         self._server.daemon_threads = True
@@ -98,6 +108,7 @@ class SupabaseTestServer:
         self._server = None
         self._thread = None
         self._postgrest.close()
+        self._storage.close()
 
     def __enter__(self) -> SupabaseTestServer:
         return self.start()
@@ -109,10 +120,16 @@ class SupabaseTestServer:
         """Keep the object listed but delete its bytes: downloads and copies of it answer 500."""
         self._storage.lose_bytes(bucket, key)
 
+    def sync_catalogue(self) -> None:
+        """Give files put on disk while the server runs their storage.objects rows (objects_table.py)."""
+        self._storage.sync_catalogue()
+
     def reset_counters(self) -> None:
         with self._lock:
             self.request_count = 0
             self.requests = []
+            self.delayed = 0
+            self.max_in_flight = self.in_flight
 
     # -- WSGI ---------------------------------------------------------------
     def _wsgi(self, environ, start_response):
@@ -123,6 +140,20 @@ class SupabaseTestServer:
         with self._lock:
             self.request_count += 1
             self.requests.append((method, path, qs))
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.latency:
+                # Outside every lock: requests sent in parallel wait in parallel, as over a network.
+                time.sleep(self.latency)
+                with self._lock:
+                    self.delayed += 1
+            return self._answer(request, method, path, qs, environ, start_response)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer(self, request: Request, method: str, path: str, qs: str, environ, start_response):
         fault = self.faults.take(method, path)
         if fault is not None:
             if fault.kind == "delay":
@@ -145,11 +176,12 @@ class SupabaseTestServer:
         resp = self._route(method, path, qs, request)
         return self._send(resp, start_response, method)
 
-    @staticmethod
-    def _send(resp: Response, start_response, method: str = "GET"):
+    def _send(self, resp: Response, start_response, method: str = "GET"):
         if method == "HEAD":  # never write a body on HEAD, errors included
             resp = Response(resp.status, b"", resp.headers)
         headers = dict(resp.headers)
+        if self.latency:
+            headers["X-Test-Latency-Ms"] = f"{self.latency * 1000:g}"  # the delay this answer waited
         if "Content-Type" not in headers and resp.body:
             headers["Content-Type"] = "application/json; charset=utf-8"
         headers.setdefault("Content-Length", str(len(resp.body)))

@@ -15,10 +15,12 @@ import mimetypes
 import os
 import re
 import threading
+import time
 import uuid
 from datetime import datetime, UTC
 from pathlib import Path
 
+from .objects_table import ObjectsTable
 from .postgrest import Response
 
 
@@ -88,8 +90,10 @@ def _json(status: int, obj) -> Response:
 
 
 class StorageHandler:
-    def __init__(self, root: Path, buckets: tuple[str, ...]) -> None:
+    def __init__(self, root: Path, buckets: tuple[str, ...], dsn: str | None = None) -> None:
         self.root = Path(root)
+        # storage.objects in the same database, as the real server keeps it (objects_table.py).
+        self._objects = ObjectsTable(dsn) if dsn else None
         self.root.mkdir(parents=True, exist_ok=True)
         for b in buckets:
             (self.root / b).mkdir(exist_ok=True)
@@ -97,6 +101,7 @@ class StorageHandler:
         # Objects still in the catalogue whose bytes are gone (see lose_bytes).
         self._lost: dict[tuple[str, str], dict] = {}
         self._lock = threading.RLock()
+        self._folders: dict[str, tuple[int, dict[str, list[str]], list[str]]] = {}  # see _entries
 
     def lose_bytes(self, bucket: str, key: str) -> None:
         """Delete an object's file but keep its row: listings still show it, reads and copies fail
@@ -105,6 +110,36 @@ class StorageHandler:
             f = self._file(bucket, key)
             self._lost[(bucket, key)] = self._record(bucket, key, f)
             f.unlink()
+
+    # -- storage.objects ------------------------------------------------------
+    def sync_catalogue(self) -> None:
+        """storage.objects holds exactly a row per object under the root (lost ones included)."""
+        if self._objects is None:
+            return
+        with self._lock:
+            buckets = sorted(b.name for b in self.root.iterdir() if b.is_dir() and not b.is_symlink())
+            rows = []
+            for bucket in buckets:
+                for key in self._all_keys(bucket):
+                    try:
+                        rows.append(self._catalogued(bucket, key, self._file(bucket, key)))
+                    except (StorageError, OSError):
+                        continue  # a key the server could not have stored: no row, as in listings
+            self._objects.replace_all(buckets, rows)
+
+    def close(self) -> None:
+        if self._objects is not None:
+            self._objects.close()
+
+    def _catalogued(self, bucket: str, key: str, f: Path) -> tuple[dict, datetime]:
+        record = self._record(bucket, key, f)
+        if f.is_file():
+            return record, datetime.fromtimestamp(f.stat().st_mtime, UTC)
+        return record, datetime.fromisoformat(record["updated_at"].replace("Z", "+00:00"))
+
+    def _catalogue_put(self, bucket: str, key: str, f: Path) -> None:
+        if self._objects is not None:
+            self._objects.put(*self._catalogued(bucket, key, f))
 
     # -- paths --------------------------------------------------------------
     def _bucket_dir(self, bucket: str) -> Path:
@@ -241,15 +276,53 @@ class StorageHandler:
     # -- operations -----------------------------------------------------------
     def _all_keys(self, bucket: str, needle: str = "") -> list[str]:
         """Keys of the bucket (lost objects included); with `needle` (lower case), only the folders
-        that can hold keys starting with it are walked, so a listing costs its folder."""
+        that can hold keys starting with it are walked, so a listing costs its folder, not the
+        bucket's thousands of user folders (os.walk's order and rules: symbolic links to folders
+        are not followed)."""
         d = self._bucket_dir(bucket)
         keys = []
-        for dirpath, dirs, files in os.walk(d):
-            rel = os.path.relpath(dirpath, d).replace(os.sep, "/")
-            rel = "" if rel == "." else rel + "/"
-            dirs[:] = [c for c in dirs if _may_hold(f"{rel}{c}/".lower(), needle)]
+        stack = [(str(d), "")]
+        while stack:
+            path, rel = stack.pop()
+            dirs, files = self._entries(path)
             keys += [rel + fn for fn in files]
+            rest = needle[len(rel):]
+            if "/" in rest:  # the needle names the folder at this level: look it up, case-insensitively
+                wanted = dirs.get(rest.split("/", 1)[0], [])
+            else:
+                wanted = [c for names in dirs.values() for c in names if _may_hold(f"{rel}{c}/".lower(), needle)]
+            stack += [(os.path.join(path, c), f"{rel}{c}/") for c in reversed(wanted)]
         return keys + [k for (b, k) in self._lost if b == bucket]
+
+    def _entries(self, path: str) -> tuple[dict[str, list[str]], list[str]]:
+        """A folder's subfolders (by lower-case name; links to folders left out, as os.walk does not
+        follow them) and files, remembered while the folder's mtime stays. A folder changed in the
+        last two seconds is read afresh: a file's mtime may not move within one clock tick."""
+        try:
+            stamp = os.stat(path).st_mtime_ns
+        except OSError:
+            return {}, []
+        known = self._folders.get(path)
+        if known is not None and known[0] == stamp:
+            return known[1], known[2]
+        dirs: dict[str, list[str]] = {}
+        files = []
+        try:
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    try:
+                        is_dir = entry.is_dir()
+                    except OSError:
+                        is_dir = False
+                    if not is_dir:
+                        files.append(entry.name)
+                    elif not entry.is_symlink():
+                        dirs.setdefault(entry.name.lower(), []).append(entry.name)
+        except OSError:
+            return {}, []
+        if time.time_ns() - stamp > 2_000_000_000:
+            self._folders[path] = (stamp, dirs, files)
+        return dirs, files
 
     def list(self, bucket: str, body: dict, sees: bool) -> Response:
         """`storage.search` as of supabase/storage v1.70.6 (migrations/tenant/0063-...sql)."""
@@ -361,6 +434,7 @@ class StorageHandler:
             "created_at": old.get("created_at") or _iso(f.stat().st_mtime), "user_metadata": user_meta,
             "version": str(uuid.uuid4()),
         }
+        self._catalogue_put(bucket, key, f)
         return _json(200, {"Id": new_id, "Key": f"{bucket}/{key}"})
 
     def _delete(self, bucket: str, key: str, f: Path) -> None:
@@ -368,6 +442,8 @@ class StorageHandler:
             f.unlink()
         self._meta.pop((bucket, key), None)
         self._lost.pop((bucket, key), None)
+        if self._objects is not None:
+            self._objects.delete(bucket, key)
         d, top = f.parent, self.root / bucket
         while d != top and d.is_dir() and not any(d.iterdir()):  # storage has no empty folders
             d.rmdir()
@@ -423,6 +499,7 @@ class StorageHandler:
                      "mimetype": source["metadata"]["mimetype"],
                      "cacheControl": source["metadata"]["cacheControl"], "version": str(uuid.uuid4())})
         self._meta[(dst_b, dst_key)] = meta
+        self._catalogue_put(dst_b, dst_key, dst)
         if move:
             if src != dst:
                 self._delete(src_b, src_key, src)

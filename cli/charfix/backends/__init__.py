@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from charfix.repository.base import Repository
-from charfix.storage.base import Storage
+from charfix.storage.base import Catalogue, Storage
 from charfix.storage.provider import FetchedImage, fetch_image
 
 
@@ -17,6 +17,20 @@ class Backends:
     storage: Storage
     # How copy_object reads a provider's URL: the guarded fetch (docs/reliability.md, "The provider fetch").
     fetcher: Callable[[str], FetchedImage] = fetch_image
+    # Where the scan reads which objects exist, when not from the storage's own listings: storage.objects
+    # in the database (storage/catalogue.py). Writes, and what a repair confirms first, go to `storage`.
+    catalogue: Catalogue | None = None
+
+    @property
+    def listings(self) -> Catalogue:
+        return self.catalogue if self.catalogue is not None else self.storage
+
+    @property
+    def catalogue_description(self) -> str:
+        """Which catalogue the scan reads, for `doctor` and the bench."""
+        if self.catalogue is not None:
+            return getattr(self.catalogue, "description", type(self.catalogue).__name__)
+        return "the local folder" if hasattr(self.storage, "root") else "Storage API listings"
 
     def close(self) -> None:
         """Close the repository's connection and the storage's client (over Supabase they share one)."""

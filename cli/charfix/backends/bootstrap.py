@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 from charfix.config import Settings
 from charfix.errors import ConfigError
 from charfix.backends import Backends
+from charfix.repository.base import Repository
+from charfix.storage.base import Catalogue
 
 if TYPE_CHECKING:
     from charfix.backends.http import Supabase
@@ -33,7 +35,8 @@ def build_backends(settings: Settings, *, check: bool = True) -> Backends:
         return _demo(check=check)
     supabase = _supabase(settings)
     storage = _storage(settings, supabase)
-    backends = Backends(repository=_repository(settings, supabase), storage=storage)
+    repository = _repository(settings, supabase)
+    backends = Backends(repository=repository, storage=storage, catalogue=_catalogue(settings, repository))
     if check:
         _check_access(backends)
     return backends
@@ -49,6 +52,24 @@ def _repository(settings: Settings, supabase: Supabase | None) -> Repository:
     from charfix.repository.supabase import SupabaseRepository
 
     return SupabaseRepository(supabase)
+
+
+def _catalogue(settings: Settings, repository: Repository) -> Catalogue | None:
+    """Postgres beside Supabase Storage: the scan reads storage.objects in the same database, one
+    statement per bucket and page, instead of one Storage listing per user folder (docs/backends.md,
+    "The storage catalogue"). A local folder stays its own catalogue; over REST, the API listings."""
+    if settings.storage_dir is not None or not settings.db_url:
+        return None
+    from charfix.repository.postgres import PostgresRepository
+    from charfix.storage.catalogue import DatabaseCatalogue
+
+    if not isinstance(repository, PostgresRepository):
+        return None
+    try:
+        return DatabaseCatalogue.open(repository)[0]
+    except BaseException:
+        repository.close()
+        raise
 
 
 def _check_access(backends: Backends) -> None:

@@ -15,16 +15,22 @@ import base64
 import binascii
 import json
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from charfix.errors import BackendError, CharfixError, ConfigError
 
 TIMEOUT_SECONDS = 15.0
+# Requests in flight at once for independent reads (a page's folder listings, the chunks of a long id
+# list): a round trip to a hosted project is 20-150 ms, so one after the other a page of listings
+# costs minutes (docs/performance.md). Also the size of the connection pool.
+PARALLEL = 12
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 # Failures where the request surely never reached the server: safe to repeat even for an insert.
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -83,12 +89,16 @@ class RetryPolicy:
     def delay(self, retry: int) -> float:
         # "Full jitter" between half and all of the exponential step: runs that failed together
         # (a 503 from an overloaded project) do not all come back at the same instant.
-        step = min(self.cap_seconds, self.base_seconds * 2**retry)
+        step = min(self.cap_seconds, self.base_seconds * 2.0**retry)
         return step * random.uniform(0.5, 1.0)
 
 
 class OutcomeUnknown(BackendError):
     """The connection broke after the request was sent: it may or may not have been applied."""
+
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -100,6 +110,8 @@ class Supabase:
     url: str
     key: str = field(repr=False)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    parallel: int = PARALLEL  # independent reads in flight at once (1: one after the other)
+    _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False, compare=False)
 
     def auth_headers(self) -> dict[str, str]:
         return {"apikey": self.key, "Authorization": f"Bearer {self.key}"}
@@ -107,15 +119,35 @@ class Supabase:
     def scrub(self, text: str) -> str:
         return text.replace(self.key, "[service key]") if self.key else text
 
+    def map(self, read: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """`read` of every item, at most `parallel` at once, the results in the items' order. Only for
+        reads that do not depend on each other. The first failure in the items' order is raised, as it
+        would have been one after the other; reads not yet started then never start."""
+        items = list(items)
+        if self.parallel <= 1 or len(items) <= 1:
+            return [read(item) for item in items]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="charfix-http")
+        futures = [self._pool.submit(read, item) for item in items]
+        try:
+            return [future.result() for future in futures]
+        finally:
+            for future in futures:
+                future.cancel()
+
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
         self.http.close()
 
 
-def connect(url: str, key: str, *, timeout: float = TIMEOUT_SECONDS, retry: RetryPolicy | None = None) -> Supabase:
+def connect(url: str, key: str, *, timeout: float = TIMEOUT_SECONDS, retry: RetryPolicy | None = None,
+            parallel: int = PARALLEL) -> Supabase:
     """A client for the project at `url`; nothing is sent until the first request."""
     from supabase import create_client
     from supabase.lib.client_options import SyncClientOptions
 
+    # httpx keeps up to 20 idle connections alive, more than PARALLEL: each parallel read reuses its own.
     http = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=True)
     options = SyncClientOptions(
         httpx_client=http,
@@ -129,7 +161,8 @@ def connect(url: str, key: str, *, timeout: float = TIMEOUT_SECONDS, retry: Retr
         http.close()
         message = str(exc).replace(key, "[service key]") if key else str(exc)
         raise BackendError(f"cannot use the Supabase project at {url}: {message}") from None
-    return Supabase(client=client, http=http, url=url.rstrip("/"), key=key, retry=retry or RetryPolicy())
+    return Supabase(client=client, http=http, url=url.rstrip("/"), key=key, retry=retry or RetryPolicy(),
+                    parallel=parallel)
 
 
 @dataclass
@@ -140,6 +173,8 @@ class Caller:
     service: str  # "Supabase REST" or "Supabase Storage", for messages
     count: int = 0
     unknown_outcomes: int = 0  # retries after a request whose fate was unknown (see OutcomeUnknown)
+    # Requests may be sent from Supabase.map's threads: the counts are kept under a lock.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def send(self, what: str, request: Callable[[], httpx.Response], *, idempotent: bool = True) -> httpx.Response:
         """`request` sends one attempt. Non-idempotent requests are repeated only when the first try
@@ -147,14 +182,16 @@ class Caller:
         policy = self.supabase.retry
         for attempt in range(policy.attempts):
             last = attempt == policy.attempts - 1
-            self.count += 1
+            with self._lock:
+                self.count += 1
             try:
                 response = request()
             except httpx.TransportError as exc:
                 if not isinstance(exc, NOT_SENT):
                     if not idempotent:
                         raise OutcomeUnknown(self._line(what, f"the connection broke ({type(exc).__name__})")) from None
-                    self.unknown_outcomes += 1
+                    with self._lock:
+                        self.unknown_outcomes += 1
                 if last:
                     raise BackendError(
                         self._line(what, f"no answer after {policy.attempts} attempts ({type(exc).__name__})"),

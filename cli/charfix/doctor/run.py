@@ -5,6 +5,8 @@ a column dropped) is a line of its own while every other check still runs."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from charfix.config import Settings
 from charfix.doctor.checks import Checks, configuration, local_buckets, supabase_buckets
 
@@ -37,4 +39,23 @@ def run_doctor(settings: Settings) -> Checks:
                     supabase_buckets(checks, supabase_storage(supabase))
             finally:
                 supabase.close()
+    _catalogue(checks, url, storage_dir, supabase=bool(settings.supabase_url and key))
     return checks
+
+
+def _catalogue(checks: Checks, url: str | None, storage_dir: Path | None, *, supabase: bool) -> None:
+    """Where the scan reads which objects exist (as backends/bootstrap.py chooses it)."""
+    if storage_dir:
+        checks.add("storage catalogue", "ok", f"the local folder {storage_dir}")
+    elif url and supabase:
+        from charfix.storage.catalogue import DESCRIPTION, probe
+
+        why = probe(url)
+        if why is None:
+            checks.add("storage catalogue", "ok", f"{DESCRIPTION}: one statement per bucket and page")
+        else:
+            checks.add("storage catalogue", "warn", f"Storage API listings, one per user folder and page: {why}",
+                       "connect as the postgres role of the Supabase project's own database")
+    elif supabase:
+        checks.add("storage catalogue", "ok", "Storage API listings (over REST: set SUPABASE_DB_URL to read "
+                   "storage.objects in the database instead)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import posixpath
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from uuid import UUID
 
@@ -19,6 +20,7 @@ from charfix.errors import NotFoundError, UsageError
 from charfix.diagnosis.keys import own_key
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Diagnosis, Job, JobFacts
 from charfix.repository.base import JobQuery, Page, Repository
+from charfix.storage.base import Catalogue
 
 PAGE_SIZE = 2000
 LINK_WINDOW = timedelta(hours=1)
@@ -55,7 +57,11 @@ def _with_siblings(repo: Repository, facts: list[JobFacts], requests: dict[UUID,
 
 
 def _gather(backends: Backends, jobs: Sequence[Job], requests: dict[UUID, f.Request]) -> list[JobFacts]:
-    repo, storage = backends.repository, backends.storage
+    # The objects come from the catalogue: storage.objects in the database when there is one
+    # (storage/catalogue.py), else the storage's own listings, where a folder listed below answers the
+    # stat of the rows' keys too (no request twice).
+    repo = backends.repository
+    storage: Catalogue = backends.catalogue if backends.catalogue is not None else backends.storage.remembering()
     ids = [j.id for j in jobs]
     assets = repo.assets_for(ids)
     owners = {j.id: j.user_id for j in jobs}
@@ -160,6 +166,8 @@ class _Characters:
 
 def scan(backends: Backends, query: JobQuery, rules: Rules, *, page_size: int = PAGE_SIZE) -> Iterator[Diagnosis]:
     """Diagnose every portrait job of the query, page by page (memory stays flat)."""
+    # One listing per folder per scan: later pages reuse what earlier pages listed (storage/base.py).
+    backends = replace(backends, storage=backends.storage.remembering())
     after: Page | None = None
     while True:
         jobs = backends.repository.portrait_jobs(query, after=after, limit=page_size)

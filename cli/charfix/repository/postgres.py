@@ -205,6 +205,10 @@ class PostgresRepository(PostgresWrites):
         info = self.conn.info
         return f"postgresql://{info.host}:{info.port}/{info.dbname}"
 
+    def read(self, statement: sql.Composed | sql.SQL, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Rows of a read outside the four tables (storage/catalogue.py), with the same error handling."""
+        return self._rows(statement, params)
+
     # -- plumbing ------------------------------------------------------------------------------
 
     def _live_columns(self) -> dict[str, set[str]]:

@@ -373,9 +373,11 @@ class SupabaseRepository:
 
     def _read_chunked(self, table: str, items: list[Any], configure, *,
                       cost: Callable[[Any], int] = lambda term: _encoded(quoted(term[1])) + 3) -> list[dict[str, Any]]:
-        """Rows for every chunk of `items` (split to fit the URL budget), each read to its end."""
-        rows: list[dict[str, Any]] = []
-        for chunk in _chunks(items, cost, self.url_budget):
+        """Rows for every chunk of `items` (split to fit the URL budget), each read to its end. The
+        chunks are read in parallel (Supabase.map), their rows joined in the chunks' order."""
+
+        def read(chunk: list[Any]) -> list[dict[str, Any]]:
+            rows: list[dict[str, Any]] = []
             offset = 0
             while True:
                 builder = self._select(table, count=True)
@@ -387,8 +389,9 @@ class SupabaseRepository:
                 offset += len(batch)
                 total = _total(response)
                 if not batch or total is None or offset >= total:
-                    break
-        return rows
+                    return rows
+
+        return [row for rows in self.supabase.map(read, list(_chunks(items, cost, self.url_budget))) for row in rows]
 
     def _get(self, table: str, builder) -> httpx.Response:
         response = self.caller.send(f"table {table}", lambda: builder.request.send(httpx.Headers()))

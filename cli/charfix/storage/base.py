@@ -37,6 +37,12 @@ class Storage(Protocol):
         to the bucket (`charfix doctor`)."""
         ...
 
+    def remembering(self) -> Storage:
+        """A view for one read (a scan, or one page's facts) that may keep each folder's listing once
+        made and answer later lookups in that folder from it. A repair reads through the storage
+        itself, afresh, inside its lock."""
+        ...
+
     def list_prefixes(self, bucket: str, prefixes: Sequence[str]) -> list[StoredObject]:
         """Every object whose key starts with one of `prefixes` (each `folder/name-start`)."""
         ...
@@ -56,6 +62,15 @@ class Storage(Protocol):
     def copy(self, source_bucket: str, source_key: str, bucket: str, key: str) -> StoredObject:
         """Copy an object; an existing destination is overwritten (keys are deterministic)."""
         ...
+
+
+class Catalogue(Protocol):
+    """Which objects exist: what the scan reads of storage. A Storage is one (its own listings); with a
+    database URL on Supabase, storage.objects is another (storage/catalogue.py)."""
+
+    def list_prefixes(self, bucket: str, prefixes: Sequence[str]) -> list[StoredObject]: ...
+
+    def stat(self, bucket: str, keys: Sequence[str]) -> list[StoredObject]: ...
 
 
 def by_folder(paths: Iterable[str]) -> dict[str, list[str]]:

@@ -42,6 +42,10 @@ class LocalStorage:
     def close(self) -> None:
         """Nothing to release: every file and folder is closed as soon as it is used."""
 
+    def remembering(self) -> LocalStorage:
+        """Itself: a folder is listed again at no cost that a remembered listing would save."""
+        return self
+
     def check_access(self) -> None:
         """A folder without a bucket's folder would list as empty, and read as lost portraits."""
         for bucket in (WORKSPACE_BUCKET, LIBRARY_BUCKET):

@@ -1,6 +1,9 @@
 """Storage over the Supabase Storage API, through the supabase-py client's HTTP session.
 
 Existence and size come from listings, one per folder (paginated), never one request per object.
+A page's folders are listed in parallel (at most `Supabase.parallel` requests at once), and a scan
+lists each folder once: its view (`remembering`) keeps the listings it made for later pages, while a
+repair reads afresh inside its lock (docs/backends.md).
 Copies run on the server (POST /object/copy with `destinationBucket`, which storage3's helper does
 not expose) and overwrite the deterministic destination with `x-upsert: true`; a download and an
 upload replace them only where the server refuses the copy.
@@ -8,6 +11,7 @@ upload replace them only where the server refuses the copy.
 
 from __future__ import annotations
 
+import copy
 import posixpath
 from functools import partial
 import re
@@ -25,6 +29,14 @@ from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, StoredObject
 from charfix.storage.base import by_folder
 
 LIST_LIMIT = 1000  # Storage takes 1..1500 per listing
+# Files a scan's view keeps listed (about 1 KB each); past it the folders listed longest ago are
+# dropped, and listed again if a later page needs them.
+REMEMBERED_FILES = 100_000
+# Keys wanted in a folder not listed yet are looked up by listings narrowed with `search`: one for
+# all of them when their names share a start this long (a uuid's first 8 characters select one job's
+# objects), else one for each of up to NARROWED_KEYS names, else the whole folder is listed.
+COMMON_START = 8
+NARROWED_KEYS = 2
 MD5_ETAG = re.compile(r'"?([0-9a-fA-F]{32})"?')
 CACHE_CONTROL = "max-age=3600"  # what the app's uploads (storage-js, cacheControl 3600) are stored with
 # Storage answers these for a missing source: no fallback can help, the copy fails. So does any
@@ -40,6 +52,8 @@ class SupabaseStorage:
         self.supabase = supabase
         self.caller = Caller(supabase, "Supabase Storage")
         self.base = f"{supabase.url}/storage/v1"
+        # (bucket, folder) -> its files, in the order listed; None: every read lists afresh.
+        self._listings: dict[tuple[str, str], dict[str, dict[str, Any]]] | None = None
 
     @property
     def requests(self) -> int:
@@ -51,6 +65,15 @@ class SupabaseStorage:
     def close(self) -> None:
         """Closes the HTTP client, which the REST repository may share: closing it twice is harmless."""
         self.supabase.close()
+
+    def remembering(self) -> SupabaseStorage:
+        """A view for one read that keeps each folder's listing once made (the same client and
+        request count). Writes through the view forget the folder they write to."""
+        if self._listings is not None:
+            return self
+        view = copy.copy(self)
+        view._listings = {}
+        return view
 
     def check_access(self) -> None:
         """Storage answers a listing of a missing bucket, and any listing by a key that row-level
@@ -79,18 +102,31 @@ class SupabaseStorage:
         """Nothing to tell without writing: the service key (check_bucket) may write every bucket."""
 
     def list_prefixes(self, bucket: str, prefixes: Sequence[str]) -> list[StoredObject]:
+        wanted = by_folder(prefixes)
+        listings = self._listed(bucket, list(wanted))
         found = []
-        for folder, names in by_folder(prefixes).items():
-            for name, entry in self._folder(bucket, folder).items():
+        for folder, names in wanted.items():
+            for name, entry in listings[folder].items():
                 if name.startswith(tuple(names)):
                     found.append(_object(bucket, _key(folder, name), entry))
         return found
 
     def stat(self, bucket: str, keys: Sequence[str]) -> list[StoredObject]:
+        wanted = {folder: sorted(set(names)) for folder, names in by_folder(keys).items()}
+        remembered = self._listings if self._listings is not None else {}
+        # A folder listed already answers for its keys. Elsewhere a listing narrowed to the names'
+        # common start (one key, or a stem with its extensions), or to each of a few names, costs a
+        # request where the whole folder of a heavy user costs several.
+        whole = [f for f in wanted if (bucket, f) in remembered or not _searches(wanted[f])]
+        narrow = [(f, start) for f in wanted if f not in whole for start in _searches(wanted[f])]
+        listings = self._listed(bucket, whole)
+        narrowed = self.supabase.map(lambda k: self._fetch(bucket, k[0], search=k[1]), narrow)
+        for (folder, _), files in zip(narrow, narrowed, strict=True):
+            listings.setdefault(folder, {}).update(files)
         found = []
-        for folder, names in by_folder(keys).items():
-            listing = self._folder(bucket, folder)
-            found += [_object(bucket, _key(folder, n), listing[n]) for n in sorted(set(names)) if n in listing]
+        for folder, names in wanted.items():
+            files = listings[folder]
+            found += [_object(bucket, _key(folder, name), files[name]) for name in names if name in files]
         return found
 
     def read(self, bucket: str, key: str) -> bytes:
@@ -119,6 +155,7 @@ class SupabaseStorage:
         # Overwrite with x-upsert rather than delete-then-copy: a crash between the delete and the
         # copy would lose the library object that a row or a character already points at.
         headers = {**self._headers(), "x-upsert": "true"}
+        self._forget(bucket, key)
         url = f"{self.base}/object/copy"
         response = self.caller.send(f"bucket {bucket}", lambda: self._http.post(url, json=body, headers=headers))
         if not response.is_success:
@@ -142,16 +179,45 @@ class SupabaseStorage:
     def _headers(self) -> dict[str, str]:
         return self.supabase.auth_headers()
 
-    def _folder(self, bucket: str, folder: str) -> dict[str, dict[str, Any]]:
-        """Every file directly in `folder`, by name (one request per LIST_LIMIT entries)."""
+    def _listed(self, bucket: str, folders: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+        """Each folder's files by name: those this view listed already, the rest listed in parallel."""
+        remembered = self._listings
+        if remembered is None:
+            return dict(zip(folders, self.supabase.map(lambda f: self._fetch(bucket, f), folders), strict=True))
+        missing = [f for f in folders if (bucket, f) not in remembered]
+        for folder, files in zip(missing, self.supabase.map(lambda f: self._fetch(bucket, f), missing), strict=True):
+            remembered[(bucket, folder)] = files
+        listings = {}
+        for folder in folders:
+            listings[folder] = remembered.pop((bucket, folder))
+            remembered[(bucket, folder)] = listings[folder]  # the most recently used last
+        self._trim(remembered)
+        return listings
+
+    def _trim(self, remembered: dict[tuple[str, str], dict[str, dict[str, Any]]]) -> None:
+        held = sum(len(files) for files in remembered.values())
+        while held > REMEMBERED_FILES and len(remembered) > 1:
+            held -= len(remembered.pop(next(iter(remembered))))
+
+    def _forget(self, bucket: str, key: str) -> None:
+        if self._listings is not None:
+            self._listings.pop((bucket, key.rpartition("/")[0]), None)
+
+    def _fetch(self, bucket: str, folder: str, *, search: str = "") -> dict[str, dict[str, Any]]:
+        """Every file directly in `folder` (whose name starts with `search`, without regard to case),
+        by name: one request per LIST_LIMIT entries."""
         url = f"{self.base}/object/list/{quote(bucket, safe='')}"
         files: dict[str, dict[str, Any]] = {}
         offset = 0
         while True:
-            body = {"prefix": folder, "limit": LIST_LIMIT, "offset": offset,
-                    "sortBy": {"column": "name", "order": "asc"}}
-            request = partial(self._http.post, url, json=body, headers=self._headers())  # this page's body
-            response = self.caller.send(f"bucket {bucket}", request)
+            body: dict[str, Any] = {"prefix": folder, "limit": LIST_LIMIT, "offset": offset,
+                                    "sortBy": {"column": "name", "order": "asc"}}
+            if search:
+                # Storage matches it as a prefix, case-insensitively (a superset): the caller keeps
+                # exact names only.
+                body["search"] = search
+            response = self.caller.send(f"bucket {bucket}",
+                                        partial(self._http.post, url, json=body, headers=self._headers()))
             if not response.is_success:
                 raise self.caller.fail(f"bucket {bucket}, listing {folder or '/'}", response)
             entries = response.json()
@@ -164,6 +230,7 @@ class SupabaseStorage:
 
     def _upload(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         url = f"{self.base}/object/{bucket}/{_path(bucket, key)}"
+        self._forget(bucket, key)
         # Cache-Control as the app's own uploads carry it: a raw upload without it is stored no-cache.
         headers = {**self._headers(), "Content-Type": content_type, "Cache-Control": CACHE_CONTROL,
                    "x-upsert": "true"}
@@ -171,6 +238,14 @@ class SupabaseStorage:
         response = self.caller.send(f"bucket {bucket}", lambda: self._http.post(url, content=data, headers=headers))
         if not response.is_success:
             raise self.caller.fail(f"bucket {bucket}, writing {key}", response)
+
+
+def _searches(names: list[str]) -> list[str]:
+    """The narrowed listings that find `names` in their folder; none: list the whole folder."""
+    start = posixpath.commonprefix(names)
+    if len(start) >= COMMON_START:
+        return [start]
+    return names if len(names) <= NARROWED_KEYS else []
 
 
 def _names_bucket(response: httpx.Response, bucket: str) -> bool:
