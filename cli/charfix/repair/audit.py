@@ -70,6 +70,8 @@ class AuditLog:
     path: Path
     operator: str
     command: str
+    command_line: str | None = None  # as typed, secrets masked (docs/audit.md)
+    reverts: str | None = None  # an `undo` run: the run it reverts
     run: str = field(default_factory=lambda: str(uuid.uuid4()))
     _fd: int | None = None
     _where: dict[str, str | None] = field(default_factory=lambda: {"database": None, "storage": None})
@@ -85,6 +87,10 @@ class AuditLog:
     _appended: int = 0
     _open: int = 0
     failed: bool = False  # a write failed: the run stops, and closing must not fail again
+
+    @property
+    def name(self) -> str:
+        return f"file {self.path}"
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -133,7 +139,7 @@ class AuditLog:
         """A row write inside a transaction: its line waits for `flush`, just before the commit."""
         self._pending.append(dict(job_id=str(job_id), step=step, target=target, before=before, after=after))
 
-    def flush(self, transaction_id: Callable[[], int | None]) -> None:
+    def flush(self, transaction_id: Callable[[], int | None], repository: Any = None) -> None:
         """Inside the transaction, before it commits: write and sync its row lines, each carrying the
         transaction's ids, so that a run finding them without an outcome can ask Postgres."""
         pending = self._pending
@@ -191,7 +197,8 @@ class AuditLog:
         with self._lock:
             if not self._started and lines[0]["phase"] not in ("cut", "checkpoint"):
                 # The run's first line says where it wrote: a later run settles only what it can see.
-                start = self._line("start", pid=os.getpid(), **self._where)
+                extra = {k: v for k, v in (("command_line", self.command_line), ("reverts", self.reverts)) if v}
+                start = self._line("start", pid=os.getpid(), **self._where, **extra)
                 lines = [{**start, "time": lines[0]["time"]}, *lines]  # not later than the line it precedes
                 self._started = True
             data = prefix + b"".join(encode(line) for line in lines)

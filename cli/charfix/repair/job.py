@@ -77,7 +77,7 @@ def repair_job(backends: Backends, job_id: UUID, options: RepairOptions, audit: 
             result = _repair_locked(backends, job_id, options, audit)
             if audit is not None:
                 # Inside the transaction: if the lines cannot be written, the row writes roll back.
-                audit.flush(transaction_id(backends))
+                audit.flush(transaction_id(backends), backends.repository)
     except AuditError:
         raise
     except ConnectionLostError:

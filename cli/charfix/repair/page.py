@@ -55,7 +55,7 @@ def repair_page(backends: Backends, job_ids: Sequence[UUID], options: RepairOpti
                            options, audit, page)
             if audit is not None:
                 # Inside the transaction: if the lines cannot be written, the page's row writes roll back.
-                audit.flush(transaction_id(backends))
+                audit.flush(transaction_id(backends), backends.repository)
     except AuditError as exc:
         reason = exc.message.rsplit("; ", 1)[0]
         raise AuditError(f"{reason}; the row writes of this page of {len(job_ids)} job(s) were rolled back",

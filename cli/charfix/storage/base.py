@@ -37,6 +37,10 @@ class Storage(Protocol):
         """Copy an object; an existing destination is overwritten (keys are deterministic)."""
         ...
 
+    def delete(self, bucket: str, key: str) -> bool:
+        """Remove one object; False when it was not there. Only `undo` deletes (docs/audit.md)."""
+        ...
+
 
 def by_folder(paths: Iterable[str]) -> dict[str, list[str]]:
     """Split `folder/name` paths (keys or prefixes) into the names wanted in each folder, so that an
