@@ -54,7 +54,32 @@ def run_doctor(settings: Settings, *, demo_url: str | None = None, demo_storage:
         from charfix.doctor.supabase import check_supabase
 
         check_supabase(checks, settings, tables=not url, storage=not storage_dir)
+    if url or settings.supabase_url:
+        _audit_trail(checks, settings, url)
     return checks
+
+
+def _audit_trail(checks: Checks, settings: Settings, url: str | None) -> None:
+    """Which trail writing runs use (docs/audit.md): the database table once `charfix init` made it."""
+    from charfix.repair.audit import default_audit_path
+
+    log = f"file {settings.audit_log or default_audit_path()}"
+    if not url:
+        checks.add("audit trail", "ok", f"{log} (over REST the file is the only trail)")
+        return
+    import psycopg
+
+    from charfix.repair.audit_db import TABLE, installed
+
+    try:
+        with psycopg.connect(url, connect_timeout=10) as conn:
+            there = installed(conn)
+    except psycopg.Error:
+        return  # the database check above already says why
+    if there:
+        checks.add("audit trail", "ok", f"database table {TABLE}")
+    else:
+        checks.add("audit trail", "ok", log, "run `charfix init` to keep the trail in the database, for the whole team")
 
 
 def _configuration(checks: Checks, settings: Settings, *, demo: bool) -> None:

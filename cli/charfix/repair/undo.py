@@ -85,13 +85,17 @@ class UndoReport:
 # -- claims -> items -----------------------------------------------------------------------------
 
 
-def plan(records: Sequence[WriteRecord], owners: dict[str, UUID], has: Callable[[str, str], bool]) -> list[UndoItem]:
-    """The records as undo items, newest first; a record that fails a check is refused with why."""
+def plan(records: Sequence[WriteRecord], owners: dict[str, UUID], has: Callable[[str, str], bool],
+         characters: dict[str, UUID | None] | None = None) -> list[UndoItem]:
+    """The records as undo items, newest first; a record that fails a check is refused with why.
+    `owners`: each job's user; `characters`: each named character's user, as stored now."""
     items = []
     for record in sorted(records, key=lambda r: r.seq, reverse=True):
         item = UndoItem(record, Action.NONE)
         try:
             _claim(item, owners, has)
+            if record.step == "update_character_image":
+                _same((characters or {}).get(item.ident) == item.owner, "the character is not the job's user's")
         except _Refused as why:
             item.action, item.outcome, item.message = Action.NONE, Outcome.REFUSED, str(why)
         items.append(item)
@@ -204,7 +208,10 @@ def undo(backends: Backends, run: str, records: Sequence[WriteRecord], *, dry_ru
     repo = backends.repository
     job_ids = sorted({r.job_id for r in records if _uuid(r.job_id)})
     owners = {str(job.id): job.user_id for job in repo.jobs_by_id([UUID(j) for j in job_ids])}
-    items = plan(records, owners, repo.schema.has)
+    named = sorted({UUID(r.target.partition("/")[2]) for r in records
+                    if r.target.startswith("characters/") and _uuid(r.target.partition("/")[2])})
+    characters = {str(c.id): c.user_id for c in repo.characters_for(named, [])} if named else {}
+    items = plan(records, owners, repo.schema.has, characters)
     reverter = reverter_for(repo)
     for item in items:
         if item.outcome is not None:
