@@ -12,8 +12,8 @@ from charfix.runtime import Runtime
 def init_cli(ctx: typer.Context, dry_run: options.DryRun = False, yes: options.Yes = False) -> None:
     """Create the schema `charfix` and its table `charfix.audit`, so that every later writing run
     records its writes in the database, in the same transaction as the writes (docs/audit.md). The
-    SQL is printed first; --dry-run prints it and writes nothing. Needs a database URL: over REST the
-    audit log file is the only trail. Safe to run again.
+    SQL is printed first; with the option --dry-run it is only printed, and nothing is written. Needs
+    a database URL: over REST the audit log file is the only trail. Safe to run again.
 
     Example: charfix --demo init --dry-run
     """
