@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from charfix.commands import options
 from charfix.errors import ExitStatus
 from charfix.runtime import Runtime
+
+if TYPE_CHECKING:
+    from charfix.repair.undo import UndoReport
 
 
 def undo_cli(
@@ -78,7 +81,7 @@ def undo_cli(
         raise typer.Exit(int(ExitStatus.JOBS_FAILED))
 
 
-def _show(runtime: Runtime, report, *, plan: bool) -> None:
+def _show(runtime: Runtime, report: UndoReport, *, plan: bool) -> None:
     from charfix.ui.audit_render import render_undo
 
     render_undo(runtime.env.out, report, dry_run=plan)

@@ -5,7 +5,7 @@ only on a row of the given owner (docs/audit.md, "Undo")."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -38,7 +38,7 @@ class Reverter(Protocol):
     def exists(self, table: str, row_id: UUID) -> bool: ...
 
 
-def checked(table: str, columns: Sequence[str]) -> None:
+def checked(table: str, columns: Iterable[str]) -> None:
     known = COLUMN_TYPES.get(table, {})
     unknown = [c for c in columns if c not in known]
     if unknown:
@@ -97,7 +97,7 @@ def _param(table: str, column: str, name: str) -> Any:
 def _where(table: str, row_id: UUID, owner: UUID, expected: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     from psycopg import sql
 
-    terms = [sql.SQL("id = %(id)s"), sql.SQL("user_id = %(owner)s")]
+    terms: list[Any] = [sql.SQL("id = %(id)s"), sql.SQL("user_id = %(owner)s")]
     params: dict[str, Any] = {"id": row_id, "owner": owner}
     for column, value in expected.items():
         terms.append(sql.SQL("{} is not distinct from {}").format(sql.Identifier(column),
@@ -149,7 +149,8 @@ class SupabaseReverter:
             builder = repo._table(table).delete()
             for column, operator, value in _filters(table, row_id, owner, expected):
                 builder.filter(column, operator, value)
-            return builder.request.send(httpx.Headers())
+            response: httpx.Response = builder.request.send(httpx.Headers())
+            return response
 
         # A conditional DELETE is safe to repeat: once applied, the repeat matches nothing.
         return bool(repo._check(f"table {table}", repo.caller.send(f"table {table}", send)))
