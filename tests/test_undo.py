@@ -324,3 +324,17 @@ def test_kill_trials_on_the_database_trail_leave_no_record_without_its_write_nor
             assert undone.returncode == 0, undone.stderr
         assert state(seeded) == seed_state, trial
     assert killed_mid_run >= 1
+
+
+def test_runs_recorded_in_the_file_before_init_stay_readable_and_undoable(cli, seeded, tmp_path):
+    env = {"SUPABASE_DB_URL": seeded.db_url, "CHARFIX_STORAGE_DIR": str(seeded.storage),
+           "CHARFIX_AUDIT_LOG": str(tmp_path / "audit.jsonl")}
+    before = state(seeded)
+    run = backfill(cli, env)  # in the file
+    assert cli("init", "--yes", env=env).code == 0
+    undone = cli("undo", run, "--yes", "--json", env=env)
+    assert undone.code == 0, undone.stderr
+    assert state(seeded) == before and "database table charfix.audit" in undone.stderr
+    history = json.loads(cli("history", str(INCIDENT_JOB), "--json", env=env).stdout)
+    assert [(r["run_id"], r["command"]) for r in history["runs"]] == [
+        (run, "backfill-portraits"), (json.loads(undone.stdout)["run_id"], "undo")]

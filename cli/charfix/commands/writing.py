@@ -192,13 +192,14 @@ def database_trail(backends: Any) -> Any:
 
 def reading_trail(runtime: Runtime, path: Path | None) -> Any:
     """The trail `history` and `undo` read: the one writing runs use (open_audit)."""
+    from charfix.repair.audit import default_audit_path
+    from charfix.repair.trail import FileTrail, Trails
+
     backends = runtime.backends()
     conn = database_trail(backends)
-    if conn is not None:
-        from charfix.repair.audit_db import DatabaseTrail
+    file = FileTrail(path or runtime.settings.audit_log or default_audit_path())
+    if conn is None:
+        return file
+    from charfix.repair.audit_db import DatabaseTrail
 
-        return DatabaseTrail(conn)
-    from charfix.repair.audit import default_audit_path
-    from charfix.repair.trail import FileTrail
-
-    return FileTrail(path or runtime.settings.audit_log or default_audit_path())
+    return Trails([file, DatabaseTrail(conn)])  # runs recorded before `charfix init` stay readable

@@ -198,3 +198,31 @@ def resolve_run(known: Iterable[str], ref: str) -> str:
         raise UsageError(f"run id prefix {ref} is ambiguous: {', '.join(m[:13] for m in matches[:5])}",
                          hint="give more characters of the run id")
     return matches[0]
+
+
+@dataclass
+class Trails:
+    """The database trail and the file before it: runs recorded in the file before `charfix init`
+    stay readable (history) and undoable. A run is in one trail; each keeps its own order."""
+
+    trails: list[Trail]
+
+    @property
+    def name(self) -> str:
+        return self.trails[-1].name
+
+    def run_ids(self) -> list[str]:
+        return sorted({run for trail in self.trails for run in trail.run_ids()})
+
+    def read(self, *, run: str | None = None, job_ids: Iterable[str] = ()) -> TrailView:
+        wanted = list(job_ids)
+        merged = TrailView()
+        for index, trail in enumerate(self.trails):  # older trails first: their writes order first
+            view = trail.read(run=run, job_ids=wanted)
+            merged.runs.update(view.runs)
+            merged.unreadable += view.unreadable
+            merged.writes += [WriteRecord(**{**w.__dict__, "seq": index * TRAIL_SPAN + w.seq}) for w in view.writes]
+        return merged
+
+
+TRAIL_SPAN = 10**15  # more records than any trail holds: a later trail's writes order after an earlier one's
