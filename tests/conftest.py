@@ -134,6 +134,14 @@ def spawn_on_pty(tmp_path, argv: list[str], *, rows: int, columns: int, timeout:
                          dimensions=(rows, columns), env={**base, **(env or {})})
 
 
+def command(crash_after: int | None = None) -> list[str]:
+    """The console script; or, to stop it abruptly after a number of writes, the test launcher that
+    injects that crash from outside the product (tests/crashing.py)."""
+    if crash_after is None:
+        return [charfix_executable()]
+    return [sys.executable, str(Path(__file__).parent / "crashing.py"), str(crash_after)]
+
+
 @dataclass
 class Result:
     code: int
@@ -145,7 +153,9 @@ class Result:
 def cli(tmp_path):
     """Run the real console script; environment isolated from the developer's own config."""
 
-    def run(*args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: int = 120) -> Result:
+    def run(*args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: int = 120,
+            crash_after: int | None = None) -> Result:
+        """`crash_after=N`: the process ends abruptly (exit 70) right after its Nth write (crashing.py)."""
         base = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": str(tmp_path / "home"),
@@ -156,7 +166,7 @@ def cli(tmp_path):
             "LANG": "C.UTF-8",
         }
         proc = subprocess.run(
-            [charfix_executable(), *args], capture_output=True, text=True, env={**base, **(env or {})},
+            [*command(crash_after), *args], capture_output=True, text=True, env={**base, **(env or {})},
             input=input, timeout=timeout,
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)

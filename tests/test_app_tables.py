@@ -124,8 +124,8 @@ def test_a_repair_killed_between_any_two_steps_is_finished_by_the_next_run(kind,
     job = str(seeded.case("incident").job_id)
     with backend_args(kind, seeded) as (args, env):
         killed = cli(*args, "repair", job, "--yes", "--audit-log", str(tmp_path / "a.jsonl"),
-                     env={**env, "CHARFIX_TEST_CRASH_AFTER": str(crash_after)})
-        assert killed.code == 70, killed.stderr  # the hook's abrupt exit, as a kill leaves it
+                     env=env, crash_after=crash_after)
+        assert killed.code == 70, killed.stderr  # the launcher's abrupt exit (tests/crashing.py), as a kill leaves it
         finished = cli(*args, "repair", job, "--yes", "--audit-log", str(tmp_path / "a.jsonl"), env=env)
         assert finished.code == 0, finished.stderr
         again = cli(*args, "diagnose", job, "--json", env=env)
@@ -271,7 +271,7 @@ def test_a_backfill_over_rest_killed_mid_way_ends_as_an_uninterrupted_one(crash_
     next run finishes the jobs, and the end state is the one an uninterrupted run leaves."""
     with backend_args("rest", seeded) as (args, env):
         killed = cli(*args, "backfill-portraits", "--yes", "--audit-log", str(tmp_path / "a.jsonl"),
-                     env={**env, "CHARFIX_TEST_CRASH_AFTER": str(crash_after)})
+                     env=env, crash_after=crash_after)
         assert killed.code == 70, killed.stderr
         finished = cli(*args, "backfill-portraits", "--yes", "--audit-log", str(tmp_path / "a.jsonl"), env=env)
         assert finished.code == 0, finished.stderr

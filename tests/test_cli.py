@@ -232,8 +232,8 @@ def test_two_concurrent_backfills_repair_each_job_once(seeded, tmp_path):
 
 @pytest.mark.parametrize("crash_after", [1, 2, 4, 7, 12])
 def test_a_run_killed_mid_way_is_finished_by_the_next(cli, seeded, tmp_path, request, crash_after):
-    killed = cli(*args(seeded, "backfill-portraits", "--yes"), env={"CHARFIX_TEST_CRASH_AFTER": str(crash_after)})
-    assert killed.code == 70  # the hook's abrupt exit, as a kill would leave it
+    killed = cli(*args(seeded, "backfill-portraits", "--yes"), crash_after=crash_after)
+    assert killed.code == 70  # the launcher's abrupt exit (tests/crashing.py), as a kill would leave it
     finished = cli(*args(seeded, "backfill-portraits", "--yes"))
     assert finished.code == 0, finished.stderr
     crashed_state = snapshot(seeded.db_url, seeded.storage)

@@ -14,6 +14,7 @@ from charfix.errors import BackendError
 from charfix.backends.http import RetryPolicy, connect
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Action
 from charfix.repair.steps import StepContext, apply_step
+from charfix.repair.unit import Unit
 from charfix.repository.postgres import PostgresRepository
 from charfix.repository.supabase import SupabaseRepository
 from charfix.backends import Backends
@@ -70,10 +71,10 @@ def test_a_stale_object_at_the_library_key_is_copied_again_by_the_step(seeded, s
     copy = next(step for step in diagnosis.plan if step.action == Action.COPY_OBJECT)
     assert copy.params["destination"] == f"{LIBRARY_BUCKET}/{library.relative_to(seeded.storage / LIBRARY_BUCKET)}"
     plant(library, STALE[stale](temp.read_bytes()))  # appears between the diagnosis and the step
-    apply_step(StepContext(backends=backends, facts=facts, diagnosis=diagnosis, audit=None), copy)
+    apply_step(StepContext(backends=backends, facts=facts, diagnosis=diagnosis, unit=Unit(backends)), copy)
     assert library.read_bytes() == temp.read_bytes()
     before = library.stat().st_mtime_ns
-    apply_step(StepContext(backends=backends, facts=facts, diagnosis=diagnosis, audit=None), copy)
+    apply_step(StepContext(backends=backends, facts=facts, diagnosis=diagnosis, unit=Unit(backends)), copy)
     assert library.stat().st_mtime_ns == before  # a whole copy is left alone
     backends.repository.close()
 

@@ -76,8 +76,7 @@ def test_an_unwritable_audit_log_rolls_back_the_whole_page_and_stops(seeded, tmp
 
     def full_disk_for_row_lines(self, lines, **kwargs):
         if any(line["phase"] == "pending" for line in lines):  # the page's row lines, before its commit
-            raise AuditError(f"cannot write the audit log {self.path}: No space left on device; "
-                             "the job's writes were rolled back")
+            raise AuditError(f"cannot write the audit log {self.path}: No space left on device")
         return original(self, lines, **kwargs)
 
     monkeypatch.setattr(AuditLog, "_append", full_disk_for_row_lines)

@@ -328,6 +328,7 @@ def test_repair_steps_refuse_keys_outside_the_users_folder(seeded):
     from charfix.errors import RefusedError
     from charfix.models import Action, Step
     from charfix.repair.steps import StepContext, apply_step
+    from charfix.repair.unit import Unit
     from charfix.repository.postgres import PostgresRepository
     from charfix.backends import Backends
     from charfix.queries.scan import collect_facts
@@ -358,7 +359,7 @@ def test_repair_steps_refuse_keys_outside_the_users_folder(seeded):
     ]
     before = snapshot(seeded.db_url, seeded.storage)
     for step in steps:
-        context = StepContext(backends=backends, facts=facts, diagnosis=None, audit=None)
+        context = StepContext(backends=backends, facts=facts, diagnosis=None, unit=Unit(backends))
         with pytest.raises(RefusedError):
             apply_step(context, step)
     assert snapshot(seeded.db_url, seeded.storage) == before

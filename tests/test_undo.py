@@ -296,33 +296,7 @@ def test_kill_trials_on_the_database_trail_leave_no_record_without_its_write_nor
                     break
                 time.sleep(0.005)
         proc.wait()
-        with seeded.connect() as conn:
-            runs = [r[0] for r in conn.execute(
-                "select distinct run_id::text from charfix.audit where id > %s and reverts is null", (start,))]
-            records = _records(conn, start)
-            # No record without its write: every row record's value is there; every done object exists.
-            for phase, _, step, target, after in records:
-                if phase == "write":
-                    assert _row_holds(conn, target, after), (trial, step, target)
-                elif phase == "done" and step == "copy_object":
-                    assert (seeded.storage / target).is_file(), (trial, target)
-            recorded_rows = {t for p, _, _, t, _ in records if p == "write"}
-            announced = {t for p, _, _, t, _ in records if p == "intent"}
-        # No write without its record: every row that differs from the seed, and every new object.
-        now = state(seeded)
-        for table in ("jobs", "characters", "user_library"):
-            seeded_rows = {r[0]["id"]: r[0] for r in seed_state["tables"][table]}
-            for (row,) in now["tables"][table]:
-                # portrait_count is the app's trigger following a library row: not charfix's write.
-                if _without(seeded_rows.get(row["id"]), "portrait_count") != _without(row, "portrait_count"):
-                    assert f"{table}/{row['id']}" in recorded_rows, (trial, table, row["id"])
-        for path in set(now["objects"]) - set(seed_state["objects"]):
-            assert path in announced, (trial, path)
-        for run in runs:
-            undone = subprocess.run([charfix_executable(), "undo", run, "--yes"], env=env, capture_output=True,
-                                    text=True)
-            assert undone.returncode == 0, undone.stderr
-        assert state(seeded) == seed_state, trial
+        check_and_undo(seeded, seed_state, start, env, trial)
     assert killed_mid_run >= 1
 
 
@@ -338,3 +312,50 @@ def test_runs_recorded_in_the_file_before_init_stay_readable_and_undoable(cli, s
     history = json.loads(cli("history", str(INCIDENT_JOB), "--json", env=env).stdout)
     assert [(r["run_id"], r["command"]) for r in history["runs"]] == [
         (run, "backfill-portraits"), (json.loads(undone.stdout)["run_id"], "undo")]
+
+
+def check_and_undo(seeded, seed_state: dict, start: int, env: dict, trial) -> None:
+    """After a killed run on the database trail: no record without its write, no write without its
+    record; then undo of every run since `start` gives back the seeded state exactly."""
+    with seeded.connect() as conn:
+        runs = [r[0] for r in conn.execute(
+            "select distinct run_id::text from charfix.audit where id > %s and reverts is null", (start,))]
+        records = _records(conn, start)
+        # No record without its write: every row record's value is there; every done object exists.
+        for phase, _, step, target, after in records:
+            if phase == "write":
+                assert _row_holds(conn, target, after), (trial, step, target)
+            elif phase == "done" and step == "copy_object":
+                assert (seeded.storage / target).is_file(), (trial, target)
+        recorded_rows = {t for p, _, _, t, _ in records if p == "write"}
+        announced = {t for p, _, _, t, _ in records if p == "intent"}
+    # No write without its record: every row that differs from the seed, and every new object.
+    now = state(seeded)
+    for table in ("jobs", "characters", "user_library"):
+        seeded_rows = {r[0]["id"]: r[0] for r in seed_state["tables"][table]}
+        for (row,) in now["tables"][table]:
+            # portrait_count is the app's trigger following a library row: not charfix's write.
+            if _without(seeded_rows.get(row["id"]), "portrait_count") != _without(row, "portrait_count"):
+                assert f"{table}/{row['id']}" in recorded_rows, (trial, table, row["id"])
+    for path in set(now["objects"]) - set(seed_state["objects"]):
+        assert path in announced, (trial, path)
+    for run in runs:
+        undone = subprocess.run([charfix_executable(), "undo", run, "--yes"], env=env, capture_output=True,
+                                text=True)
+        assert undone.returncode == 0, undone.stderr
+    assert state(seeded) == seed_state, trial
+
+
+@pytest.mark.parametrize("crash_after", [1, 2, 4, 7, 11, 16])
+def test_a_run_crashed_after_its_nth_write_on_the_database_trail_is_recorded_exactly_and_undone(
+        cli, seeded, tmp_path, crash_after):
+    """The deterministic kill points (tests/crashing.py): right after the Nth write (an object copied
+    and its record still open, or rows written in a transaction that never commits)."""
+    with seeded.connect() as conn:
+        conn.execute(SCHEMA_SQL)
+    seed_state = state(seeded)
+    env = {"SUPABASE_DB_URL": seeded.db_url, "CHARFIX_STORAGE_DIR": str(seeded.storage)}
+    crashed = cli("backfill-portraits", "--yes", env=env, crash_after=crash_after)
+    assert crashed.code == 70, crashed.stderr
+    full_env = {**os.environ, **env, "HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "state"), "NO_COLOR": "1"}
+    check_and_undo(seeded, seed_state, 0, full_env, crash_after)

@@ -1,11 +1,14 @@
 """The domain's records and the diagnosis they produce.
 
 Models mirror the application's tables only in the columns charfix reads or writes; the live tables
-have many more. Nothing here does I/O.
+have many more. The results of repairs are here too, so that the UI can show them without importing
+the code that makes them. Nothing here does I/O.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, UTC
 from enum import StrEnum
 from typing import Any
@@ -221,6 +224,18 @@ class Action(StrEnum):
     MARK_FAILED = "mark_failed"
 
 
+class UndoAction(StrEnum):
+    """The writes of `charfix undo` (docs/audit.md, "Undo"): no plan step, so not an Action."""
+
+    RESTORE_ROW = "restore_row"
+    DELETE_ROW = "delete_row"
+    DELETE_OBJECT = "delete_object"
+
+
+# Writes that land the moment they are made, whatever the backend: announced before, closed after.
+OBJECT_WRITES = frozenset({Action.COPY_OBJECT.value, UndoAction.DELETE_OBJECT.value})
+
+
 class Reason(BaseModel):
     code: ReasonCode
     message: str
@@ -272,3 +287,87 @@ class Diagnosis(BaseModel):
         data["explanations"] = [r.model_dump(mode="json") for r in self.reasons]
         data["plan"] = [s.model_dump(mode="json") for s in self.plan]
         return data
+
+
+class Outcome(StrEnum):
+    """What a repair did to one job."""
+
+    REPAIRED = "repaired"
+    ALREADY_FINE = "already_fine"
+    PLANNED = "planned"  # --dry-run
+    SKIPPED = "skipped"
+    CHANGED = "changed"  # someone else wrote to the job meanwhile: diagnosed again, not overwritten
+    FAILED = "failed"
+
+
+@dataclass
+class JobResult:
+    """One job's repair (or its preview): the outcome, the steps applied or planned, and why."""
+
+    job_id: UUID
+    outcome: Outcome
+    state: State | None = None
+    steps: list[Step] = field(default_factory=list)
+    message: str | None = None
+    diagnosis: Diagnosis | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_id": str(self.job_id),
+            "outcome": self.outcome.value,
+            "state": self.state.value if self.state else None,
+            "steps": [s.action.value for s in self.steps],
+            "message": self.message,
+        }
+
+
+@dataclass
+class BackfillReport:
+    """What a backfill did, job by job and in counts."""
+
+    examined: int = 0
+    repaired: list[JobResult] = field(default_factory=list)
+    already_fine: int = 0
+    planned: list[JobResult] = field(default_factory=list)
+    skipped_by_state: Counter[str] = field(default_factory=Counter)
+    skipped_other: list[JobResult] = field(default_factory=list)
+    changed: list[JobResult] = field(default_factory=list)  # written by someone else meanwhile
+    failed: list[JobResult] = field(default_factory=list)
+    capped: int = 0
+    attempted: int = 0  # jobs of the work list that got a result
+    not_attempted: int = 0  # repairable jobs left when a signal stopped the run (docs/cron.md)
+    scan_stopped: bool = False  # a signal stopped the run before every job was examined
+
+    def add(self, result: JobResult) -> None:
+        match result.outcome:
+            case Outcome.REPAIRED:
+                self.repaired.append(result)
+            case Outcome.PLANNED:
+                self.planned.append(result)
+            case Outcome.ALREADY_FINE:
+                self.already_fine += 1
+            case Outcome.FAILED:
+                self.failed.append(result)
+            case Outcome.CHANGED:
+                self.changed.append(result)
+            case Outcome.SKIPPED if result.state is not None:
+                self.skipped_by_state[result.state.value] += 1
+            case _:
+                self.skipped_other.append(result)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "examined": self.examined,
+            "repaired": len(self.repaired),
+            "already_fine": self.already_fine,
+            "planned": len(self.planned),
+            "skipped_by_state": dict(self.skipped_by_state),
+            "skipped_locked": len(self.skipped_other),
+            "changed_meanwhile": len(self.changed),
+            "not_attempted_over_max": self.capped,
+            "failed": len(self.failed),
+            "not_attempted_stopped": self.not_attempted,
+            "scan_stopped": self.scan_stopped,
+            "jobs": [r.to_json() for r in
+                     self.repaired + self.planned + self.failed + self.skipped_other + self.changed],
+        }

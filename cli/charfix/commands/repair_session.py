@@ -7,7 +7,8 @@ from charfix.ui.advice import APPLY, CHOOSE, COMPLETE, FETCH, MARK_FAILED, QUIT,
 from charfix.commands.writing import approve, where
 from charfix.errors import UsageError
 from charfix.models import Diagnosis, ReasonCode, State
-from charfix.repair.job import Outcome, RepairOptions, repair_job
+from charfix.models import Outcome
+from charfix.repair.job import RepairOptions, repair_job
 from charfix.runtime import Runtime
 from charfix.repair.operations import check_link, complete_job, link_character
 

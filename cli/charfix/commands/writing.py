@@ -14,7 +14,7 @@ from charfix.repair.interrupt import stopping_on_signals
 from charfix.runtime import Runtime
 
 if TYPE_CHECKING:
-    from charfix.repair.job import JobResult
+    from charfix.models import JobResult
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ def preview_then_write(runtime: Runtime, options: WriteOptions, run: Callable[..
     """The one-job write flow: preview (no lock, no write), show it with the target and confirm, open
     the audit log, write, show. `run(dry_run=..., audit=...)` does the work. Exit 1 when the job failed
     or changed under the write so that what was asked did not happen; 7 when it needs a person."""
-    from charfix.repair.job import Outcome
+    from charfix.models import Outcome
 
     preview = run(dry_run=True, audit=None)
     if options.dry_run or preview.outcome != Outcome.PLANNED:
@@ -70,7 +70,7 @@ def report_stop(runtime: Runtime, summary: str) -> None:
 def needs_person(result: JobResult) -> bool:
     """Skipped because of the job's state (not because another run held it)."""
     from charfix.models import State
-    from charfix.repair.job import Outcome
+    from charfix.models import Outcome
 
     return result.outcome == Outcome.SKIPPED and result.state is not None and result.state != State.REPAIRABLE
 

@@ -41,6 +41,10 @@ IN_PROGRESS_WAIT = 5.0  # seconds to let Postgres notice a killed client and rol
 class AuditError(ConfigError):
     """The audit log cannot be written: no further write may happen."""
 
+    def rolled_back(self, what: str) -> AuditError:
+        """The same error, saying what the unit of work (unit.py) rolled back because of it."""
+        return AuditError(f"{self.message}; {what}", hint=self.hint)
+
 
 def default_audit_path() -> Path:
     import platformdirs
@@ -139,7 +143,7 @@ class AuditLog:
         """A row write inside a transaction: its line waits for `flush`, just before the commit."""
         self._pending.append(dict(job_id=str(job_id), step=step, target=target, before=before, after=after))
 
-    def flush(self, transaction_id: Callable[[], int | None], repository: Any = None) -> None:
+    def flush(self, transaction_id: Callable[[], int | None]) -> None:
         """Inside the transaction, before it commits: write and sync its row lines, each carrying the
         transaction's ids, so that a run finding them without an outcome can ask Postgres."""
         pending = self._pending
@@ -193,7 +197,7 @@ class AuditLog:
 
     def _append(self, lines: list[dict[str, Any]], *, sync: bool, prefix: bytes = b"", opens: int = 0) -> None:
         if self._fd is None:
-            raise AuditError(f"the audit log {self.path} is not open; nothing was changed")
+            raise AuditError(f"the audit log {self.path} is not open")
         with self._lock:
             if not self._started and lines[0]["phase"] not in ("cut", "checkpoint"):
                 # The run's first line says where it wrote: a later run settles only what it can see.
@@ -208,8 +212,7 @@ class AuditLog:
                     os.fsync(self._fd)
             except OSError as exc:
                 self.failed = True
-                raise AuditError(f"cannot write the audit log {self.path}: {exc.strerror}; "
-                                 "the job's writes were rolled back") from exc
+                raise AuditError(f"cannot write the audit log {self.path}: {exc.strerror}") from exc
             self.written += sum(line["phase"] in ("intent", "pending") for line in lines)
             self._appended += len(data)
             self._open += opens
@@ -295,12 +298,17 @@ class AuditLog:
     def _landed(self, backends, record: dict[str, Any], run: dict[str, Any]) -> bool | None:
         """Whether an announced write is there now; None: cannot tell from here (another database)."""
         try:
-            if record["step"] == "copy_object":
+            if record["step"] in ("copy_object", "delete_object"):
                 if run.get("storage") != self._where["storage"]:
                     return None
+                if record["step"] == "delete_object":  # undo's: landed when the object is gone
+                    bucket, _, key = record["target"].partition("/")
+                    return not backends.storage.stat(bucket, [key])
                 return _object_landed(backends.storage, record)
             if run.get("database") != self._where["database"]:
                 return None
+            if record["step"] in ("restore_row", "delete_row"):
+                return _revert_landed(backends.repository, record)
             return _row_landed(backends.repository, record)
         except (BackendError, KeyError, TypeError, ValueError):
             return None
@@ -418,6 +426,18 @@ def _row_landed(repo, record: dict[str, Any]) -> bool:
         rows = [r for r in repo.library_items_at(UUID(after["user_id"]), after["storage_path"]) if str(r.id) == ident]
         return bool(rows) and (record["step"] == "insert_library_row" or f.is_visible(rows[0]))
     raise ValueError(table)
+
+
+def _revert_landed(repo: Any, record: dict[str, Any]) -> bool:
+    """Over REST, an undo's row write (docs/audit.md, "Undo"): a deleted row is gone; a restored row
+    holds the values put back."""
+    from charfix.repository.reverts import reverter_for
+
+    table, _, ident = record["target"].partition("/")
+    reverter = reverter_for(repo)
+    if record["step"] == "delete_row":
+        return not reverter.exists(table, UUID(ident))
+    return reverter.holds(table, UUID(ident), None, record["after"])
 
 
 def _tail_since_checkpoint(fd: int) -> list[bytes]:

@@ -15,11 +15,15 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from charfix.errors import BackendError
-from charfix.repair.audit import AuditError, Intent, encode
+from charfix.repair.audit import AuditError, encode
 from charfix.repair.trail import RunInfo, TrailView, WriteRecord
+
+if TYPE_CHECKING:
+    from charfix.repair.unit import Write
 
 TABLE = "charfix.audit"
 SCHEMA_SQL = """\
@@ -78,7 +82,7 @@ def _plain(value: Any) -> Any:
 
 @dataclass
 class DatabaseAudit:
-    """The recorder of the database trail: the interface of `AuditLog` (repair/audit.py)."""
+    """The database trail as a recorder of the unit of work (repair/unit.py, `Recorder`)."""
 
     conninfo: str
     operator: str
@@ -111,19 +115,17 @@ class DatabaseAudit:
             raise AuditError(f"cannot open the audit trail {TABLE}: {str(exc).splitlines()[0]}; nothing was changed") from exc
         return self
 
-    # -- writes that land at once (objects): announced on the side connection, committed first ------
+    # -- the Recorder of the unit of work (repair/unit.py) ---------------------------------------------
 
-    def intent(self, *, job_id: Any, step: str, target: str, before: Any, after: Any) -> Intent:
-        made = Intent(str(uuid.uuid4()), str(job_id), step, target)
-        self._side_insert([self._row("intent", made.write, made.job_id, step, target, before, after)])
-        return made
+    def announce(self, write: Write) -> None:
+        """An object write (storage has no transaction): committed on the side connection before it is made."""
+        self._side_insert([self._row("intent", write, write.before, write.planned)])
 
-    def done(self, intent: Intent, *, after: Any) -> None:
-        self._side_insert([self._row("done", intent.write, intent.job_id, intent.step, intent.target, None, after)])
+    def made(self, write: Write, *, after: Any) -> None:
+        self._side_insert([self._row("done", write, None, after)])
 
-    def not_done(self, intent: Intent, *, error: str) -> None:
-        self._side_insert([self._row("failed", intent.write, intent.job_id, intent.step, intent.target, None, None,
-                                     error=error)])
+    def not_made(self, write: Write, *, error: str) -> None:
+        self._side_insert([self._row("failed", write, None, None, error=error)])
 
     def _side_insert(self, rows: list[tuple[Any, ...]]) -> None:
         import psycopg
@@ -139,13 +141,16 @@ class DatabaseAudit:
                              "the job's writes were rolled back") from exc
         self.written += sum(row[7] == "intent" for row in rows)
 
-    # -- row writes: inserted in their own transaction, just before it commits ----------------------
+    def pending(self, write: Write, *, after: Any) -> None:
+        """A row write: its record waits for `before_commit`, to go in with it."""
+        self._pending.append(self._row("write", write, write.before, after))
 
-    def record(self, *, job_id: Any, step: str, target: str, before: Any, after: Any) -> None:
-        self._pending.append(self._row("write", None, str(job_id), step, target, before, after))
+    def job_rolled_back(self, job_id: UUID) -> None:
+        self._local.pending = [row for row in self._pending if row[9] != str(job_id)]
 
-    def flush(self, transaction_id: Callable[[], int | None], repository: Any = None) -> None:
-        """Inside the transaction, before it commits: the records go in with the writes they record."""
+    def before_commit(self, transaction_id: Callable[[], int | None], repository: Any = None) -> None:
+        """Inside the transaction, before it commits: the records go in through the repository's own
+        connection, so that they commit or roll back with the writes they record."""
         import psycopg
 
         pending, self._local.pending = self._pending, []
@@ -168,11 +173,8 @@ class DatabaseAudit:
     def committed(self) -> None:
         """Nothing to add: the records committed with the writes."""
 
-    def rolled_back(self, *, known: bool = True) -> None:
+    def rolled_back(self, *, known: bool) -> None:
         self._local.pending = []
-
-    def drop(self, job_id: Any) -> None:
-        self._local.pending = [row for row in self._pending if row[9] != str(job_id)]
 
     def close(self) -> None:
         if self._side is not None:
@@ -186,13 +188,12 @@ class DatabaseAudit:
         pending: list[tuple[Any, ...]] = self._local.pending
         return pending
 
-    def _row(self, phase: str, write: str | None, job_id: str | None, step: str, target: str, before: Any,
-             after: Any, *, error: str | None = None) -> tuple[Any, ...]:
+    def _row(self, phase: str, write: Write, before: Any, after: Any, *, error: str | None = None) -> tuple[Any, ...]:
         from psycopg.types.json import Jsonb
 
         return (self.run, self.operator, self.command, self.command_line, self._where["database"],
-                self._where["storage"], self.reverts, phase, write, job_id, step, target,
-                Jsonb(_plain(before)), Jsonb(_plain(after)), error)
+                self._where["storage"], self.reverts, phase, write.id,
+                str(write.job_id), write.step.value, write.target, Jsonb(_plain(before)), Jsonb(_plain(after)), error)
 
 
 # -- reading it back -------------------------------------------------------------------------------

@@ -8,29 +8,22 @@ row changed (ChangedError) ends the job's attempt: it is diagnosed again and rep
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Sequence
+from dataclasses import dataclass
 from uuid import UUID
 
-from charfix.diagnosis import facts as f
-from charfix.repair.audit import AuditError, AuditLog
-from charfix.diagnosis import Rules, diagnose
-from charfix.errors import BackendError, ChangedError, CharfixError, ConnectionLostError
-from charfix.models import Action, Diagnosis, Job, JobFacts, State, Step
-from charfix.repair.steps import StepContext, apply_step
 from charfix.backends import Backends
+from charfix.diagnosis import Rules, diagnose
+from charfix.diagnosis import facts as f
+from charfix.errors import BackendError, ChangedError, CharfixError, ConnectionLostError
+from charfix.models import Action, Diagnosis, Job, JobFacts, JobResult, Outcome, State, Step
 from charfix.queries.scan import collect_facts
+from charfix.repair.audit import AuditError, AuditLog
+from charfix.repair.steps import StepContext, apply_step
+from charfix.repair.unit import Clock, Recorder, Unit, utc_now
 
 SAVE_ACTIONS = frozenset(Action) - {Action.MARK_FAILED}
-
-
-class Outcome(StrEnum):
-    REPAIRED = "repaired"
-    ALREADY_FINE = "already_fine"
-    PLANNED = "planned"  # --dry-run
-    SKIPPED = "skipped"
-    CHANGED = "changed"  # someone else wrote to the job meanwhile: diagnosed again, not overwritten
-    FAILED = "failed"
+__all__ = ["SAVE_ACTIONS", "JobResult", "Outcome", "RepairOptions", "planned", "repair_job"]
 
 
 @dataclass(frozen=True)
@@ -40,58 +33,31 @@ class RepairOptions:
     actions: frozenset[Action] = SAVE_ACTIONS
     character_id: UUID | None = None  # a person's choice for a name-only job
     dry_run: bool = False
+    now: Clock = utc_now  # the time the repairs write (a failed-at); the rules' `now` is the diagnosis's
 
 
-@dataclass
-class JobResult:
-    job_id: UUID
-    outcome: Outcome
-    state: State | None = None
-    steps: list[Step] = field(default_factory=list)
-    message: str | None = None
-    diagnosis: Diagnosis | None = None
-
-    def to_json(self) -> dict:
-        return {
-            "job_id": str(self.job_id),
-            "outcome": self.outcome.value,
-            "state": self.state.value if self.state else None,
-            "steps": [s.action.value for s in self.steps],
-            "message": self.message,
-        }
-
-
-def repair_job(backends: Backends, job_id: UUID, options: RepairOptions, audit: AuditLog | None) -> JobResult:
+def repair_job(backends: Backends, job_id: UUID, options: RepairOptions,
+               audit: AuditLog | Recorder | Sequence[Recorder] | None) -> JobResult:
     """Repair one job; never raises for the job's own trouble, which is reported in the result.
     An audit log that cannot be written stops the whole run (AuditError propagates)."""
     if options.dry_run:
         # A preview takes no lock and needs no write privilege: it only reads and plans.
         try:
-            return _repair_locked(backends, job_id, options, None)
-        except (BackendError, CharfixError) as exc:
+            return _repair_locked(Unit(backends, now=options.now), job_id, options)
+        except CharfixError as exc:
             return JobResult(job_id, Outcome.FAILED, message=exc.message)
+    unit = Unit(backends, audit, now=options.now)
     try:
-        with backends.repository.locked(job_id) as got:
+        with unit.job(job_id) as got:
             if not got:
                 return JobResult(job_id, Outcome.SKIPPED, message="another charfix run is repairing this job")
-            result = _repair_locked(backends, job_id, options, audit)
-            if audit is not None:
-                # Inside the transaction: if the lines cannot be written, the row writes roll back.
-                audit.flush(transaction_id(backends), backends.repository)
-    except AuditError:
-        raise
-    except ConnectionLostError:
-        after_rollback(audit, known=False)
+            return _repair_locked(unit, job_id, options)
+    except (AuditError, ConnectionLostError):
         raise
     except ChangedError as exc:
-        after_rollback(audit)
         return rediagnosed(backends, job_id, options, exc)
-    except (BackendError, CharfixError) as exc:
-        after_rollback(audit)
+    except CharfixError as exc:
         return JobResult(job_id, Outcome.FAILED, message=exc.message)
-    if audit is not None:
-        audit.committed()
-    return result
 
 
 def rediagnosed(backends: Backends, job_id: UUID, options: RepairOptions, changed: ChangedError) -> JobResult:
@@ -100,33 +66,21 @@ def rediagnosed(backends: Backends, job_id: UUID, options: RepairOptions, change
     when its own writes finished the plan, so of two racing runs exactly one does."""
     try:
         diagnosis = diagnose(_facts(backends, job_id, None, options.rules)[0], options.rules)
-    except (BackendError, CharfixError) as exc:
+    except CharfixError as exc:
         return JobResult(job_id, Outcome.FAILED, message=f"{changed.message}; re-diagnosing failed: {exc.message}")
     return JobResult(job_id, Outcome.CHANGED, state=diagnosis.state, diagnosis=diagnosis,
                      message=f"{changed.message}; diagnosed again: {diagnosis.state.value}")
 
 
-def after_rollback(audit: AuditLog | None, *, known: bool = True) -> None:
-    """The transaction's row writes rolled back; object copies did happen and keep their lines. A lost
-    connection (`known=False`) may have lost it during the commit: the next run asks Postgres."""
-    if audit is not None:
-        audit.rolled_back(known=known)
-
-
-def transaction_id(backends: Backends):
-    """Postgres's id of the transaction in flight, asked only when there are lines to write."""
-    return getattr(backends.repository, "transaction_id", lambda: None)
-
-
-def _repair_locked(backends: Backends, job_id: UUID, options: RepairOptions, audit: AuditLog | None) -> JobResult:
-    facts, real_job = _facts(backends, job_id, options.character_id, options.rules)
+def _repair_locked(unit: Unit, job_id: UUID, options: RepairOptions) -> JobResult:
+    facts, real_job = _facts(unit.backends, job_id, options.character_id, options.rules)
     diagnosis = diagnose(facts, options.rules)
     result = planned(diagnosis, options, needs_link=real_job is not None)
     if result.outcome != Outcome.PLANNED or options.dry_run:
         return result
     # Writes are conditional on the job as stored, not on the copy that carried the person's choice.
     stored = facts if real_job is None else facts.model_copy(update={"job": real_job})
-    context = StepContext(backends=backends, facts=stored, diagnosis=diagnosis, audit=audit)
+    context = StepContext(backends=unit.backends, facts=stored, diagnosis=diagnosis, unit=unit)
     for step in result.steps:
         apply_step(context, step)
     result.outcome = Outcome.REPAIRED

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from charfix.errors import CharfixError, ConfigError, ExitStatus
 from charfix.models import State
-from charfix.repair.operations import BackfillReport
+from charfix.models import BackfillReport
 
 PREFIX = "charfix_backfill"
 LAST_SUCCESS = f"{PREFIX}_last_success_timestamp_seconds"

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from uuid import UUID
 
 from charfix.diagnosis import facts as f
 from charfix.repair.audit import AuditLog
 from charfix.diagnosis import Rules
 from charfix.errors import NotFoundError, RefusedError
-from charfix.models import Action, Diagnosis, State
-from charfix.repair.job import SAVE_ACTIONS, JobResult, Outcome, RepairOptions, repair_job
+from charfix.models import Action, BackfillReport, Diagnosis, JobResult, State
+from charfix.repair.job import SAVE_ACTIONS, RepairOptions, repair_job
 from charfix.repair.page import pages_supported, repair_page
 from charfix.backends import Backends
 from charfix.queries.scan import diagnose_ids
@@ -79,56 +77,6 @@ def check_link(backends: Backends, diagnosis: Diagnosis, character_id: UUID) -> 
             f"job {diagnosis.job_id} already names character {current}; charfix does not rebind a job",
             hint="if that character is wrong, fix the job's metadata by hand and record why",
         )
-
-
-@dataclass
-class BackfillReport:
-    examined: int = 0
-    repaired: list[JobResult] = field(default_factory=list)
-    already_fine: int = 0
-    planned: list[JobResult] = field(default_factory=list)
-    skipped_by_state: Counter = field(default_factory=Counter)
-    skipped_other: list[JobResult] = field(default_factory=list)
-    changed: list[JobResult] = field(default_factory=list)  # written by someone else meanwhile
-    failed: list[JobResult] = field(default_factory=list)
-    capped: int = 0
-    attempted: int = 0  # jobs of the work list that got a result
-    not_attempted: int = 0  # repairable jobs left when a signal stopped the run (docs/cron.md)
-    scan_stopped: bool = False  # a signal stopped the run before every job was examined
-
-    def add(self, result: JobResult) -> None:
-        match result.outcome:
-            case Outcome.REPAIRED:
-                self.repaired.append(result)
-            case Outcome.PLANNED:
-                self.planned.append(result)
-            case Outcome.ALREADY_FINE:
-                self.already_fine += 1
-            case Outcome.FAILED:
-                self.failed.append(result)
-            case Outcome.CHANGED:
-                self.changed.append(result)
-            case Outcome.SKIPPED if result.state is not None:
-                self.skipped_by_state[result.state.value] += 1
-            case _:
-                self.skipped_other.append(result)
-
-    def to_json(self) -> dict:
-        return {
-            "examined": self.examined,
-            "repaired": len(self.repaired),
-            "already_fine": self.already_fine,
-            "planned": len(self.planned),
-            "skipped_by_state": dict(self.skipped_by_state),
-            "skipped_locked": len(self.skipped_other),
-            "changed_meanwhile": len(self.changed),
-            "not_attempted_over_max": self.capped,
-            "failed": len(self.failed),
-            "not_attempted_stopped": self.not_attempted,
-            "scan_stopped": self.scan_stopped,
-            "jobs": [r.to_json() for r in
-                     self.repaired + self.planned + self.failed + self.skipped_other + self.changed],
-        }
 
 
 def backfill(

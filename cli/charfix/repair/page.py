@@ -15,18 +15,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 from uuid import UUID
 
-from charfix.repair.audit import AuditError, AuditLog
-from charfix.diagnosis import diagnose
-from charfix.errors import BackendError, ChangedError, CharfixError, ConnectionLostError
-from charfix.models import Action, JobFacts
-from charfix.repair.job import JobResult, Outcome, RepairOptions, after_rollback, planned, rediagnosed, transaction_id
-from charfix.repair.steps import StepContext, apply_step
 from charfix.backends import Backends
+from charfix.diagnosis import diagnose
+from charfix.errors import ChangedError, CharfixError, ConnectionLostError
+from charfix.models import Action, JobFacts, JobResult, LibraryItem, Outcome
 from charfix.queries.scan import collect_facts
+from charfix.repair.audit import AuditError, AuditLog
+from charfix.repair.job import RepairOptions, planned, rediagnosed
+from charfix.repair.steps import StepContext, apply_step
+from charfix.repair.unit import PageWriter, Recorder, Unit
 
 LOCKED_ELSEWHERE = "another charfix run is repairing this job"
+RowsAt = dict[tuple[UUID, str], list[LibraryItem]]
 
 
 def pages_supported(backends: Backends) -> bool:
@@ -41,33 +44,23 @@ class PageResult:
     deferred: list[UUID] = field(default_factory=list)  # to lock and read again in a later page
 
 
-def repair_page(backends: Backends, job_ids: Sequence[UUID], options: RepairOptions, audit: AuditLog | None) -> PageResult:
+def repair_page(backends: Backends, job_ids: Sequence[UUID], options: RepairOptions,
+                audit: AuditLog | Recorder | Sequence[Recorder] | None) -> PageResult:
     """Repair a page of jobs; a job's own trouble is reported in its result. An audit log that cannot be
     written (AuditError) and a lost connection (ConnectionLostError) roll back the page and propagate."""
     if options.dry_run:
         return _preview(backends, job_ids, options)
     page = PageResult()
+    unit = Unit(backends, audit, now=options.now)
     try:
-        with backends.repository.locked_jobs(job_ids) as jobs:
+        with unit.page(job_ids) as jobs:
             locked = {job.id for job in jobs}
             page.results += [JobResult(i, Outcome.SKIPPED, message=LOCKED_ELSEWHERE) for i in job_ids if i not in locked]
-            _repair_locked(backends, collect_facts(backends, jobs, link_window=options.rules.link_window),
-                           options, audit, page)
-            if audit is not None:
-                # Inside the transaction: if the lines cannot be written, the page's row writes roll back.
-                audit.flush(transaction_id(backends), backends.repository)
-    except AuditError as exc:
-        reason = exc.message.rsplit("; ", 1)[0]
-        raise AuditError(f"{reason}; the row writes of this page of {len(job_ids)} job(s) were rolled back",
-                         hint=exc.hint) from exc
-    except ConnectionLostError:
-        after_rollback(audit, known=False)
+            _repair_locked(unit, collect_facts(backends, jobs, link_window=options.rules.link_window), options, page)
+    except (AuditError, ConnectionLostError):
         raise
-    except (BackendError, CharfixError) as exc:
-        after_rollback(audit)
+    except CharfixError as exc:
         return _page_failed(page, job_ids, exc.message)
-    if audit is not None:
-        audit.committed()
     return page
 
 
@@ -78,18 +71,18 @@ def _page_failed(page: PageResult, job_ids: Sequence[UUID], message: str) -> Pag
     return PageResult(results=[*kept.values(), *failed], deferred=page.deferred)
 
 
-def _repair_locked(backends: Backends, facts: list[JobFacts], options: RepairOptions, audit: AuditLog | None,
-                   page: PageResult) -> None:
+def _repair_locked(unit: Unit, facts: list[JobFacts], options: RepairOptions, page: PageResult) -> None:
+    backends = unit.backends
     plans = [(item, planned(diagnose(item, options.rules), options)) for item in facts]
     changed = _lock_characters(backends, plans)
-    rows_at = _rows_at(backends, plans)
+    rows_at = _rows_at(unit, plans)
     written: set[UUID] = set()  # characters and library rows an earlier job of this page wrote
     for item, result in plans:
         if written & _read_rows(item) or changed & {c.id for c in item.characters}:
             page.deferred.append(item.job.id)
             continue
         if result.outcome == Outcome.PLANNED:
-            result = _apply(backends, item, result, options, audit, rows_at)
+            result = _apply(unit, item, result, options, rows_at)
             if result.outcome == Outcome.REPAIRED:
                 written |= _written_rows(result)
         page.results.append(result)
@@ -102,36 +95,35 @@ def _lock_characters(backends: Backends, plans: list[tuple[JobFacts, JobResult]]
     wanted = {UUID(step.params["character_id"]) for _, result in plans if result.outcome == Outcome.PLANNED
               for step in result.steps if "character_id" in step.params}
     seen = {c.id: c for item, _ in plans for c in item.characters}
-    return {c.id for c in backends.repository.lock_characters(sorted(wanted)) if seen.get(c.id) != c}
+    locked = cast(PageWriter, backends.repository).lock_characters(sorted(wanted))
+    return {c.id for c in locked if seen.get(c.id) != c}
 
 
-def _rows_at(backends: Backends, plans: list[tuple[JobFacts, JobResult]]) -> dict[tuple[UUID, str], list]:
+def _rows_at(unit: Unit, plans: list[tuple[JobFacts, JobResult]]) -> RowsAt:
     """The idempotency look-up of every library row the page may insert, in one statement: inside the
     page's lock only its own jobs can add a row at their keys, and each key names one job."""
     paths = sorted({(item.job.user_id, step.params["storage_path"]) for item, result in plans for step in result.steps
                     if result.outcome == Outcome.PLANNED and step.action == Action.INSERT_LIBRARY_ROW})
-    found: dict[tuple[UUID, str], list] = {path: [] for path in paths}
-    for row in backends.repository.library_items_at_paths(paths):
+    found: RowsAt = {path: [] for path in paths}
+    for row in unit.page_writer.library_items_at_paths(paths):
         found[(row.user_id, row.storage_path)].append(row)
     return found
 
 
-def _apply(backends: Backends, facts: JobFacts, result: JobResult, options: RepairOptions, audit: AuditLog | None,
-           rows_at: dict) -> JobResult:
+def _apply(unit: Unit, facts: JobFacts, result: JobResult, options: RepairOptions, rows_at: RowsAt) -> JobResult:
     """The job's steps inside its savepoint: an error rolls back this job's row writes only. A row that
     someone else changed meanwhile: the job is read and diagnosed again (still inside the page's lock)."""
-    context = StepContext(backends=backends, facts=facts, diagnosis=result.diagnosis, audit=audit, rows_at=rows_at)
+    assert result.diagnosis is not None  # a planned result carries its diagnosis
+    context = StepContext(backends=unit.backends, facts=facts, diagnosis=result.diagnosis, unit=unit, rows_at=rows_at)
     try:
-        with backends.repository.savepoint():
+        with unit.savepoint(result.job_id):
             for step in result.steps:
                 apply_step(context, step)
     except (AuditError, ConnectionLostError):
         raise
-    except (BackendError, CharfixError) as exc:
-        if audit is not None:
-            audit.drop(result.job_id)  # its savepoint rolled back; its object copies keep their lines
-        if isinstance(exc, ChangedError):
-            return rediagnosed(backends, result.job_id, options, exc)
+    except ChangedError as exc:
+        return rediagnosed(unit.backends, result.job_id, options, exc)
+    except CharfixError as exc:
         result.outcome, result.message = Outcome.FAILED, exc.message
         return result
     result.outcome = Outcome.REPAIRED
@@ -143,7 +135,7 @@ def _read_rows(facts: JobFacts) -> set[UUID]:
 
 
 def _written_rows(result: JobResult) -> set[UUID]:
-    written = set()
+    written: set[UUID] = set()
     for step in result.steps:
         if step.action == Action.UPDATE_CHARACTER_IMAGE:
             written.add(UUID(step.params["character_id"]))
@@ -152,14 +144,13 @@ def _written_rows(result: JobResult) -> set[UUID]:
     return written
 
 
-
 def _preview(backends: Backends, job_ids: Sequence[UUID], options: RepairOptions) -> PageResult:
     """--dry-run: no lock and no write privilege needed; read the page, diagnose, plan."""
     page = PageResult()
     try:
         jobs = backends.repository.jobs_by_id(job_ids)
         facts = collect_facts(backends, jobs, link_window=options.rules.link_window)
-    except (BackendError, CharfixError) as exc:
+    except CharfixError as exc:
         page.results = [JobResult(i, Outcome.FAILED, message=exc.message) for i in job_ids]
         return page
     found = {job.id for job in jobs}

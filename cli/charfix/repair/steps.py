@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, UTC
+from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
 from charfix.diagnosis import facts as f
-from charfix.repair.audit import AuditLog
-from charfix.errors import BackendError, ChangedError, CharfixError, RefusedError
+from charfix.repair.unit import Unit, Write
+from charfix.errors import BackendError, ChangedError, RefusedError
 from charfix.storage.provider import EXTENSIONS
 from charfix.diagnosis.keys import own_key
 from charfix.models import (
@@ -34,18 +33,6 @@ from charfix.models import (
 from charfix.backends import Backends
 
 T = TypeVar("T")
-CRASH_AFTER = "CHARFIX_TEST_CRASH_AFTER"  # test hook: exit abruptly after this many writes
-_writes = 0
-
-
-def crash_after_writes() -> None:
-    """Tests stop the run abruptly after N writes (rows uncommitted, objects copied), as a kill would."""
-    global _writes
-    limit = os.environ.get(CRASH_AFTER)
-    if limit:
-        _writes += 1
-        if _writes >= int(limit):
-            os._exit(70)
 
 
 @dataclass
@@ -53,7 +40,7 @@ class StepContext:
     backends: Backends
     facts: JobFacts
     diagnosis: Diagnosis
-    audit: AuditLog | None
+    unit: Unit  # every write passes through it (unit.py): its records, its clock
     # The rows already at the library paths this job may insert at, when a page looked them up at once
     # (inside its lock). None: look them up when the step runs.
     rows_at: dict[tuple[UUID, str], list[LibraryItem]] | None = None
@@ -66,10 +53,14 @@ class StepContext:
     def job(self) -> Job:
         return self.facts.job
 
+    def now(self) -> datetime:
+        """The time a repair writes (a failed-at): the unit's clock, injected like the rules' one."""
+        return self.unit.now()
+
     def library_items_at(self, key: str) -> list[LibraryItem]:
         if self.rows_at is not None and (self.job.user_id, key) in self.rows_at:
             return self.rows_at[(self.job.user_id, key)]
-        return self.backends.repository.library_items_at(self.job.user_id, key)
+        return self.unit.writer.library_items_at(self.job.user_id, key)
 
     def character(self, character_id: UUID) -> Character:
         found = f.character_by_id(self.facts, character_id)
@@ -91,26 +82,8 @@ class StepContext:
 
     def write(self, step: Action, target: str, before: Any, planned: Any, make: Callable[[], T],
               view: Callable[[T], Any] = lambda value: value) -> T:
-        """Make one write and its audit record (docs/repairs.md, "The audit log"). A write that lands
-        at once (an object; any write over REST) is announced, synced, before it is made, and closed
-        after; a row write inside a transaction is recorded as pending, for the commit to settle."""
-        if self.audit is None:
-            made = make()
-        elif step == Action.COPY_OBJECT or not self.backends.repository.transactional:
-            intent = self.audit.intent(job_id=self.job.id, step=step.value, target=target, before=_plain(before),
-                                       after=_plain(planned))
-            try:
-                made = make()
-            except (CharfixError, OSError) as exc:
-                self.audit.not_done(intent, error=getattr(exc, "message", str(exc)))
-                raise
-            self.audit.done(intent, after=_plain(view(made)))
-        else:
-            made = make()
-            self.audit.record(job_id=self.job.id, step=step.value, target=target, before=_plain(before),
-                              after=_plain(view(made)))
-        crash_after_writes()
-        return made
+        """Make one write through the unit of work, which records it (docs/repairs.md, "The audit log")."""
+        return self.unit.write(Write(self.job.id, step, target, _plain(before), _plain(planned)), make, view)
 
 
 def _plain(value: Any) -> Any:
@@ -134,7 +107,7 @@ def _complete_job(ctx: StepContext, params: dict[str, Any]) -> None:
 def _mark_failed(ctx: StepContext, params: dict[str, Any]) -> None:
     if ctx.job.status == "failed":
         return
-    at, message = datetime.now(UTC), params["error_message"]
+    at, message = ctx.now(), params["error_message"]
     planned = {"status": "failed", "completed_at": at, "error_message": message}
     after = ctx.write(Action.MARK_FAILED, f"jobs/{ctx.job.id}", _job_view(ctx.job), planned,
                       lambda: ctx.backends.repository.mark_failed(ctx.job, message=message, at=at), _job_view)

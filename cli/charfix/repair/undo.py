@@ -17,9 +17,10 @@ from uuid import UUID
 
 from charfix.backends import Backends
 from charfix.diagnosis.keys import own_key
-from charfix.errors import BackendError, CharfixError, ConnectionLostError
-from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET
+from charfix.errors import BackendError, ChangedError, CharfixError, ConnectionLostError
+from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, UndoAction
 from charfix.repair.audit import AuditError
+from charfix.repair.unit import Unit, Write
 from charfix.repair.trail import WriteRecord
 from charfix.repository.reverts import Reverter, reverter_for
 
@@ -213,11 +214,12 @@ def undo(backends: Backends, run: str, records: Sequence[WriteRecord], *, dry_ru
     characters = {str(c.id): c.user_id for c in repo.characters_for(named, [])} if named else {}
     items = plan(records, owners, repo.schema.has, characters)
     reverter = reverter_for(repo)
+    unit = Unit(backends, audit)
     for item in items:
         if item.outcome is not None:
             continue
         try:
-            item.outcome = _check(backends, reverter, item) if dry_run else _revert(backends, reverter, item, audit)
+            item.outcome = _check(backends, reverter, item) if dry_run else _revert(unit, reverter, item)
         except (AuditError, ConnectionLostError):
             raise
         except (BackendError, CharfixError) as exc:
@@ -255,83 +257,45 @@ def _object_state(backends: Backends, item: UndoItem, *, would: Outcome) -> Outc
     return would
 
 
-def _revert(backends: Backends, reverter: Reverter, item: UndoItem, audit: Any) -> Outcome:
+def _revert(unit: Unit, reverter: Reverter, item: UndoItem) -> Outcome:
+    """One item through the unit of work: over Postgres, the job's row lock and a transaction holding the
+    conditional write and its record; a write that matched nothing raises ChangedError, so that nothing
+    is recorded and the transaction rolls back, and then the item is told apart (already undone, or a
+    conflict)."""
     if item.action == Action.DELETE_OBJECT:
-        return _delete_object(backends, item, audit)
-    repo: Any = backends.repository  # a Writer too (repository/base.py): locked, transactional
-    job_id = UUID(item.record.job_id)
+        return _delete_object(unit, item)
+    owner, row = item.owner, UUID(item.ident)
+    assert owner is not None
+    step = UndoAction.DELETE_ROW if item.action == Action.DELETE_ROW else UndoAction.RESTORE_ROW
+    write = Write(UUID(item.record.job_id), step, item.record.target, item.expected, item.values)
+
+    def make() -> None:
+        if step == UndoAction.DELETE_ROW:
+            done = reverter.delete(item.place, row, owner, expected=item.expected)
+        else:
+            done = reverter.restore(item.place, row, owner, expected=item.expected, values=item.values or {})
+        if not done:
+            raise ChangedError(f"{item.record.target} does not hold what the run wrote; nothing was written to it")
+
     try:
-        with repo.locked(job_id) as got:  # over Postgres: the job's lock and one transaction for this item
+        with unit.job(write.job_id) as got:
             if not got:
                 item.message = "another charfix run holds the job; run undo again later"
                 return Outcome.CONFLICT
-            outcome = _revert_row(reverter, item, audit, transactional=repo.transactional)
-            if outcome == Outcome.REVERTED and audit is not None and repo.transactional:
-                from charfix.repair.job import transaction_id
-
-                audit.flush(transaction_id(backends), repo)  # inside the transaction: record and write together
-    except BaseException:
-        if audit is not None and repo.transactional:
-            audit.rolled_back()
-        raise
-    if outcome == Outcome.REVERTED and audit is not None and repo.transactional:
-        audit.committed()
-    return outcome
+            unit.write(write, make)
+    except ChangedError:
+        if step == UndoAction.DELETE_ROW:
+            return Outcome.CONFLICT if reverter.exists(item.place, row) else Outcome.ALREADY_UNDONE
+        return Outcome.ALREADY_UNDONE if reverter.holds(item.place, row, owner, item.values or {}) else Outcome.CONFLICT
+    return Outcome.REVERTED
 
 
-def _revert_row(reverter: Reverter, item: UndoItem, audit: Any, *, transactional: bool) -> Outcome:
-    owner = item.owner
-    assert owner is not None
-    row = UUID(item.ident)
-    after = None if item.action == Action.DELETE_ROW else item.values
-
-    def write() -> bool:
-        if item.action == Action.DELETE_ROW:
-            return reverter.delete(item.place, row, owner, expected=item.expected)
-        return reverter.restore(item.place, row, owner, expected=item.expected, values=item.values or {})
-
-    if audit is None:
-        done = write()
-    elif transactional:
-        done = write()
-        if done:
-            audit.record(job_id=item.record.job_id, step=item.action.value, target=item.record.target,
-                         before=item.expected, after=after)
-    else:
-        intent = audit.intent(job_id=item.record.job_id, step=item.action.value, target=item.record.target,
-                              before=item.expected, after=after)
-        try:
-            done = write()
-        except (CharfixError, OSError) as exc:
-            audit.not_done(intent, error=getattr(exc, "message", str(exc)))
-            raise
-        if done:
-            audit.done(intent, after=after)
-        else:
-            audit.not_done(intent, error="changed since the run: nothing was written")
-    if done:
-        return Outcome.REVERTED
-    if item.action == Action.DELETE_ROW:
-        return Outcome.CONFLICT if reverter.exists(item.place, row) else Outcome.ALREADY_UNDONE
-    return Outcome.ALREADY_UNDONE if reverter.holds(item.place, row, owner, item.values or {}) else Outcome.CONFLICT
-
-
-def _delete_object(backends: Backends, item: UndoItem, audit: Any) -> Outcome:
-    state = _object_state(backends, item, would=Outcome.REVERTED)
+def _delete_object(unit: Unit, item: UndoItem) -> Outcome:
+    state = _object_state(unit.backends, item, would=Outcome.REVERTED)
     if state != Outcome.REVERTED:
         return state
     # No condition can travel with a delete in storage: the object was checked just above, and only
-    # charfix writes the job's own library keys (docs/audit.md, "Undo": its limits).
-    target = item.record.target
-    intent = None if audit is None else audit.intent(job_id=item.record.job_id, step=Action.DELETE_OBJECT.value,
-                                                     target=target, before=item.expected, after=None)
-    try:
-        backends.storage.delete(item.place, item.ident)
-    except (CharfixError, OSError) as exc:
-        if intent is not None:
-            audit.not_done(intent, error=getattr(exc, "message", str(exc)))
-        raise
-    if intent is not None:
-        audit.done(intent, after=None)
+    # charfix writes the job's own library keys (docs/audit.md, "Undo": its limits). Announced first.
+    write = Write(UUID(item.record.job_id), UndoAction.DELETE_OBJECT, item.record.target, item.expected, None)
+    unit.write(write, lambda: unit.backends.storage.delete(item.place, item.ident), lambda _: None)
     return Outcome.REVERTED
-

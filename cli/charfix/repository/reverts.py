@@ -27,8 +27,8 @@ class Reverter(Protocol):
         """Set `values` where the row is the owner's and holds `expected`; False when it matched nothing."""
         ...
 
-    def holds(self, table: str, row_id: UUID, owner: UUID, values: dict[str, Any]) -> bool:
-        """Whether the row exists, is the owner's and holds `values`."""
+    def holds(self, table: str, row_id: UUID, owner: UUID | None, values: dict[str, Any]) -> bool:
+        """Whether the row exists, is the owner's (any owner: None) and holds `values`."""
         ...
 
     def delete(self, table: str, row_id: UUID, owner: UUID, *, expected: dict[str, Any]) -> bool:
@@ -61,7 +61,7 @@ class PostgresReverter:
         params.update({f"v_{c}": _value(table, c, v) for c, v in values.items()})
         return self._any(statement, params)
 
-    def holds(self, table: str, row_id: UUID, owner: UUID, values: dict[str, Any]) -> bool:
+    def holds(self, table: str, row_id: UUID, owner: UUID | None, values: dict[str, Any]) -> bool:
         from psycopg import sql
 
         checked(table, values)
@@ -94,10 +94,12 @@ def _param(table: str, column: str, name: str) -> Any:
     return sql.SQL("{}::{}").format(sql.Placeholder(name), sql.SQL(COLUMN_TYPES[table][column]))
 
 
-def _where(table: str, row_id: UUID, owner: UUID, expected: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def _where(table: str, row_id: UUID, owner: UUID | None, expected: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     from psycopg import sql
 
-    terms: list[Any] = [sql.SQL("id = %(id)s"), sql.SQL("user_id = %(owner)s")]
+    terms: list[Any] = [sql.SQL("id = %(id)s")]
+    if owner is not None:
+        terms.append(sql.SQL("user_id = %(owner)s"))
     params: dict[str, Any] = {"id": row_id, "owner": owner}
     for column, value in expected.items():
         terms.append(sql.SQL("{} is not distinct from {}").format(sql.Identifier(column),
@@ -132,7 +134,7 @@ class SupabaseReverter:
         checked(table, [*expected, *values])
         return bool(self.repository._patch(table, values, _filters(table, row_id, owner, expected)))
 
-    def holds(self, table: str, row_id: UUID, owner: UUID, values: dict[str, Any]) -> bool:
+    def holds(self, table: str, row_id: UUID, owner: UUID | None, values: dict[str, Any]) -> bool:
         checked(table, values)
         builder = self.repository._table(table).select("id")
         for column, operator, value in _filters(table, row_id, owner, values):
@@ -161,10 +163,10 @@ class SupabaseReverter:
         return bool(self.repository._json(table, builder))
 
 
-def _filters(table: str, row_id: UUID, owner: UUID, expected: dict[str, Any]) -> list[tuple[str, str, str]]:
+def _filters(table: str, row_id: UUID, owner: UUID | None, expected: dict[str, Any]) -> list[tuple[str, str, str]]:
     from charfix.backends.http import array_literal
 
-    found = [("id", "eq", str(row_id)), ("user_id", "eq", str(owner))]
+    found = [("id", "eq", str(row_id))] + ([("user_id", "eq", str(owner))] if owner is not None else [])
     for column, value in expected.items():
         kind = COLUMN_TYPES[table][column]
         if value is None:

@@ -6,8 +6,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from charfix.repair.job import JobResult, Outcome
-from charfix.repair.operations import BackfillReport
+from charfix.models import BackfillReport, JobResult, Outcome
 from charfix.ui.render import plan_lines
 from charfix.ui.safe import terminal_text
 
