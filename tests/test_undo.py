@@ -359,3 +359,31 @@ def test_a_run_crashed_after_its_nth_write_on_the_database_trail_is_recorded_exa
     assert crashed.code == 70, crashed.stderr
     full_env = {**os.environ, **env, "HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "state"), "NO_COLOR": "1"}
     check_and_undo(seeded, seed_state, 0, full_env, crash_after)
+
+
+def test_undo_on_a_terminal_shows_the_target_and_each_item_then_asks(cli, seeded, tmp_path):
+    import pexpect
+
+    from conftest import spawn_on_pty
+
+    log = tmp_path / "audit.jsonl"
+    env = {"SUPABASE_DB_URL": seeded.db_url, "CHARFIX_STORAGE_DIR": str(seeded.storage), "CHARFIX_AUDIT_LOG": str(log)}
+    before = state(seeded)
+    run = backfill(cli, env)
+    child = spawn_on_pty(tmp_path, ["undo", run, "--job", "69e0cd17"], rows=60, columns=220, timeout=60, env=env)
+    child.expect("target")
+    child.expect("database t_")
+    child.expect("would_revert +restore characters/")
+    child.expect(r"status: completed -> processing")
+    child.expect(r"delete object user-library/")
+    child.expect(rf"Revert these 5 write\(s\) of run {run[:8]} on ")
+    child.send("y")
+    child.expect("reverted")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    after = state(seeded)
+    with seeded.connect() as conn:
+        status = conn.execute("select status from jobs where id = %s", (INCIDENT_JOB,)).fetchone()[0]
+    assert status == "processing" and after != before  # only the incident's writes were reverted
+    assert cli("undo", run, "--yes", env=env).code == 0 and state(seeded) == before
