@@ -17,11 +17,14 @@ from charfix.commands.complete_job import complete_job_cli
 from charfix.commands.demo import demo_cli
 from charfix.commands.diagnose import diagnose_cli
 from charfix.commands.doctor import doctor_cli
+from charfix.commands.history import history_cli
+from charfix.commands.init import init_cli
 from charfix.commands.link_character import link_character_cli
 from charfix.commands.list_stuck import list_stuck_cli
 from charfix.commands.repair import repair_cli
 from charfix.commands.argv import normalize
 from charfix.commands.report import report_cli
+from charfix.commands.undo import undo_cli
 from charfix.commands.user import user_cli
 from charfix.errors import CharfixError, ExitStatus, UsageError
 from charfix.parsing import parse_path
@@ -115,13 +118,16 @@ app.command("doctor")(doctor_cli)
 app.command("demo")(demo_cli)
 app.command("user")(user_cli)
 app.command("report")(report_cli)
+app.command("history")(history_cli)
+app.command("undo")(undo_cli)
+app.command("init")(init_cli)
 
 
 def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     """The console script. Every error becomes one line on stderr and a documented exit code."""
     env = env or Environment()
     argv = normalize(sys.argv[1:] if argv is None else argv)
-    runtime = Runtime(env=env, debug="--debug" in argv)
+    runtime = Runtime(env=env, debug="--debug" in argv, argv=list(argv))
     try:
         result = app(args=argv, prog_name="charfix", standalone_mode=False, obj=runtime)
         return int(result or 0)

@@ -211,6 +211,18 @@ class Action(StrEnum):
     MARK_FAILED = "mark_failed"
 
 
+class UndoAction(StrEnum):
+    """The writes of `charfix undo` (docs/audit.md, "Undo"): no plan step, so not an Action."""
+
+    RESTORE_ROW = "restore_row"
+    DELETE_ROW = "delete_row"
+    DELETE_OBJECT = "delete_object"
+
+
+# Writes that land the moment they are made, whatever the backend: announced before, closed after.
+OBJECT_WRITES = frozenset({Action.COPY_OBJECT.value, UndoAction.DELETE_OBJECT.value})
+
+
 class Reason(BaseModel):
     code: ReasonCode
     message: str

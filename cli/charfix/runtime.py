@@ -21,6 +21,7 @@ class Runtime:
     config_path: Path | None = None
     demo: bool = False
     debug: bool = False
+    argv: list[str] = field(default_factory=list)  # as given (after app.normalize): the audit's command line
     _settings: Settings | None = None
     _backends: Backends | None = None
 

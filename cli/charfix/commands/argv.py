@@ -14,7 +14,8 @@ GLOBAL_VALUES = {"--db-url", "--storage-dir", "--config"}
 # Every command option that takes a value: what follows one of them is its value, never moved.
 # tests/test_argv.py checks this list against the commands themselves.
 COMMAND_VALUES = {"--since", "--user", "--state", "--reason", "--stuck-after", "--link-window", "--limit",
-                  "--operator", "--audit-log", "--character", "--max", "--concurrency", "--jq", "--metrics-file"}
+                  "--operator", "--audit-log", "--character", "--max", "--concurrency", "--jq", "--metrics-file",
+                  "--job"}
 FIELDS = r"^[a-z_]+(,[a-z_]+)*$"
 HEX = r"^[0-9a-f-]+$"
 

@@ -85,7 +85,8 @@ def backfill_cli(
             if audit is not None:
                 audit.close()
     if json_output is not None:
-        json_output.print_one(runtime.env, report.to_json())
+        data = report.to_json()
+        json_output.print_one(runtime.env, data if audit is None else {**data, "run_id": audit.run})
     elif dry_run:
         _show_plan(runtime, report)
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -15,7 +15,6 @@ from charfix.runtime import Runtime
 
 if TYPE_CHECKING:
     from charfix.models import JobResult
-    from charfix.repair.audit import AuditLog
     from charfix.repair.operations import Preview
 
 
@@ -57,7 +56,7 @@ def preview_then_write(runtime: Runtime, options: WriteOptions, preview: Preview
             result = apply(runtime.backends(), preview, audit)  # a signal now lets this job finish or roll back
         finally:
             audit.close()
-    show_result(runtime, result, options.json_output)
+    show_result(runtime, result, options.json_output, run_id=audit.run)
     if stop.requested:
         report_stop(runtime, stop.summary(f"job {result.job_id}: {result.outcome.value}", "nothing else was pending"))
         raise typer.Exit(stop.exit_status)
@@ -86,10 +85,13 @@ def needs_person(result: JobResult) -> bool:
     return result.outcome == Outcome.SKIPPED and result.state is not None and result.state != State.REPAIRABLE
 
 
-def show_result(runtime: Runtime, result: JobResult, json_output, *, plan: bool = False) -> None:
-    """`plan`: a --dry-run, shown exactly as the write prompt shows it (the target, then the steps)."""
+def show_result(runtime: Runtime, result: JobResult, json_output, *, plan: bool = False,
+                run_id: str | None = None) -> None:
+    """`plan`: a --dry-run, shown exactly as the write prompt shows it (the target, then the steps).
+    `run_id`: the run that wrote (docs/audit.md), in the JSON."""
     if json_output is not None:
-        json_output.print_one(runtime.env, result.to_json())
+        data = result.to_json()
+        json_output.print_one(runtime.env, data if run_id is None else {**data, "run_id": run_id})
         return
     from charfix.ui.results import render_job_result
 
@@ -125,6 +127,20 @@ def approve(runtime: Runtime, preview: JobResult, question: str, *, yes: bool) -
     return confirm(runtime, question, yes=False)
 
 
+def approve_many(runtime: Runtime, show: Callable[[], None], question: str, *, yes: bool) -> bool:
+    """`approve` for a write that is no one job's plan (undo, init): `show` prints what will be written,
+    and where, right above the question; with --yes only the target goes to a watching stderr."""
+    if yes:
+        if runtime.env.stderr_is_terminal:
+            from charfix.ui.approval import show_target as show_on
+
+            show_on(runtime.env.err, runtime.settings)
+        return True
+    require_terminal(runtime)
+    show()
+    return confirm(runtime, question, yes=False)
+
+
 def require_terminal(runtime: Runtime) -> None:
     if not runtime.env.interactive:
         raise UsageError("refusing to write without --yes: not running on a terminal, so nobody can confirm",
@@ -141,11 +157,59 @@ def confirm(runtime: Runtime, question: str, *, yes: bool) -> bool:
     return ask_confirm(question)
 
 
-def open_audit(runtime: Runtime, command: str, *, path: Path | None, operator: str | None) -> AuditLog:
+def open_audit(runtime: Runtime, command: str, *, path: Path | None, operator: str | None,
+               reverts: str | None = None) -> Any:
+    """Start a run: its recorder (docs/audit.md: the database trail once `charfix init` made it, else
+    the JSONL file), opened before the first write, and its id on stderr."""
     from charfix.repair.audit import AuditLog, default_audit_path, default_operator
 
     settings = runtime.settings
-    chosen = path or settings.audit_log or default_audit_path()
+    backends = runtime.backends()
     who = operator or settings.operator or default_operator()
-    # With the backends, opening settles what a killed run left without an outcome (docs/repairs.md).
-    return AuditLog(path=chosen, operator=who, command=command).open(runtime.backends())
+    line = command_line(runtime)
+    conn = database_trail(backends)
+    recorder: Any
+    if conn is not None:
+        from charfix.repair.audit_db import DatabaseAudit, side_conninfo
+
+        recorder = DatabaseAudit(conninfo=side_conninfo(conn), operator=who, command=command, command_line=line,
+                                 reverts=reverts).open(backends)
+    else:
+        chosen = path or settings.audit_log or default_audit_path()
+        # With the backends, opening settles what a killed run left without an outcome (docs/repairs.md).
+        recorder = AuditLog(path=chosen, operator=who, command=command, command_line=line,
+                            reverts=reverts).open(backends)
+    runtime.env.err.print(f"run {recorder.run} (audit trail: {recorder.name})", markup=False, highlight=False)
+    return recorder
+
+
+def command_line(runtime: Runtime) -> str:
+    """The command as given, every secret masked (as on stderr: ui/environment.py)."""
+    import shlex
+
+    return runtime.env.redact_message(shlex.join(["charfix", *runtime.argv]))
+
+
+def database_trail(backends: Any) -> Any:
+    """The repository's connection when the database holds charfix's trail (`charfix init`), else None."""
+    conn = getattr(backends.repository, "conn", None)
+    if conn is None:
+        return None
+    from charfix.repair.audit_db import installed
+
+    return conn if installed(conn) else None
+
+
+def reading_trail(runtime: Runtime, path: Path | None) -> Any:
+    """The trail `history` and `undo` read: the one writing runs use (open_audit)."""
+    from charfix.repair.audit import default_audit_path
+    from charfix.repair.trail import FileTrail, Trails
+
+    backends = runtime.backends()
+    conn = database_trail(backends)
+    file = FileTrail(path or runtime.settings.audit_log or default_audit_path())
+    if conn is None:
+        return file
+    from charfix.repair.audit_db import DatabaseTrail
+
+    return Trails([file, DatabaseTrail(conn)])  # runs recorded before `charfix init` stay readable

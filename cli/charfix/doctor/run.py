@@ -40,7 +40,32 @@ def run_doctor(settings: Settings) -> Checks:
             finally:
                 supabase.close()
     _catalogue(checks, url, storage_dir, supabase=bool(settings.supabase_url and key))
+    if url or settings.supabase_url:
+        _audit_trail(checks, settings, url)
     return checks
+
+
+def _audit_trail(checks: Checks, settings: Settings, url: str | None) -> None:
+    """Which trail writing runs use (docs/audit.md): the database table once `charfix init` made it."""
+    from charfix.repair.audit import default_audit_path
+
+    log = f"file {settings.audit_log or default_audit_path()}"
+    if not url:
+        checks.add("audit trail", "ok", f"{log} (over REST the file is the only trail)")
+        return
+    import psycopg
+
+    from charfix.repair.audit_db import TABLE, installed
+
+    try:
+        with psycopg.connect(url, connect_timeout=10) as conn:
+            there = installed(conn)
+    except psycopg.Error:
+        return  # the database check above already says why
+    if there:
+        checks.add("audit trail", "ok", f"database table {TABLE}")
+    else:
+        checks.add("audit trail", "ok", log, "run `charfix init` to keep the trail in the database, for the whole team")
 
 
 def _catalogue(checks: Checks, url: str | None, storage_dir: Path | None, *, supabase: bool) -> None:

@@ -79,6 +79,8 @@ class AuditLog:
     path: Path
     operator: str
     command: str
+    command_line: str | None = None  # as typed, secrets masked (docs/audit.md)
+    reverts: str | None = None  # an `undo` run: the run it reverts
     run: str = field(default_factory=lambda: str(uuid.uuid4()))
     _fd: int | None = None
     _where: dict[str, str | None] = field(default_factory=lambda: {"database": None, "storage": None})
@@ -94,6 +96,10 @@ class AuditLog:
     _appended: int = 0
     _open: int = 0
     failed: bool = False  # a write failed: the run stops, and closing must not fail again
+
+    @property
+    def name(self) -> str:
+        return f"file {self.path}"
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -207,7 +213,8 @@ class AuditLog:
         with self._lock:
             if not self._started and lines[0]["phase"] not in ("cut", "checkpoint"):
                 # The run's first line says where it wrote: a later run settles only what it can see.
-                start = self._line("start", pid=os.getpid(), **self._where)
+                extra = {k: v for k, v in (("command_line", self.command_line), ("reverts", self.reverts)) if v}
+                start = self._line("start", pid=os.getpid(), **self._where, **extra)
                 lines = [{**start, "time": lines[0]["time"]}, *lines]  # not later than the line it precedes
                 self._started = True
             data = prefix + b"".join(encode(line) for line in lines)
@@ -304,12 +311,17 @@ class AuditLog:
     def _landed(self, backends: Backends, record: dict[str, Any], run: dict[str, Any]) -> bool | None:
         """Whether an announced write is there now; None: cannot tell from here (another database)."""
         try:
-            if record["step"] == "copy_object":
+            if record["step"] in ("copy_object", "delete_object"):
                 if run.get("storage") != self._where["storage"]:
                     return None
+                if record["step"] == "delete_object":  # undo's: landed when the object is gone
+                    bucket, _, key = record["target"].partition("/")
+                    return not backends.storage.stat(bucket, [key])
                 return _object_landed(backends.storage, record)
             if run.get("database") != self._where["database"]:
                 return None
+            if record["step"] in ("restore_row", "delete_row"):
+                return _revert_landed(backends.repository, record)
             return _row_landed(backends.repository, record)
         except (BackendError, KeyError, TypeError, ValueError):
             return None
@@ -415,6 +427,18 @@ def _row_landed(repo: Repository, record: dict[str, Any]) -> bool:
         rows = [r for r in repo.library_items_at(UUID(after["user_id"]), after["storage_path"]) if str(r.id) == ident]
         return bool(rows) and (record["step"] == "insert_library_row" or portrait.is_visible(rows[0]))
     raise ValueError(table)
+
+
+def _revert_landed(repo: Any, record: dict[str, Any]) -> bool:
+    """Over REST, an undo's row write (docs/audit.md, "Undo"): a deleted row is gone; a restored row
+    holds the values put back."""
+    from charfix.repository.reverts import reverter_for
+
+    table, _, ident = record["target"].partition("/")
+    reverter = reverter_for(repo)
+    if record["step"] == "delete_row":
+        return not reverter.exists(table, UUID(ident))
+    return reverter.holds(table, UUID(ident), None, record["after"])
 
 
 def _tail_since_checkpoint(fd: int) -> list[bytes]:

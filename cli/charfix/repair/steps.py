@@ -3,6 +3,7 @@ nothing; every write it makes is recorded in the audit log with the before and a
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -174,7 +175,7 @@ def _copy_if_needed(ctx: StepContext, source_bucket: str, source_key: str, bucke
     origin = {"source": f"{source_bucket}/{source_key}"}
     ctx.write(Action.COPY_OBJECT, f"{bucket}/{key}", before, {**origin, "size": source[0].size},
               lambda: storage.copy(source_bucket, source_key, bucket, key),
-              lambda copied: {**origin, "size": copied.size})
+              lambda copied: {**origin, "size": copied.size, "md5": storage.content_md5(copied)})
 
 
 def _fetch_if_needed(ctx: StepContext, url: str, bucket: str, key: str) -> None:
@@ -194,7 +195,7 @@ def _fetch_if_needed(ctx: StepContext, url: str, bucket: str, key: str) -> None:
     origin = {"source_url": url, "content_type": fetched.content_type}
     ctx.write(Action.COPY_OBJECT, f"{bucket}/{final}", None, {**origin, "size": len(fetched.data)},
               lambda: storage.write(bucket, final, fetched.data, content_type=fetched.content_type),
-              lambda written: {**origin, "size": written.size})
+              lambda written: {**origin, "size": written.size, "md5": hashlib.md5(fetched.data).hexdigest()})
     _stored(ctx, bucket, key, final, fetched.content_type)
 
 

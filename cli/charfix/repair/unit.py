@@ -24,7 +24,7 @@ from uuid import UUID
 
 from charfix.backends import Backends
 from charfix.errors import CharfixError, ConnectionLostError
-from charfix.models import Action, Character, Job, LibraryItem
+from charfix.models import OBJECT_WRITES, Action, Character, Job, LibraryItem, UndoAction
 from charfix.repair.audit import AuditError, AuditLog, Intent
 from charfix.repository.base import Writer
 
@@ -41,7 +41,7 @@ class Write:
     """One write a repair makes: what it is for, where, and the value before and as planned."""
 
     job_id: UUID
-    step: Action
+    step: Action | UndoAction
     target: str  # `table/id` or `bucket/key`
     before: Any  # plain JSON values (models dumped)
     planned: Any
@@ -67,8 +67,10 @@ class Recorder(Protocol):
     def job_rolled_back(self, job_id: UUID) -> None:
         """One job's savepoint rolled back: its pending writes will not land."""
 
-    def before_commit(self, transaction_id: Callable[[], int | None]) -> None:
-        """Inside the transaction, just before it commits: make the pending writes durable."""
+    def before_commit(self, transaction_id: Callable[[], int | None], repository: Any = None) -> None:
+        """Inside the transaction, just before it commits: make the pending writes durable. `repository`
+        holds the transaction: a record kept in the database is written through it, so that it commits
+        with the writes (repair/audit_db.py)."""
 
     def committed(self) -> None:
         """The transaction committed."""
@@ -101,7 +103,7 @@ class AuditLogRecorder:
     def job_rolled_back(self, job_id: UUID) -> None:
         self.log.drop(job_id)  # its object copies keep their lines
 
-    def before_commit(self, transaction_id: Callable[[], int | None]) -> None:
+    def before_commit(self, transaction_id: Callable[[], int | None], repository: Any = None) -> None:
         self.log.flush(transaction_id)
 
     def committed(self) -> None:
@@ -205,7 +207,7 @@ class Unit:
     def _before_commit(self) -> None:
         # Inside the transaction: if the records cannot be written, the row writes roll back.
         transaction_id = getattr(self.backends.repository, "transaction_id", lambda: None)
-        self._tell(lambda r: r.before_commit(transaction_id))
+        self._tell(lambda r: r.before_commit(transaction_id, self.backends.repository))
 
     def _tell(self, call: Callable[[Recorder], None]) -> None:
         for recorder in self.recorders:
@@ -219,7 +221,7 @@ class Unit:
         pending, for the commit to settle."""
         if not self.recorders:
             return make()
-        if write.step == Action.COPY_OBJECT or not self.writer.transactional:
+        if write.step.value in OBJECT_WRITES or not self.writer.transactional:
             self._tell(lambda r: r.announce(write))
             try:
                 made = make()

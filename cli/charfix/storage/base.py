@@ -63,6 +63,10 @@ class Storage(Protocol):
         """Copy an object; an existing destination is overwritten (keys are deterministic)."""
         ...
 
+    def delete(self, bucket: str, key: str) -> bool:
+        """Remove one object; False when it was not there. Only `undo` deletes (docs/audit.md)."""
+        ...
+
 
 class Catalogue(Protocol):
     """Which objects exist: what the scan reads of storage. A Storage is one (its own listings); with a

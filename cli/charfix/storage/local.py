@@ -125,6 +125,21 @@ class LocalStorage:
         except OSError as exc:
             raise BackendError(f"cannot copy {source_bucket}/{source_key} to {bucket}/{key}: {_reason(exc)}") from exc
 
+    def delete(self, bucket: str, key: str) -> bool:
+        """Remove one object (never through a link); False when it was not there. `undo` only."""
+        self.requests += 1
+        folders, name = self._parts(bucket, key)
+        try:
+            with self._folder(bucket, folders) as fd:
+                if not st.S_ISREG(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                    raise LinkError(errno.ELOOP, "the key is not a plain file")
+                os.unlink(name, dir_fd=fd)
+                return True
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise BackendError(f"cannot delete {bucket}/{key}: {_reason(exc)}") from exc
+
     def _replace(self, bucket: str, key: str, fill) -> StoredObject:
         """Write a temporary file beside the key, then rename it over the key, so a reader (or a crash)
         never sees half an object. A failure removes the temporary file."""

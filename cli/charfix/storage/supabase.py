@@ -170,6 +170,16 @@ class SupabaseStorage:
             raise BackendError(f"Supabase Storage: bucket {bucket}: {key} is missing right after the copy")
         return copied[0]
 
+    def delete(self, bucket: str, key: str) -> bool:
+        """Remove one object; False when it was not there. `undo` only."""
+        url = f"{self.base}/object/{bucket}/{_path(bucket, key)}"
+        response = self.caller.send(f"bucket {bucket}", lambda: self._http.delete(url, headers=self._headers()))
+        if not response.is_success:
+            if storage_code(response) in MISSING or _body_status(response) == "404":
+                return False
+            raise self.caller.fail(f"bucket {bucket}, deleting {key}", response)
+        return True
+
     # -- plumbing ------------------------------------------------------------------------------
 
     @property
