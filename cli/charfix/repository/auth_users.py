@@ -7,11 +7,14 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from charfix.errors import BackendError
 from charfix.repository.base import User
+
+if TYPE_CHECKING:
+    import httpx
 
 ADMIN_USERS_PATH = "/auth/v1/admin/users"
 PER_PAGE = 500
@@ -120,18 +123,18 @@ def _user(row: Any) -> User | None:
     return User(id=user_id, email=email if isinstance(email, str) else None)
 
 
-def _total(response) -> int | None:
+def _total(response: httpx.Response) -> int | None:
     try:
         return int(response.headers.get("x-total-count", ""))
     except ValueError:
         return None
 
 
-def _has_next(response) -> bool:
+def _has_next(response: httpx.Response) -> bool:
     return bool(re.search(r'rel="?next"?', response.headers.get("link", "")))
 
 
-def _auth_error(response) -> str:
+def _auth_error(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:

@@ -12,7 +12,7 @@ import hashlib
 import os
 import secrets
 import stat as st
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, UTC
 from pathlib import Path
@@ -140,7 +140,7 @@ class LocalStorage:
         except OSError as exc:
             raise BackendError(f"cannot delete {bucket}/{key}: {_reason(exc)}") from exc
 
-    def _replace(self, bucket: str, key: str, fill) -> StoredObject:
+    def _replace(self, bucket: str, key: str, fill: Callable[[int], None]) -> StoredObject:
         """Write a temporary file beside the key, then rename it over the key, so a reader (or a crash)
         never sees half an object. A failure removes the temporary file."""
         folders, name = self._parts(bucket, key)
