@@ -17,11 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from psycopg import sql
 
 from charfix.diagnosis.keys import key_problem
-from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, StoredObject
+from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Job, StoredObject
 from charfix.repository.postgres import PostgresRepository
 from charfix.storage.supabase import MD5_ETAG
 
@@ -30,7 +31,7 @@ Read = Callable[[sql.Composed | sql.SQL, dict[str, Any]], list[dict[str, Any]]] 
 NEEDED_COLUMNS = ("bucket_id", "name", "metadata", "updated_at")
 # Object versioning (supabase/storage, 2026) keeps older versions and delete markers as rows: only the
 # current version of a key is the object a listing shows.
-VERSION_FILTERS = {"archived_at": "o.archived_at is null", "is_delete_marker": "not o.is_delete_marker"}
+VERSION_FILTERS = {"archived_at": "{o}.archived_at is null", "is_delete_marker": "not {o}.is_delete_marker"}
 # One range per prefix on the (bucket_id, name COLLATE "C") index that Supabase keeps on storage.objects.
 BY_PREFIX = """
 select o.name, o.updated_at, o.metadata->>'size' as size, o.metadata->>'contentLength' as length,
@@ -55,7 +56,7 @@ class DatabaseCatalogue:
 
     def __init__(self, repository: PostgresRepository, *, versioned: frozenset[str] = frozenset()):
         self.repository = repository
-        self.versions = sql.SQL("".join(f" and {VERSION_FILTERS[c]}" for c in sorted(versioned)))
+        self.versioned = versioned
         self.queries = 0
 
     @classmethod
@@ -82,9 +83,20 @@ class DatabaseCatalogue:
                  if (obj := _object(bucket, row)) is not None]
         return sorted(found, key=lambda o: o.key)
 
+    def provably_saved(self, jobs: Sequence[Job]) -> set[UUID]:
+        """The jobs the rows and this catalogue prove saved (queries/prefilter.py): one statement."""
+        from charfix.queries.prefilter import provably_saved
+
+        self.queries += 1
+        return provably_saved(self.repository, self.current("so"), jobs)
+
     def _rows(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         self.queries += 1
-        return self.repository.read(sql.SQL(query).format(versions=self.versions), params)
+        return self.repository.read(sql.SQL(query).format(versions=sql.SQL(self.current("o"))), params)
+
+    def current(self, alias: str) -> str:
+        """`and ...` conditions that keep only current versions of the objects aliased `alias`."""
+        return "".join(" and " + VERSION_FILTERS[c].format(o=alias) for c in sorted(self.versioned))
 
 
 def unusable(read: Read) -> str | None:
