@@ -22,6 +22,7 @@ from uuid import UUID
 from psycopg import sql
 
 from charfix.diagnosis.keys import key_problem
+from charfix.errors import BackendError
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Job, StoredObject
 from charfix.repository.postgres import PostgresRepository
 from charfix.storage.supabase import MD5_ETAG
@@ -62,7 +63,10 @@ class DatabaseCatalogue:
     @classmethod
     def open(cls, repository: PostgresRepository) -> tuple[DatabaseCatalogue | None, str]:
         """The catalogue when the database holds one this role reads whole, else None; and why."""
-        why = unusable(repository.read)
+        try:
+            why = unusable(repository.read)
+        except BackendError as exc:  # a role without the privileges the checks read: the listings then
+            return None, f"storage.objects could not be checked ({exc.message})"
         if why is not None:
             return None, why
         columns = _columns(repository.read)
@@ -109,6 +113,8 @@ def unusable(read: Read) -> str | None:
     missing = [c for c in NEEDED_COLUMNS if c not in columns]
     if missing:
         return f"storage.objects lacks column(s) {', '.join(missing)}"
+    if not read(sql.SQL("select to_regclass('storage.buckets') is not null as there"), {})[0]["there"]:
+        return "the database has no storage.buckets table (not a Supabase project's database)"
     row = read(sql.SQL(
         "select has_table_privilege('storage.objects', 'select') as can_read, "
         "(select rolsuper or rolbypassrls from pg_roles where rolname = current_user) as bypasses, "
