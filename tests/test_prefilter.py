@@ -282,6 +282,17 @@ def test_every_job_the_prefilter_skips_the_diagnosis_calls_saved(admin_url, temp
 
 
 @pytest.mark.parametrize("shape", ["newer", "older"])
+def test_each_way_to_stray_from_saved_alone(admin_url, templates, shape):
+    """Every mutation on its own (the property above samples their combinations)."""
+    wrong = []
+    for name in sorted(MUTATIONS):
+        skipped, diagnosis = judged(admin_url, shape, mutated([name]))
+        if skipped and (diagnosis.state != State.SAVED or diagnosis.reasons):
+            wrong.append((name, diagnosis.state, diagnosis.codes))
+    assert wrong == []
+
+
+@pytest.mark.parametrize("shape", ["newer", "older"])
 def test_the_saved_state_is_skipped_and_harmless_changes_keep_it_skipped(admin_url, templates, shape):
     """The property above holds trivially for a prefilter that skips nothing: this one does skip."""
     harmless = [[], ["a thumbnail beside the object"], ["older version beside the object"], ["temp object gone"],

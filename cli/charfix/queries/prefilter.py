@@ -65,60 +65,72 @@ def _lenient_job_id(alias: str, column: str) -> str:
 
 
 def statement(repository: PostgresRepository, versions: str) -> sql.SQL:
+    """Set-shaped on purpose: the page's jobs and its users' library rows are each read once, and every
+    condition is a column of those reads, so Postgres joins them by hashing, never row by row."""
     schema = repository.schema
     lib_cols = schema.columns["user_library"]
-    has_character_id = "character_id" in lib_cols
     has_generation = "generation_metadata" in lib_cols
     job_started = in_range("j.started_at", nullable=True) if "started_at" in schema.columns["jobs"] else "true"
     char_updated = in_range("c.updated_at", nullable=True) if "updated_at" in schema.columns["characters"] else "true"
-    bound = ("coalesce(r.character_id = c.id, " if has_character_id else "(") + (
-        "jsonb_typeof(r.roleplay_metadata->'character_id') is distinct from 'string' "
-        "or r.roleplay_metadata->>'character_id' = c.id::text)")
-    generation_ok = safe_json("r.generation_metadata") if has_generation else "true"
-    by_generation = ("union select s.id, o.id from saved s join user_library o on o.user_id = s.user_id "
-                     "and o.generation_metadata->>'job_id' = s.id::text") if has_generation else ""
+    character_column = "o.character_id" if "character_id" in lib_cols else "null::uuid"  # the visible row
+    generation_ok = safe_json("o.generation_metadata") if has_generation else "true"
+    generation_job = ("case when jsonb_typeof(o.generation_metadata->'job_id') = 'string' "
+                      "then o.generation_metadata->>'job_id' end") if has_generation else "null::text"
     lenient = _lenient_job_id("o", "roleplay_metadata") + (
         " or " + _lenient_job_id("o", "generation_metadata") if has_generation else "")
     text = f"""
-with j as (
+with page as materialized (
   select j.id, j.user_id, j.user_id::text || '/' || j.id::text || '_' as prefix,
          case when j.metadata->>'character_id' ~ '{UUID_TEXT}' then (j.metadata->>'character_id')::uuid end
-           as character_id
-  from jobs j
-  where j.id in (select unnest(%(ids)s::uuid[])) and j.status = 'completed' and j.job_type is not null
-    and jsonb_typeof(j.metadata) = 'object' and j.metadata->>'destination' = %(portrait)s
-    and not (j.metadata ? 'character_name') and not (j.metadata ? 'characterName')
-    and coalesce(j.metadata->>'character_id' ~ '{UUID_TEXT}', false) and {safe_json('j.metadata')}
-    and {in_range('j.created_at')} and {in_range('j.completed_at', nullable=True)} and {job_started}
+           as character_id,
+         case when j.status = 'completed' and j.job_type is not null
+          and jsonb_typeof(j.metadata) = 'object' and j.metadata->>'destination' = %(portrait)s
+          and not (j.metadata ? 'character_name') and not (j.metadata ? 'characterName')
+          and coalesce(j.metadata->>'character_id' ~ '{UUID_TEXT}', false) and {safe_json('j.metadata')}
+          and {in_range('j.created_at')} and {in_range('j.completed_at', nullable=True)} and {job_started}
+         then j.user_id::text || '/' || j.id::text || '_' || (j.metadata->>'character_id') end as wanted
+  from jobs j where j.id in (select unnest(%(ids)s::uuid[]))
 ),
+lib as materialized (
+  select o.id, o.user_id, o.storage_path, left(o.storage_path, 73) as stem,
+         case when left(o.storage_path, 37) = o.user_id::text || '/' and substr(o.storage_path, 74, 1) = '_'
+              then substr(o.storage_path, 38, 36) end as head_job,
+         case when jsonb_typeof(o.roleplay_metadata->'job_id') = 'string' then o.roleplay_metadata->>'job_id' end
+           as roleplay_job,
+         {generation_job} as generation_job,
+         ({lenient}) as lenient,
+         -- `{{user}}/{{job}}_{{character}}` of a row at such a key: what a saved job's row is looked up by
+         case when left(o.storage_path, 37) = o.user_id::text || '/' and substr(o.storage_path, 111) ~ '{EXTENSION}'
+              then left(o.storage_path, 110) end as found
+  from user_library o where o.user_id in (select unnest(%(users)s::uuid[]))
+),
+claims as (
+  select user_id, head_job as job, id from lib where head_job is not null
+  union all select user_id, roleplay_job, id from lib where roleplay_job is not null
+  union all select user_id, generation_job, id from lib where generation_job is not null
+  union all select o.user_id, a.job_id::text, o.id from lib o
+    join workspace_assets a on a.user_id = o.user_id and o.stem = a.user_id::text || '/' || a.id::text
+    where a.job_id in (select unnest(%(ids)s::uuid[]))
+),
+crowded as (select user_id, job from claims group by user_id, job having count(distinct id) > 1),
+-- Joined on one key, unfiltered before: the join hashes whatever the estimates say.
 saved as (
-  select j.id, j.user_id, j.prefix, r.id as row_id, r.storage_path
-  from j
-  join characters c on c.id = j.character_id and c.user_id = j.user_id
-  join user_library r on r.user_id = j.user_id and %(bucket)s || '/' || r.storage_path = c.image_url
-  where c.name is not null and length(c.name) <= {MAX_NAME_LENGTH} and {in_range('c.created_at')} and {char_updated}
-    and left(r.storage_path, 110) = j.prefix || c.id::text and substr(r.storage_path, 111) ~ '{EXTENSION}'
-    and (r.roleplay_metadata->>'type' = %(portrait)s or 'character' = any(r.tags) or r.content_category = 'character')
-    and {bound}
-    and {_not_null('r', ('asset_type', 'file_size_bytes', 'mime_type', 'original_prompt', 'model_used'))}
-    and (r.tags is null or array_position(r.tags, null) is null) and {in_range('r.created_at')}
-    and {safe_json('r.roleplay_metadata')} and {generation_ok}
-),
-ties as (
-  select s.id, o.id as row_id from saved s join user_library o on o.user_id = s.user_id
-   and left(o.storage_path, 74) = s.prefix
-  union
-  select s.id, o.id from saved s join workspace_assets a on a.job_id = s.id
-  join user_library o on o.user_id = s.user_id and left(o.storage_path, 73) = a.user_id::text || '/' || a.id::text
-  union
-  select s.id, o.id from saved s join user_library o on o.user_id = s.user_id
-   and o.roleplay_metadata->>'job_id' = s.id::text
-  {by_generation}
-  union
-  select s.id, o.id from saved s join user_library o on o.user_id = s.user_id and ({lenient})
+  select p.id, p.user_id, p.prefix, p.character_id, l.id as row_id, l.storage_path
+  from page p join lib l on l.found = p.wanted
 )
 select s.id from saved s
-where not exists (select 1 from ties t where t.id = s.id and t.row_id <> s.row_id)
+join characters c on c.id = s.character_id
+join user_library o on o.id = s.row_id
+where c.user_id = s.user_id and c.image_url = %(bucket)s || '/' || s.storage_path
+  and c.name is not null and length(c.name) <= {MAX_NAME_LENGTH} and {in_range('c.created_at')} and {char_updated}
+  and (o.roleplay_metadata->>'type' = %(portrait)s or 'character' = any(o.tags) or o.content_category = 'character')
+  and coalesce({character_column} = c.id, jsonb_typeof(o.roleplay_metadata->'character_id') is distinct from 'string'
+               or o.roleplay_metadata->>'character_id' = c.id::text)
+  and {_not_null('o', ('asset_type', 'file_size_bytes', 'mime_type', 'original_prompt', 'model_used'))}
+  and (o.tags is null or array_position(o.tags, null) is null) and {in_range('o.created_at')}
+  and {safe_json('o.roleplay_metadata')} and {generation_ok}
+  and (s.user_id, s.id::text) not in (select user_id, job from crowded)
+  and s.user_id not in (select user_id from lib where lenient)
   and not exists (
     select 1 from workspace_assets a where a.job_id = s.id and not (
       a.user_id = s.user_id and {_not_null('a', ('asset_index', 'asset_type', 'temp_storage_path', 'file_size_bytes',
@@ -139,5 +151,6 @@ def provably_saved(repository: PostgresRepository, versions: str, jobs: Sequence
     """The ids among `jobs` that the rows and the catalogue prove saved (see above)."""
     if not jobs:
         return set()
-    params: dict[str, Any] = {"ids": [j.id for j in jobs], "portrait": PORTRAIT, "bucket": LIBRARY_BUCKET}
+    params: dict[str, Any] = {"ids": [j.id for j in jobs], "users": sorted({j.user_id for j in jobs}),
+                              "portrait": PORTRAIT, "bucket": LIBRARY_BUCKET}
     return {row["id"] for row in repository.read(statement(repository, versions), params)}
