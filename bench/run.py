@@ -40,13 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     spec = Spec(jobs=args.jobs, scale=args.scale, seed=args.seed)
     small = Spec(jobs=args.small_jobs, seed=args.seed)
+    near = Spec(jobs=args.latency_jobs or args.small_jobs, seed=args.seed)  # the pairs of backends run on it
     report = Report()
     admin = server_uri()
-    for each in (spec, small):
+    for each in dict.fromkeys((spec, small, near)):
         if not (args.reuse and exists(admin, each.database) and each.storage.is_dir()):
             report.say(f"building dataset {each.name} ...")
             generate(each, log=report.say)
-    for each in (spec, small):
+    for each in dict.fromkeys((spec, small, near)):
         upgrade_storage_schema(database_url(admin, each.database))
     indexed = f"{spec.database}_indexed"
     if not (args.reuse and exists(admin, indexed)):
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     urls = {"plain": database_url(admin, spec.database), "indexed": database_url(admin, indexed),
             "small": database_url(admin, small.database)}
     if not args.skip_latency:
-        latency.measure(report, args, small, admin)
+        latency.measure(report, args, near, admin)
     if args.only_latency:
         return _written(report, spec)
     _list_stuck(report, args, spec, small, urls)
@@ -96,6 +97,8 @@ def _parse(argv):
     parser.add_argument("--quick", action="store_true", help="100,000 jobs, 10,000 for the small one, 2 repeats")
     parser.add_argument("--skip-latency", action="store_true", help="skip the pairs of backends (bench/latency.py)")
     parser.add_argument("--only-latency", action="store_true", help="only the pairs of backends")
+    parser.add_argument("--latency-jobs", type=int, default=None,
+                        help="the dataset the pairs of backends run on (default: the small one)")
     parser.add_argument("--latency-repeat", type=int, default=2, help="list-stuck runs per pair of backends (default 2)")
     parser.add_argument("--latency-concurrency", type=int, default=4,
                         help="backfill-portraits --concurrency through each pair of backends (default 4)")

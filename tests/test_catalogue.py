@@ -125,6 +125,18 @@ def test_a_role_that_row_level_security_leaves_blind_keeps_the_api_listings(seed
     assert catalogue is None and "row-level security" in why
 
 
+def test_a_database_without_storage_tables_keeps_the_api_listings(db_url):
+    repository = PostgresRepository.connect(db_url)
+    catalogue, why = DatabaseCatalogue.open(repository)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("create schema storage")
+        conn.execute("create table storage.objects (bucket_id text, name text, metadata jsonb, updated_at timestamptz)")
+    half, half_why = DatabaseCatalogue.open(repository)
+    repository.close()
+    assert catalogue is None and "no storage.objects table" in why
+    assert half is None and "no storage.buckets table" in half_why
+
+
 def test_doctor_says_which_catalogue_is_in_use(cli, seeded, key):
     with SupabaseTestServer(dsn=seeded.db_url, storage_root=seeded.storage, service_key=key) as srv:
         env = {"SUPABASE_URL": srv.url, "SUPABASE_SERVICE_ROLE_KEY": key}

@@ -18,11 +18,12 @@ from charfix.diagnosis import Rules, diagnose
 from charfix.backends import Backends
 from charfix.errors import NotFoundError, UsageError
 from charfix.diagnosis.keys import own_key
-from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Diagnosis, Job, JobFacts
+from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Diagnosis, Job, JobFacts, State
 from charfix.repository.base import JobQuery, Page, Repository
 from charfix.storage.base import Catalogue
 
 PAGE_SIZE = 2000
+UNREAD_NOTE = "Proven saved by the rows and storage.objects alone; not read whole (docs/diagnosis.md)."
 LINK_WINDOW = timedelta(hours=1)
 
 
@@ -164,18 +165,35 @@ class _Characters:
         return sorted(wanted.values(), key=lambda c: (c.created_at, c.id))
 
 
-def scan(backends: Backends, query: JobQuery, rules: Rules, *, page_size: int = PAGE_SIZE) -> Iterator[Diagnosis]:
-    """Diagnose every portrait job of the query, page by page (memory stays flat)."""
+def scan(backends: Backends, query: JobQuery, rules: Rules, *, page_size: int = PAGE_SIZE,
+         skip_saved: bool = False) -> Iterator[Diagnosis]:
+    """Diagnose every portrait job of the query, page by page (memory stays flat). `skip_saved`: a
+    caller that shows no saved job lets the jobs the catalogue in the database proves saved go
+    unread; each still comes out, as a bare `saved` diagnosis, so counts stay exact
+    (docs/diagnosis.md, "Provably saved")."""
     # One listing per folder per scan: later pages reuse what earlier pages listed (storage/base.py).
     backends = replace(backends, storage=backends.storage.remembering())
     after: Page | None = None
     while True:
         jobs = backends.repository.portrait_jobs(query, after=after, limit=page_size)
-        for job_facts in collect_facts(backends, jobs, link_window=rules.link_window):
-            yield diagnose(job_facts, rules)
+        skipped = _provably_saved(backends, jobs) if skip_saved else set()
+        read = iter(collect_facts(backends, [j for j in jobs if j.id not in skipped], link_window=rules.link_window))
+        for job in jobs:
+            yield unread_saved(job) if job.id in skipped else diagnose(next(read), rules)
         if len(jobs) < page_size:
             return
         after = Page(created_at=jobs[-1].created_at, id=jobs[-1].id)
+
+
+def _provably_saved(backends: Backends, jobs: Sequence[Job]) -> set[UUID]:
+    """Only a catalogue in the database can prove a job saved in one statement; elsewhere, none is."""
+    prove = getattr(backends.catalogue, "provably_saved", None)
+    return prove(jobs) if prove is not None and jobs else set()
+
+
+def unread_saved(job: Job) -> Diagnosis:
+    return Diagnosis(job_id=job.id, user_id=job.user_id, status=job.status, created_at=job.created_at,
+                     state=State.SAVED, notes=[UNREAD_NOTE])
 
 
 def resolve_job_ids(backends: Backends, refs: Sequence[UUID | str]) -> list[UUID]:

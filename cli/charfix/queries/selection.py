@@ -37,6 +37,11 @@ class Selection:
     every_state: bool = False
     limit: int | None = None
 
+    @property
+    def shows_saved(self) -> bool:
+        """Whether saved jobs are shown (their diagnoses needed whole), not only counted."""
+        return self.every_state or State.SAVED in self.states
+
     def wants(self, diagnosis: Diagnosis) -> bool:
         if self.every_state:
             return True
@@ -100,7 +105,7 @@ def selected(backends: Backends, selection: Selection, tally: Tally, *,
              progress: Callable[[Tally], None] | None = None) -> Iterator[Diagnosis]:
     """Stream the wanted diagnoses, counting everything examined in `tally` (and telling `progress`
     every few hundred jobs)."""
-    for diagnosis in scan(backends, selection.query, selection.rules):
+    for diagnosis in scan(backends, selection.query, selection.rules, skip_saved=not selection.shows_saved):
         tally.examined += 1
         tally.by_state[diagnosis.state] += 1
         if progress is not None and tally.examined % PROGRESS_EVERY == 0:

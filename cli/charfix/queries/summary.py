@@ -56,7 +56,8 @@ def summarize(backends: Backends, selection: Selection) -> Summary:
     """One pass over the window; `--limit` does not apply (a summary counts everything)."""
     rules = selection.rules
     result = Summary(since=selection.query.since, until=rules.now)
-    for diagnosis in scan(backends, selection.query, rules):
+    # Saved jobs the catalogue proves saved are counted unread, unless the selection shows saved jobs.
+    for diagnosis in scan(backends, selection.query, rules, skip_saved=not selection.shows_saved):
         result.examined += 1
         if not selection.wants(diagnosis):
             continue

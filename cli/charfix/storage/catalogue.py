@@ -17,11 +17,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from psycopg import sql
 
 from charfix.diagnosis.keys import key_problem
-from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, StoredObject
+from charfix.errors import BackendError
+from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Job, StoredObject
 from charfix.repository.postgres import PostgresRepository
 from charfix.storage.supabase import MD5_ETAG
 
@@ -30,7 +32,7 @@ Read = Callable[[sql.Composed | sql.SQL, dict[str, Any]], list[dict[str, Any]]] 
 NEEDED_COLUMNS = ("bucket_id", "name", "metadata", "updated_at")
 # Object versioning (supabase/storage, 2026) keeps older versions and delete markers as rows: only the
 # current version of a key is the object a listing shows.
-VERSION_FILTERS = {"archived_at": "o.archived_at is null", "is_delete_marker": "not o.is_delete_marker"}
+VERSION_FILTERS = {"archived_at": "{o}.archived_at is null", "is_delete_marker": "not {o}.is_delete_marker"}
 # One range per prefix on the (bucket_id, name COLLATE "C") index that Supabase keeps on storage.objects.
 BY_PREFIX = """
 select o.name, o.updated_at, o.metadata->>'size' as size, o.metadata->>'contentLength' as length,
@@ -55,13 +57,16 @@ class DatabaseCatalogue:
 
     def __init__(self, repository: PostgresRepository, *, versioned: frozenset[str] = frozenset()):
         self.repository = repository
-        self.versions = sql.SQL("".join(f" and {VERSION_FILTERS[c]}" for c in sorted(versioned)))
+        self.versioned = versioned
         self.queries = 0
 
     @classmethod
     def open(cls, repository: PostgresRepository) -> tuple[DatabaseCatalogue | None, str]:
         """The catalogue when the database holds one this role reads whole, else None; and why."""
-        why = unusable(repository.read)
+        try:
+            why = unusable(repository.read)
+        except BackendError as exc:  # a role without the privileges the checks read: the listings then
+            return None, f"storage.objects could not be checked ({exc.message})"
         if why is not None:
             return None, why
         columns = _columns(repository.read)
@@ -82,9 +87,20 @@ class DatabaseCatalogue:
                  if (obj := _object(bucket, row)) is not None]
         return sorted(found, key=lambda o: o.key)
 
+    def provably_saved(self, jobs: Sequence[Job]) -> set[UUID]:
+        """The jobs the rows and this catalogue prove saved (queries/prefilter.py): one statement."""
+        from charfix.queries.prefilter import provably_saved
+
+        self.queries += 1
+        return provably_saved(self.repository, self.current("so"), jobs)
+
     def _rows(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         self.queries += 1
-        return self.repository.read(sql.SQL(query).format(versions=self.versions), params)
+        return self.repository.read(sql.SQL(query).format(versions=sql.SQL(self.current("o"))), params)
+
+    def current(self, alias: str) -> str:
+        """`and ...` conditions that keep only current versions of the objects aliased `alias`."""
+        return "".join(" and " + VERSION_FILTERS[c].format(o=alias) for c in sorted(self.versioned))
 
 
 def unusable(read: Read) -> str | None:
@@ -97,6 +113,8 @@ def unusable(read: Read) -> str | None:
     missing = [c for c in NEEDED_COLUMNS if c not in columns]
     if missing:
         return f"storage.objects lacks column(s) {', '.join(missing)}"
+    if not read(sql.SQL("select to_regclass('storage.buckets') is not null as there"), {})[0]["there"]:
+        return "the database has no storage.buckets table (not a Supabase project's database)"
     row = read(sql.SQL(
         "select has_table_privilege('storage.objects', 'select') as can_read, "
         "(select rolsuper or rolbypassrls from pg_roles where rolname = current_user) as bypasses, "

@@ -1,0 +1,156 @@
+"""Which jobs of a page are provably saved: one statement, with the storage catalogue in the database.
+
+Most portrait jobs are saved. A job is skipped (counted as saved, never read whole) only when the
+rows and storage.objects alone prove what the pure diagnosis would conclude (docs/diagnosis.md,
+"Provably saved"): completed; `metadata.destination` the portrait, `character_id` a canonical id and
+no character name; that character the job's user's, pointing at `user-library/{user}/{job}_{character}.ext`;
+exactly one library row tied to the job in any way the diagnosis ties rows (key prefix, recorded job
+id, asset stem), visible on the Characters tab, at that key, bound to no other character; the object
+at that key in the catalogue and nothing else under the job's prefix in user-library but its
+thumbnail; every workspace asset of the job the user's, at an empty path or a plain key under the
+job's prefix; and no value the adapters could not read (a timestamp outside Python's range, a JSON
+value too deep, too long or with a number too long, a NULL inside `tags`, a NULL in a NOT NULL
+column of an older schema). Anything it cannot prove, it leaves to the full path.
+
+tests/test_prefilter.py checks over generated states that every job skipped here is one the full
+path diagnoses `saved`, with no reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from psycopg import sql
+
+from charfix.models import LIBRARY_BUCKET, PORTRAIT, Job
+from charfix.repository.postgres import PostgresRepository
+
+UUID_TEXT = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+SAFE_KEY_REST = "^[A-Za-z0-9._-]{1,200}$"
+EXTENSION = "^\\.[A-Za-z0-9]{1,5}$"
+# A JSON value the adapter surely reads (repository/rows.py): at most this long, fewer brackets than
+# MAX_JSON_DEPTH (so never that deep), and no run of digits near MAX_INT_DIGITS.
+MAX_JSON_TEXT = 100_000
+MAX_BRACKETS = 60
+DIGIT_RUN = 250  # Postgres regular expressions repeat at most 255 times
+MAX_NAME_LENGTH = 10_000  # diagnosis/facts.py
+# Times Python holds (repository/rows.py reads others as unreadable): years 2 to 9998, comfortably.
+EARLIEST, LATEST = "0002-01-01 00:00:00+00", "9998-12-31 00:00:00+00"
+
+
+def safe_json(column: str) -> str:
+    text = f"{column}::text"
+    return (f"({column} is null or (octet_length({text}) <= {MAX_JSON_TEXT} "
+            f"and length({text}) - length(translate({text}, '[{{', '')) < {MAX_BRACKETS} "
+            f"and {text} !~ '[0-9]{{{DIGIT_RUN}}}'))")
+
+
+def in_range(column: str, *, nullable: bool = False) -> str:
+    inside = f"{column} between '{EARLIEST}'::timestamptz and '{LATEST}'::timestamptz"
+    return f"({column} is null or {inside})" if nullable else f"({inside})"
+
+
+def _not_null(alias: str, columns: Sequence[str]) -> str:
+    return " and ".join(f"{alias}.{c} is not null" for c in columns)
+
+
+def _lenient_job_id(alias: str, column: str) -> str:
+    """A recorded job id (roleplay_metadata / generation_metadata .job_id) that is text but not a
+    canonical id: facts.as_uuid reads such text leniently (braces, upper case, `urn:uuid:`), so it may
+    name any of the user's jobs, and none of them is proven here."""
+    return (f"(jsonb_typeof({alias}.{column}->'job_id') = 'string' "
+            f"and {alias}.{column}->>'job_id' !~ '{UUID_TEXT}')")
+
+
+def statement(repository: PostgresRepository, versions: str) -> sql.SQL:
+    """Set-shaped on purpose: the page's jobs and its users' library rows are each read once, and every
+    condition is a column of those reads, so Postgres joins them by hashing, never row by row."""
+    schema = repository.schema
+    lib_cols = schema.columns["user_library"]
+    has_generation = "generation_metadata" in lib_cols
+    job_started = in_range("j.started_at", nullable=True) if "started_at" in schema.columns["jobs"] else "true"
+    char_updated = in_range("c.updated_at", nullable=True) if "updated_at" in schema.columns["characters"] else "true"
+    character_column = "o.character_id" if "character_id" in lib_cols else "null::uuid"  # the visible row
+    generation_ok = safe_json("o.generation_metadata") if has_generation else "true"
+    generation_job = ("case when jsonb_typeof(o.generation_metadata->'job_id') = 'string' "
+                      "then o.generation_metadata->>'job_id' end") if has_generation else "null::text"
+    lenient = _lenient_job_id("o", "roleplay_metadata") + (
+        " or " + _lenient_job_id("o", "generation_metadata") if has_generation else "")
+    text = f"""
+with page as materialized (
+  select j.id, j.user_id, j.user_id::text || '/' || j.id::text || '_' as prefix,
+         case when j.metadata->>'character_id' ~ '{UUID_TEXT}' then (j.metadata->>'character_id')::uuid end
+           as character_id,
+         case when j.status = 'completed' and j.job_type is not null
+          and jsonb_typeof(j.metadata) = 'object' and j.metadata->>'destination' = %(portrait)s
+          and not (j.metadata ? 'character_name') and not (j.metadata ? 'characterName')
+          and coalesce(j.metadata->>'character_id' ~ '{UUID_TEXT}', false) and {safe_json('j.metadata')}
+          and {in_range('j.created_at')} and {in_range('j.completed_at', nullable=True)} and {job_started}
+         then j.user_id::text || '/' || j.id::text || '_' || (j.metadata->>'character_id') end as wanted
+  from jobs j where j.id in (select unnest(%(ids)s::uuid[]))
+),
+lib as materialized (
+  select o.id, o.user_id, o.storage_path, left(o.storage_path, 73) as stem,
+         case when left(o.storage_path, 37) = o.user_id::text || '/' and substr(o.storage_path, 74, 1) = '_'
+              then substr(o.storage_path, 38, 36) end as head_job,
+         case when jsonb_typeof(o.roleplay_metadata->'job_id') = 'string' then o.roleplay_metadata->>'job_id' end
+           as roleplay_job,
+         {generation_job} as generation_job,
+         ({lenient}) as lenient,
+         -- `{{user}}/{{job}}_{{character}}` of a row at such a key: what a saved job's row is looked up by
+         case when left(o.storage_path, 37) = o.user_id::text || '/' and substr(o.storage_path, 111) ~ '{EXTENSION}'
+              then left(o.storage_path, 110) end as found
+  from user_library o where o.user_id in (select unnest(%(users)s::uuid[]))
+),
+claims as (
+  select user_id, head_job as job, id from lib where head_job is not null
+  union all select user_id, roleplay_job, id from lib where roleplay_job is not null
+  union all select user_id, generation_job, id from lib where generation_job is not null
+  union all select o.user_id, a.job_id::text, o.id from lib o
+    join workspace_assets a on a.user_id = o.user_id and o.stem = a.user_id::text || '/' || a.id::text
+    where a.job_id in (select unnest(%(ids)s::uuid[]))
+),
+crowded as (select user_id, job from claims group by user_id, job having count(distinct id) > 1),
+-- Joined on one key, unfiltered before: the join hashes whatever the estimates say.
+saved as (
+  select p.id, p.user_id, p.prefix, p.character_id, l.id as row_id, l.storage_path
+  from page p join lib l on l.found = p.wanted
+)
+select s.id from saved s
+join characters c on c.id = s.character_id
+join user_library o on o.id = s.row_id
+where c.user_id = s.user_id and c.image_url = %(bucket)s || '/' || s.storage_path
+  and c.name is not null and length(c.name) <= {MAX_NAME_LENGTH} and {in_range('c.created_at')} and {char_updated}
+  and (o.roleplay_metadata->>'type' = %(portrait)s or 'character' = any(o.tags) or o.content_category = 'character')
+  and coalesce({character_column} = c.id, jsonb_typeof(o.roleplay_metadata->'character_id') is distinct from 'string'
+               or o.roleplay_metadata->>'character_id' = c.id::text)
+  and {_not_null('o', ('asset_type', 'file_size_bytes', 'mime_type', 'original_prompt', 'model_used'))}
+  and (o.tags is null or array_position(o.tags, null) is null) and {in_range('o.created_at')}
+  and {safe_json('o.roleplay_metadata')} and {generation_ok}
+  and (s.user_id, s.id::text) not in (select user_id, job from crowded)
+  and s.user_id not in (select user_id from lib where lenient)
+  and not exists (
+    select 1 from workspace_assets a where a.job_id = s.id and not (
+      a.user_id = s.user_id and {_not_null('a', ('asset_index', 'asset_type', 'temp_storage_path', 'file_size_bytes',
+                                                  'mime_type', 'original_prompt', 'model_used'))}
+      and {in_range('a.created_at', nullable=True)}
+      and (a.temp_storage_path = ''
+           or (left(a.temp_storage_path, 74) = s.prefix and substr(a.temp_storage_path, 75) ~ '{SAFE_KEY_REST}'))))
+  and exists (select 1 from storage.objects so where so.bucket_id = %(bucket)s and so.name = s.storage_path {versions})
+  and not exists (
+    select 1 from storage.objects so where so.bucket_id = %(bucket)s
+      and so.name collate "C" >= s.prefix collate "C" and so.name collate "C" < (left(s.prefix, 73) || '`') collate "C"
+      and so.name <> s.storage_path and so.name <> left(s.storage_path, 110) || '.thumb.webp' {versions})
+"""
+    return sql.SQL(text)  # built from constants and the live columns only
+
+
+def provably_saved(repository: PostgresRepository, versions: str, jobs: Sequence[Job]) -> set[UUID]:
+    """The ids among `jobs` that the rows and the catalogue prove saved (see above)."""
+    if not jobs:
+        return set()
+    params: dict[str, Any] = {"ids": [j.id for j in jobs], "users": sorted({j.user_id for j in jobs}),
+                              "portrait": PORTRAIT, "bucket": LIBRARY_BUCKET}
+    return {row["id"] for row in repository.read(statement(repository, versions), params)}
