@@ -597,7 +597,8 @@ def test_a_job_changed_between_diagnosis_and_write_is_diagnosed_again_not_overwr
 
     read = job(backends, seeded, "incident")
     plan = {s.action: s.params for s in repair.diagnose(
-        repair._facts(backends, read.id, None, Rules(now=seeded.now))[0], Rules(now=seeded.now)).plan}
+        repair.read_facts(backends, read.id, repair.RepairOptions(rules=Rules(now=seeded.now)))[0],
+        Rules(now=seeded.now)).plan}
     character = plan[Action.INSERT_LIBRARY_ROW]["character_id"]
     values = {"character": character, "user": read.user_id, "job": str(read.id),
               "path": plan[Action.INSERT_LIBRARY_ROW]["storage_path"]}

@@ -255,3 +255,95 @@ def test_link_character_refuses_to_rebind_a_job_that_names_a_character(seeded, b
     other = next(c["id"] for c in seeded.sample.characters if c["name"] == "Vex")
     with pytest.raises(RefusedError, match="does not rebind"):
         link_character(backends, job, other, rules=Rules(now=seeded.now))
+
+
+def _counting_reads(monkeypatch, names: tuple[str, ...]) -> dict[str, int]:
+    """Every set of backends the commands build counts the calls of these repository read methods."""
+    from charfix.backends import bootstrap
+
+    calls = dict.fromkeys(names, 0)
+    build = bootstrap.build_backends
+
+    def counting(name, method):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return method(*args, **kwargs)
+        return wrapper
+
+    def counted(*args, **kwargs):
+        backends = build(*args, **kwargs)
+        for name in names:
+            setattr(backends.repository, name, counting(name, getattr(backends.repository, name)))
+        return backends
+
+    monkeypatch.setattr(bootstrap, "build_backends", counted)
+    return calls
+
+
+def test_link_character_yes_reads_the_job_twice_and_checks_ownership_from_those_reads(seeded, tmp_path,
+                                                                                       monkeypatch):
+    """One `link-character --yes`: the job's facts are read once for the checked preview and once
+    inside the job's lock; the ownership checks use those reads, not queries of their own."""
+    import io
+
+    from charfix.app import main
+    from charfix.ui.environment import Environment
+
+    calls = _counting_reads(monkeypatch, ("jobs_by_id", "assets_for", "characters_for"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    job = seeded.case("ambiguous").job_id
+    second_luna = [c for c in seeded.sample.characters if c["name"] == "Luna"][1]["id"]
+    err = io.StringIO()
+    code = main(["--db-url", seeded.db_url, "--storage-dir", str(seeded.storage), "link-character", str(job),
+                 "--character", str(second_luna), "--yes", "--audit-log", str(tmp_path / "audit.jsonl")],
+                env=Environment(stdout=io.StringIO(), stderr=err))
+    assert code == 0, err.getvalue()
+    assert calls == {"jobs_by_id": 2, "assets_for": 2, "characters_for": 2}
+    repo = PostgresRepository.connect(seeded.db_url)
+    after = diagnose_ids(Backends(repository=repo, storage=LocalStorage(seeded.storage)), [job], Rules(now=seeded.now))
+    repo.close()
+    assert after[0].state == State.SAVED and after[0].character_id == second_luna
+
+
+def test_a_job_marked_failed_gets_the_time_of_the_injected_clock(seeded, backends, tmp_path):
+    """The repairs write with one clock, injected as the diagnosis rules' is: no wall-clock time."""
+    from datetime import UTC, datetime
+
+    job = seeded.case("no_output").job_id
+    fixed = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    result = complete_job(backends, job, rules=Rules(now=seeded.now), mark_failed=True, audit=audit_log(tmp_path),
+                          now=lambda: fixed)
+    assert result.outcome == Outcome.REPAIRED
+    with seeded.connect() as conn:
+        assert conn.execute("select status, completed_at from jobs where id = %s", (job,)).fetchone() == ("failed", fixed)
+    [line] = audit_lines(tmp_path)
+    assert datetime.fromisoformat(line["after"]["completed_at"]) == fixed
+
+
+@pytest.mark.parametrize("command", ["complete-job", "repair"])
+def test_a_job_that_changed_under_a_one_job_write_exits_1_whichever_command(seeded, tmp_path, monkeypatch, command):
+    """README "Exit codes": what was asked did not happen, for `repair JOB --yes` as for `complete-job`."""
+    import io
+
+    from charfix.app import main
+    from charfix.repair import job as repair
+    from charfix.ui.environment import Environment
+
+    job = seeded.case("incident").job_id
+    original, done = repair.apply_step, []
+
+    def someone_else_first(context, step):
+        if not done:  # after charfix read the job under its lock, before its first write
+            done.append(step.action)
+            with seeded.connect() as conn:
+                conn.execute("update characters set image_url = 'user-library/chosen-meanwhile.png' "
+                             "where user_id = (select user_id from jobs where id = %s)", (job,))
+        return original(context, step)
+
+    monkeypatch.setattr(repair, "apply_step", someone_else_first)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["--db-url", seeded.db_url, "--storage-dir", str(seeded.storage), command, str(job), "--yes",
+                 "--audit-log", str(tmp_path / "audit.jsonl")], env=Environment(stdout=out, stderr=err))
+    assert done and "changed" in out.getvalue(), out.getvalue() + err.getvalue()
+    assert code == 1, out.getvalue() + err.getvalue()

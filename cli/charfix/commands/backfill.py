@@ -78,7 +78,7 @@ def backfill_cli(
         try:
             report = run.report = backfill(backends, selection, max_jobs=max_jobs, concurrency=concurrency,
                                            dry_run=dry_run, audit=audit, open_worker=runtime.open_worker,
-                                           progress=progress, stop=stop.event)
+                                           progress=progress, stop=stop.event, now=runtime.now)
             if stop.requested:
                 run.exit_code = int(stop.exit_status)  # the metrics say the run was stopped, not that it succeeded
         finally:

@@ -37,7 +37,7 @@ def complete_job_cli(
     """
     from charfix.queries.scan import resolve_job_ids
     from charfix.queries.selection import build_rules
-    from charfix.repair.operations import complete_job
+    from charfix.repair.operations import preview_complete_job
 
     runtime: Runtime = ctx.obj
     json_output = options.json_output(json_fields, jq)
@@ -47,9 +47,7 @@ def complete_job_cli(
     job = resolve_job_ids(backends, [ref])[0]
     write_options = WriteOptions("complete-job", dry_run, yes, json_output, audit_log, operator)
     what = "Mark this job failed ({n} step)" if mark_failed else "Apply these {n} step(s) to this job"
-    preview_then_write(
-        runtime, write_options,
-        lambda dry_run, audit: complete_job(backends, job, rules=rules, save=not no_save, mark_failed=mark_failed,
-                                            dry_run=dry_run, audit=audit),
-        lambda preview: f"{what.format(n=len(preview.steps))} on {where(runtime)}?",
-    )
+    preview = preview_complete_job(backends, job, rules=rules, save=not no_save, mark_failed=mark_failed,
+                                   now=runtime.now)
+    preview_then_write(runtime, write_options, preview,
+                       lambda planned: f"{what.format(n=len(planned.steps))} on {where(runtime)}?")

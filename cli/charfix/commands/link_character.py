@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,6 +11,12 @@ from charfix.commands.writing import WriteOptions, preview_then_write, where
 from charfix.errors import UsageError
 from charfix.parsing import parse_job_ref, parse_uuid
 from charfix.runtime import Runtime
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from charfix.backends import Backends
+    from charfix.diagnosis import Rules
 
 
 def link_character_cli(
@@ -38,9 +44,9 @@ def link_character_cli(
 
     Example: charfix --demo link-character 4db0218b --character <id> --dry-run
     """
-    from charfix.queries.scan import diagnose_ids, resolve_job_ids
+    from charfix.queries.scan import resolve_job_ids
     from charfix.queries.selection import build_rules
-    from charfix.repair.operations import check_link, link_character
+    from charfix.repair.operations import preview_link
 
     runtime: Runtime = ctx.obj
     json_output = options.json_output(json_fields, jq)
@@ -50,22 +56,22 @@ def link_character_cli(
     rules = build_rules(now=runtime.now(), link_window=link_window)
     backends = runtime.backends()
     job = resolve_job_ids(backends, [ref])[0]
-    diagnosis = diagnose_ids(backends, [job], rules)[0]
-    chosen = given or _choose(runtime, diagnosis)
+    chosen = given or _choose(runtime, backends, job, rules)
     if chosen is None:
         runtime.env.err.print("No character chosen; nothing written.")
         return
-    check_link(backends, diagnosis, chosen)
+    # The checked preview: the job read once, the choice held to the ownership rule (exit 4 or 6).
+    preview = preview_link(backends, job, chosen, rules=rules, save=not no_save, now=runtime.now)
     write_options = WriteOptions("link-character", dry_run, yes, json_output, audit_log, operator)
-    preview_then_write(
-        runtime, write_options,
-        lambda dry_run, audit: link_character(backends, job, chosen, rules=rules, save=not no_save,
-                                              dry_run=dry_run, audit=audit),
-        lambda preview: f"Link the character and apply these {len(preview.steps)} step(s) on {where(runtime)}?",
-    )
+    preview_then_write(runtime, write_options, preview,
+                       lambda planned: f"Link the character and apply these {len(planned.steps)} step(s) on {where(runtime)}?")
 
 
-def _choose(runtime: Runtime, diagnosis):
+def _choose(runtime: Runtime, backends: Backends, job: UUID, rules: Rules) -> UUID | None:
+    """No --character: the character the diagnosis found, or the person's pick among the candidates."""
+    from charfix.queries.scan import diagnose_ids
+
+    diagnosis = diagnose_ids(backends, [job], rules)[0]
     if diagnosis.character_id and not diagnosis.candidates:
         return diagnosis.character_id
     if not runtime.env.interactive:

@@ -3,14 +3,23 @@
 
 from __future__ import annotations
 
-from charfix.ui.advice import APPLY, CHOOSE, COMPLETE, FETCH, MARK_FAILED, QUIT, SKIP, repair_choices
-from charfix.commands.writing import approve, where
+from charfix.ui.advice import APPLY, CHOOSE, QUIT, SKIP, repair_choices
+from charfix.commands.writing import approve, failed, where
 from charfix.errors import UsageError
 from charfix.models import Diagnosis, ReasonCode, State
-from charfix.models import Outcome
-from charfix.repair.job import RepairOptions, repair_job
+from charfix.models import JobResult, Outcome
+from charfix.repair.choices import Choice, preview_choice
+from charfix.repair.operations import apply
 from charfix.runtime import Runtime
-from charfix.repair.operations import check_link, complete_job, link_character
+
+# What each choice asks before it writes: the plan and the target are shown right above it.
+QUESTIONS = {
+    Choice.CHOOSE: "Link the character and apply these {n} step(s) on {target}?",
+    Choice.FETCH: "Fetch the provider URL and save: apply these {n} step(s) on {target}?",
+    Choice.COMPLETE: "Mark completed: apply these {n} step(s) on {target}?",
+    Choice.MARK_FAILED: "Mark this job failed ({n} step) on {target}?",
+    Choice.APPLY: "Apply these {n} step(s) to this job on {target}?",
+}
 
 
 def reason_codes(names: list[str] | None) -> set[ReasonCode]:
@@ -65,9 +74,9 @@ class Session:
         return True
 
     def _act(self, choice: str, diagnosis: Diagnosis) -> None:
+        """Preview what the choice writes (repair/choices.py), show it and confirm, then apply it."""
         backends = self.runtime.backends()
-        job = diagnosis.job_id
-        target = where(self.runtime)
+        character = None
         if choice == CHOOSE:
             from charfix.ui.prompts import ask_character
 
@@ -75,37 +84,21 @@ class Session:
             if picked is None:
                 return
             character = diagnosis.candidates[[str(c.id) for c in diagnosis.candidates].index(picked)].id
-            check_link(backends, diagnosis, character)
-            run = lambda dry_run, audit: link_character(backends, job, character, rules=self.rules, dry_run=dry_run,
-                                                        audit=audit)
-            question = lambda n: f"Link the character and apply these {n} step(s) on {target}?"
-        elif choice in (COMPLETE, FETCH):
-            run = lambda dry_run, audit: complete_job(backends, job, rules=self.rules, save=choice == FETCH,
-                                                      dry_run=dry_run, audit=audit)
-            verb = "Fetch the provider URL and save" if choice == FETCH else "Mark completed"
-            question = lambda n: f"{verb}: apply these {n} step(s) on {target}?"
-        elif choice == MARK_FAILED:
-            run = lambda dry_run, audit: complete_job(backends, job, rules=self.rules, mark_failed=True,
-                                                      dry_run=dry_run, audit=audit)
-            question = lambda n: f"Mark this job failed ({n} step) on {target}?"
-        else:
-            run = lambda dry_run, audit: repair_job(backends, job, RepairOptions(rules=self.rules, dry_run=dry_run),
-                                                    audit)
-            question = lambda n: f"Apply these {n} step(s) to this job on {target}?"
-        preview = run(True, None)
-        if preview.outcome != Outcome.PLANNED:
-            self._report(preview)
+        preview = preview_choice(backends, diagnosis, choice, rules=self.rules, character_id=character,
+                                 now=self.runtime.now)
+        if preview.result.outcome != Outcome.PLANNED:
+            self._report(preview.result)
             return
-        if not approve(self.runtime, preview, question(len(preview.steps)), yes=self.yes):
+        question = QUESTIONS[Choice(choice)].format(n=len(preview.result.steps), target=where(self.runtime))
+        if not approve(self.runtime, preview.result, question, yes=self.yes):
             return
-        result = run(False, self.audit)
-        self._report(result)
+        self._report(apply(backends, preview, self.audit))
         if self.decisions is not None:
-            self.decisions.record(job, diagnosis.state.value, choice)
+            self.decisions.record(diagnosis.job_id, diagnosis.state.value, choice)
 
-    def _report(self, result) -> None:
+    def _report(self, result: JobResult) -> None:
         from charfix.ui.results import render_job_result
 
         render_job_result(self.runtime.env.out, result)
         self.repaired += result.outcome == Outcome.REPAIRED
-        self.failed += result.outcome == Outcome.FAILED
+        self.failed += failed(result)  # a job that changed under the write too, as complete-job counts it

@@ -15,6 +15,8 @@ from charfix.runtime import Runtime
 
 if TYPE_CHECKING:
     from charfix.models import JobResult
+    from charfix.repair.audit import AuditLog
+    from charfix.repair.operations import Preview
 
 
 @dataclass(frozen=True)
@@ -27,39 +29,48 @@ class WriteOptions:
     operator: str | None
 
 
-def preview_then_write(runtime: Runtime, options: WriteOptions, run: Callable[..., JobResult],
+def preview_then_write(runtime: Runtime, options: WriteOptions, preview: Preview,
                        question: Callable[[JobResult], str]) -> None:
-    """The one-job write flow: preview (no lock, no write), show it with the target and confirm, open
-    the audit log, write, show. `run(dry_run=..., audit=...)` does the work. Exit 1 when the job failed
-    or changed under the write so that what was asked did not happen; 7 when it needs a person."""
+    """The one-job write flow: show the checked preview (no lock, no write) with the target and
+    confirm, open the audit log, apply it, show. Exit 1 when the job failed or changed under the write
+    so that what was asked did not happen; 7 when it needs a person."""
     from charfix.models import Outcome
+    from charfix.repair.operations import apply
 
-    preview = run(dry_run=True, audit=None)
-    if options.dry_run or preview.outcome != Outcome.PLANNED:
-        show_result(runtime, preview, options.json_output, plan=options.dry_run)
-        if preview.outcome == Outcome.FAILED:
+    planned = preview.result
+    if options.dry_run or planned.outcome != Outcome.PLANNED:
+        show_result(runtime, planned, options.json_output, plan=options.dry_run)
+        if planned.outcome == Outcome.FAILED:
             raise typer.Exit(int(ExitStatus.JOBS_FAILED))
-        if needs_person(preview):
+        if needs_person(planned):
             raise typer.Exit(int(ExitStatus.NEEDS_PERSON))
         return
     with stopping_on_signals() as stop:
-        if not approve(runtime, preview, question(preview), yes=options.yes):
+        if not approve(runtime, planned, question(planned), yes=options.yes):
             runtime.env.err.print("Nothing written.")
             return
         if stop.requested:  # the signal came while the person was asked: nothing started
-            report_stop(runtime, stop.summary("nothing was written", f"job {preview.job_id} was not repaired"))
+            report_stop(runtime, stop.summary("nothing was written", f"job {planned.job_id} was not repaired"))
             raise typer.Exit(stop.exit_status)
         audit = open_audit(runtime, options.command, path=options.audit_log, operator=options.operator)
         try:
-            result = run(dry_run=False, audit=audit)  # a signal now lets this one job finish or roll back
+            result = apply(runtime.backends(), preview, audit)  # a signal now lets this job finish or roll back
         finally:
             audit.close()
     show_result(runtime, result, options.json_output, run_id=audit.run)
     if stop.requested:
         report_stop(runtime, stop.summary(f"job {result.job_id}: {result.outcome.value}", "nothing else was pending"))
         raise typer.Exit(stop.exit_status)
-    if result.outcome in (Outcome.FAILED, Outcome.CHANGED):
+    if failed(result):
         raise typer.Exit(int(ExitStatus.JOBS_FAILED))
+
+
+def failed(result: JobResult) -> bool:
+    """What was asked did not happen: the repair failed, or the job changed under it (exit 1, README
+    "Exit codes"), for every one-job write alike."""
+    from charfix.models import Outcome
+
+    return result.outcome in (Outcome.FAILED, Outcome.CHANGED)
 
 
 def report_stop(runtime: Runtime, summary: str) -> None:

@@ -27,10 +27,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, UTC
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 from charfix.errors import BackendError, ConfigError
+
+if TYPE_CHECKING:  # the backends are given, never built, here
+    from charfix.backends import Backends
+    from charfix.repository.base import Repository, Writer
+    from charfix.storage.base import Storage
 
 FORMAT = 2  # the line format of docs/repairs.md; lines without "v" are the older, outcome-less format
 CHECKPOINT = b'{"v": 2, "phase": "checkpoint"'  # how a checkpoint line starts: found by bytes, not parsed
@@ -98,7 +103,7 @@ class AuditLog:
 
     # -- opening -------------------------------------------------------------------------------
 
-    def open(self, backends=None) -> AuditLog:
+    def open(self, backends: Backends | None = None) -> AuditLog:
         """Open (create 0600) the log for appending, terminate a cut last line, and, with `backends`
         and no other charfix run holding the log, settle what a killed run left open."""
         self._fd = _open_private(self.path)
@@ -118,10 +123,16 @@ class AuditLog:
         return self
 
     def _terminate_cut_line(self) -> None:
-        size = os.fstat(self._fd).st_size
-        if size and os.pread(self._fd, 1, size - 1) != b"\n":
+        size = os.fstat(self._file).st_size
+        if size and os.pread(self._file, 1, size - 1) != b"\n":
             self._append([self._line("cut", note="the text before this line was cut short (a crash or a full "
                                      "disk); it is not a record")], sync=True, prefix=b"\n")
+
+    @property
+    def _file(self) -> int:
+        if self._fd is None:
+            raise AuditError(f"the audit log {self.path} is not open")
+        return self._fd
 
     # -- the records ---------------------------------------------------------------------------
 
@@ -183,7 +194,8 @@ class AuditLog:
     def _pending(self) -> list[dict[str, Any]]:
         if not hasattr(self._local, "pending"):
             self._local.pending = []
-        return self._local.pending
+        pending: list[dict[str, Any]] = self._local.pending
+        return pending
 
     # -- lines ---------------------------------------------------------------------------------
 
@@ -235,9 +247,9 @@ class AuditLog:
 
     # -- settling what a killed run left open ------------------------------------------------------
 
-    def _settle(self, backends) -> bool:
+    def _settle(self, backends: Backends) -> bool:
         """Settle what is open since the last checkpoint; True when nothing is left open."""
-        tail = _tail_since_checkpoint(self._fd)
+        tail = _tail_since_checkpoint(self._file)
         if not tail:
             return True
         records = _open_or_start(tail)
@@ -272,13 +284,14 @@ class AuditLog:
         """Every line above has its outcome: later runs need not read past this one. The lines above are
         synced first, so that no crash keeps the checkpoint and loses an outcome before it."""
         try:
-            os.fsync(self._fd)
+            os.fsync(self._file)
         except OSError as exc:
             raise AuditError(f"cannot write the audit log {self.path}: {exc.strerror}") from exc
         self._append([{"v": FORMAT, "phase": "checkpoint", "time": datetime.now(UTC).isoformat(),
                        "run": self.run}], sync=False)
 
-    def _transaction_statuses(self, backends, transactions, runs) -> dict[str, str]:
+    def _transaction_statuses(self, backends: Backends, transactions: dict[str, list[dict[str, Any]]],
+                              runs: dict[str, dict[str, Any]]) -> dict[str, str]:
         """committed / rolled_back / unknown per open transaction of this database, as Postgres says."""
         status_of = getattr(backends.repository, "transaction_status", None)
         mine = {tx: lines[0].get("xid") for tx, lines in transactions.items()
@@ -295,7 +308,7 @@ class AuditLog:
         return {tx: names.get(found.get(xid), "unknown") for tx, xid in mine.items()
                 if found.get(xid) != "in progress"}
 
-    def _landed(self, backends, record: dict[str, Any], run: dict[str, Any]) -> bool | None:
+    def _landed(self, backends: Backends, record: dict[str, Any], run: dict[str, Any]) -> bool | None:
         """Whether an announced write is there now; None: cannot tell from here (another database)."""
         try:
             if record["step"] in ("copy_object", "delete_object"):
@@ -319,20 +332,20 @@ def encode(line: dict[str, Any]) -> bytes:
     return json.dumps(line, default=_json_value, ensure_ascii=True).encode("ascii") + b"\n"
 
 
-def where(backends) -> dict[str, str | None]:
+def where(backends: Backends) -> dict[str, str | None]:
     """Which database and storage a run wrote to, without secrets: a run settles only its own lines."""
-    repo, storage = backends.repository, backends.storage
+    conn, supabase = getattr(backends.repository, "conn", None), getattr(backends.repository, "supabase", None)
+    root, base = getattr(backends.storage, "root", None), getattr(backends.storage, "base", None)
     database = None
-    if getattr(repo, "conn", None) is not None:
-        info = repo.conn.info
-        database = f"postgresql://{info.host}:{info.port}/{info.dbname}"
-    elif getattr(repo, "supabase", None) is not None:
-        database = f"{repo.supabase.url}/rest/v1"
+    if conn is not None:
+        database = f"postgresql://{conn.info.host}:{conn.info.port}/{conn.info.dbname}"
+    elif supabase is not None:
+        database = f"{supabase.url}/rest/v1"
     place = None
-    if getattr(storage, "root", None) is not None:
-        place = Path(storage.root).resolve().as_uri()
-    elif getattr(storage, "base", None) is not None:
-        place = storage.base
+    if root is not None:
+        place = Path(root).resolve().as_uri()
+    elif base is not None:
+        place = str(base)
     return {"database": database, "storage": place}
 
 
@@ -382,9 +395,9 @@ def _open_or_start(raws: list[bytes]) -> list[dict[str, Any]]:
     return [r for r in map(_parse, wanted) if r is not None and r.get("v") == FORMAT]
 
 
-def _open_records(records: list[dict[str, Any]]) -> tuple[dict[str, list], dict[str, dict]]:
-    transactions: dict[str, list] = {}
-    intents: dict[str, dict] = {}
+def _open_records(records: list[dict[str, Any]]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]:
+    transactions: dict[str, list[dict[str, Any]]] = {}
+    intents: dict[str, dict[str, Any]] = {}
     closed_tx, closed_writes = set(), set()
     for r in records:
         phase = r["phase"]
@@ -400,13 +413,13 @@ def _open_records(records: list[dict[str, Any]]) -> tuple[dict[str, list], dict[
             {w: v for w, v in intents.items() if w not in closed_writes})
 
 
-def _object_landed(storage, record: dict[str, Any]) -> bool:
+def _object_landed(storage: Storage, record: dict[str, Any]) -> bool:
     bucket, _, key = record["target"].partition("/")
     found = storage.stat(bucket, [key])
     return bool(found) and found[0].size == record["after"]["size"]
 
 
-def _row_landed(repo, record: dict[str, Any]) -> bool:
+def _row_landed(repo: Repository, record: dict[str, Any]) -> bool:
     """Over REST: does the row now hold what the announced write would have written?"""
     from charfix.diagnosis import facts as f
 
@@ -423,7 +436,8 @@ def _row_landed(repo, record: dict[str, Any]) -> bool:
         found = [c for c in repo.characters_for([UUID(ident)], []) if str(c.id) == ident]
         return bool(found) and found[0].image_url == after.get("image_url")
     if table == "user_library":
-        rows = [r for r in repo.library_items_at(UUID(after["user_id"]), after["storage_path"]) if str(r.id) == ident]
+        at = cast("Writer", repo).library_items_at(UUID(after["user_id"]), after["storage_path"])
+        rows = [r for r in at if str(r.id) == ident]
         return bool(rows) and (record["step"] == "insert_library_row" or f.is_visible(rows[0]))
     raise ValueError(table)
 

@@ -81,7 +81,7 @@ def _entry(data: dict[str, Any], closed: dict[str, str]) -> AuditEntry | None:
     if data.get("v") == FORMAT:
         phase = data.get("phase")
         if phase == "pending":
-            outcome = SHOWN.get(closed.get(data.get("tx")), "outcome unknown")
+            outcome = SHOWN.get(closed.get(str(data.get("tx")), ""), "outcome unknown")
         elif phase == "intent":
             if data.get("write") in closed:
                 return None  # its done/failed line is the write's row

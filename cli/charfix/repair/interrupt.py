@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import FrameType
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -49,7 +50,7 @@ def stopping_on_signals() -> Iterator[Stop]:
         yield stop  # signal handlers can only be set from the main thread; the caller's own stay
         return
 
-    def ask(signum, _frame) -> None:
+    def ask(signum: int, _frame: FrameType | None) -> None:
         if stop.requested:
             os.write(2, f"charfix: {signal.Signals(signum).name} again: stopping at once; the page in flight "
                         "rolls back\n".encode())

@@ -9,13 +9,13 @@ row changed (ChangedError) ends the job's attempt: it is diagnosed again and rep
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from uuid import UUID
 
 from charfix.backends import Backends
 from charfix.diagnosis import Rules, diagnose
 from charfix.diagnosis import facts as f
-from charfix.errors import BackendError, ChangedError, CharfixError, ConnectionLostError
+from charfix.errors import BackendError, ChangedError, CharfixError, ConnectionLostError, NotFoundError, RefusedError
 from charfix.models import Action, Diagnosis, Job, JobFacts, JobResult, Outcome, State, Step
 from charfix.queries.scan import collect_facts
 from charfix.repair.audit import AuditError, AuditLog
@@ -41,11 +41,7 @@ def repair_job(backends: Backends, job_id: UUID, options: RepairOptions,
     """Repair one job; never raises for the job's own trouble, which is reported in the result.
     An audit log that cannot be written stops the whole run (AuditError propagates)."""
     if options.dry_run:
-        # A preview takes no lock and needs no write privilege: it only reads and plans.
-        try:
-            return _repair_locked(Unit(backends, now=options.now), job_id, options)
-        except CharfixError as exc:
-            return JobResult(job_id, Outcome.FAILED, message=exc.message)
+        return preview_job(backends, job_id, options)
     unit = Unit(backends, audit, now=options.now)
     try:
         with unit.job(job_id) as got:
@@ -60,12 +56,31 @@ def repair_job(backends: Backends, job_id: UUID, options: RepairOptions,
         return JobResult(job_id, Outcome.FAILED, message=exc.message)
 
 
+def preview_job(backends: Backends, job_id: UUID, options: RepairOptions) -> JobResult:
+    """`checked_preview` for --dry-run and the interactive choices: the job's own trouble (a failed
+    read, a forbidden choice) is reported in the result, never raised."""
+    try:
+        return checked_preview(backends, job_id, options)
+    except CharfixError as exc:
+        return JobResult(job_id, Outcome.FAILED, message=exc.message)
+
+
+def checked_preview(backends: Backends, job_id: UUID, options: RepairOptions) -> JobResult:
+    """What a repair would do now (outcome PLANNED), or why it would do nothing: the job read once,
+    a person's choice of character checked against the rules, no lock and no write privilege needed.
+    A job that is not there (NotFoundError) or a forbidden choice (RefusedError) raises."""
+    facts, stored = read_facts(backends, job_id, options, missing=NotFoundError(f"no job with id {job_id}"))
+    if options.character_id is not None:
+        check_choice(backends, facts, stored, options.character_id)
+    return planned(diagnose(facts, options.rules), options, needs_link=_needs_link(stored, options))
+
+
 def rediagnosed(backends: Backends, job_id: UUID, options: RepairOptions, changed: ChangedError) -> JobResult:
     """Someone else wrote to the job while this run repaired it (over REST: maybe another run). It is
     diagnosed again and reported as it is now, never overwritten. A run reports a job repaired only
     when its own writes finished the plan, so of two racing runs exactly one does."""
     try:
-        diagnosis = diagnose(_facts(backends, job_id, None, options.rules)[0], options.rules)
+        diagnosis = diagnose(read_facts(backends, job_id, replace(options, character_id=None))[0], options.rules)
     except CharfixError as exc:
         return JobResult(job_id, Outcome.FAILED, message=f"{changed.message}; re-diagnosing failed: {exc.message}")
     return JobResult(job_id, Outcome.CHANGED, state=diagnosis.state, diagnosis=diagnosis,
@@ -73,14 +88,16 @@ def rediagnosed(backends: Backends, job_id: UUID, options: RepairOptions, change
 
 
 def _repair_locked(unit: Unit, job_id: UUID, options: RepairOptions) -> JobResult:
-    facts, real_job = _facts(unit.backends, job_id, options.character_id, options.rules)
+    facts, stored = read_facts(unit.backends, job_id, options)
+    if options.character_id is not None:
+        check_choice(unit.backends, facts, stored, options.character_id)  # the facts may have changed
     diagnosis = diagnose(facts, options.rules)
-    result = planned(diagnosis, options, needs_link=real_job is not None)
-    if result.outcome != Outcome.PLANNED or options.dry_run:
+    result = planned(diagnosis, options, needs_link=_needs_link(stored, options))
+    if result.outcome != Outcome.PLANNED:
         return result
     # Writes are conditional on the job as stored, not on the copy that carried the person's choice.
-    stored = facts if real_job is None else facts.model_copy(update={"job": real_job})
-    context = StepContext(backends=unit.backends, facts=stored, diagnosis=diagnosis, unit=unit)
+    context = StepContext(backends=unit.backends, facts=facts.model_copy(update={"job": stored}),
+                          diagnosis=diagnosis, unit=unit)
     for step in result.steps:
         apply_step(context, step)
     result.outcome = Outcome.REPAIRED
@@ -102,19 +119,47 @@ def planned(diagnosis: Diagnosis, options: RepairOptions, *, needs_link: bool = 
     return result
 
 
-def _facts(backends: Backends, job_id: UUID, character_id: UUID | None, rules: Rules) -> tuple[JobFacts, Job | None]:
-    """The job's facts, read inside its lock. With a person's choice of character: the facts as if
-    the choice were already in the metadata, and the job as stored when link_character must write it."""
+def read_facts(backends: Backends, job_id: UUID, options: RepairOptions, *,
+               missing: CharfixError | None = None) -> tuple[JobFacts, Job]:
+    """The job's facts, and the job as stored (the writes are conditional on it). With a person's
+    choice of character: the facts as if the choice were already in the metadata."""
     jobs = backends.repository.jobs_by_id([job_id])
     if not jobs:
-        raise BackendError(f"job {job_id} disappeared")
+        raise missing or BackendError(f"job {job_id} disappeared")
     job = jobs[0]
-    if character_id is None:
-        return collect_facts(backends, [job], link_window=rules.link_window)[0], None
-    metadata = f.as_dict(job.metadata)
-    chosen = job.model_copy(update={"metadata": {**metadata, "character_id": str(character_id)}})
-    facts = collect_facts(backends, [chosen], link_window=rules.link_window)[0]
-    return facts, (job if f.as_uuid(metadata.get("character_id")) != character_id else None)
+    read = job
+    if options.character_id is not None:
+        metadata = f.as_dict(job.metadata)
+        read = job.model_copy(update={"metadata": {**metadata, "character_id": str(options.character_id)}})
+    return collect_facts(backends, [read], link_window=options.rules.link_window)[0], job
+
+
+def check_choice(backends: Backends, facts: JobFacts, stored: Job, character_id: UUID) -> None:
+    """The ownership rule, whatever flags were given: only a character of the job's own user, and never
+    in place of a character the job already names. Decided from the facts read (they hold the chosen
+    character, whoever owns it); only a character they lack is looked up, to say whether it exists."""
+    character = f.character_by_id(facts, character_id)
+    if character is None:
+        character = next((c for c in backends.repository.characters_for([character_id], []) if c.id == character_id),
+                         None)
+    if character is None:
+        raise NotFoundError(f"no character with id {character_id}")
+    if character.user_id != stored.user_id:
+        raise RefusedError(
+            f"character {character_id} belongs to another user; charfix never links a job to another user's character"
+        )
+    current = f.as_uuid(f.as_dict(stored.metadata).get("character_id"))
+    if current is not None and current != character_id:
+        raise RefusedError(
+            f"job {stored.id} already names character {current}; charfix does not rebind a job",
+            hint="if that character is wrong, fix the job's metadata by hand and record why",
+        )
+
+
+def _needs_link(stored: Job, options: RepairOptions) -> bool:
+    """A person chose a character the job's metadata does not name yet: link_character must write it."""
+    named = f.as_uuid(f.as_dict(stored.metadata).get("character_id"))
+    return options.character_id is not None and named != options.character_id
 
 
 def _steps(diagnosis: Diagnosis, options: RepairOptions, *, needs_link: bool) -> list[Step]:

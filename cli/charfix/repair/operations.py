@@ -1,33 +1,61 @@
-"""The repair commands as library calls: what `complete-job`, `link-character` and
-`backfill-portraits` do, without any printing."""
+"""The repair commands as library calls: what `complete-job`, `link-character`, `repair` and
+`backfill-portraits` do, without any printing.
+
+A one-job command is a checked preview, then its application: the preview reads the job once,
+diagnoses it, checks the request against the rules (no output to complete, another user's
+character, a job that already names a character) and plans; `apply` takes the job's lock, reads it
+again and writes what is still missing (repair/job.py). So a confirmed write reads the job twice."""
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from uuid import UUID
 
-from charfix.diagnosis import facts as f
-from charfix.repair.audit import AuditLog
-from charfix.diagnosis import Rules
-from charfix.errors import NotFoundError, RefusedError
-from charfix.models import Action, BackfillReport, Diagnosis, JobResult, State
-from charfix.repair.job import SAVE_ACTIONS, RepairOptions, repair_job
-from charfix.repair.page import pages_supported, repair_page
 from charfix.backends import Backends
+from charfix.diagnosis import Rules
+from charfix.errors import RefusedError
+from charfix.models import Action, BackfillReport, JobResult, Outcome, State
 from charfix.queries.scan import diagnose_ids
 from charfix.queries.selection import Selection, Tally, selected
+from charfix.repair.audit import AuditLog
+from charfix.repair.job import SAVE_ACTIONS, RepairOptions, checked_preview, planned, preview_job, repair_job
+from charfix.repair.page import pages_supported, repair_page
+from charfix.repair.unit import Clock, Recorder, utc_now
 
 NO_OUTPUT_STATES = (State.FAILED, State.LOST)
 BACKFILL_PAGE = 100  # jobs locked, read and committed together (Postgres)
+Audit = AuditLog | Recorder | Sequence[Recorder] | None
+Progress = Callable[[JobResult], None] | None
 
 
-def complete_job(
-    backends: Backends, job_id: UUID, *, rules: Rules, save: bool = True, mark_failed: bool = False,
-    dry_run: bool = False, audit: AuditLog | None = None,
-) -> JobResult:
+@dataclass(frozen=True)
+class Preview:
+    """A checked plan: the job's diagnosis and the steps a repair would apply (outcome PLANNED), or
+    why it applies none; and the options `apply` carries it out with."""
+
+    result: JobResult
+    options: RepairOptions
+
+    @property
+    def job_id(self) -> UUID:
+        return self.result.job_id
+
+
+def apply(backends: Backends, preview: Preview, audit: Audit = None) -> JobResult:
+    """Carry out a preview: under the job's lock the job is read and diagnosed again, and only the
+    steps still missing are written. A preview with nothing to do is its own result."""
+    if preview.result.outcome != Outcome.PLANNED:
+        return preview.result
+    return repair_job(backends, preview.job_id, replace(preview.options, dry_run=False), audit)
+
+
+def preview_complete_job(backends: Backends, job_id: UUID, *, rules: Rules, save: bool = True,
+                         mark_failed: bool = False, now: Clock = utc_now) -> Preview:
+    """`complete-job`: refuses a job with no output (or, with `mark_failed`, a job that is not failed)."""
     diagnosis = diagnose_ids(backends, [job_id], rules)[0]
     if mark_failed:
         if diagnosis.state != State.FAILED or Action.MARK_FAILED not in {s.action for s in diagnosis.plan}:
@@ -36,8 +64,8 @@ def complete_job(
                 "--mark-failed only records a queued/processing job that never produced output"
             )
         options = RepairOptions(rules=rules, states=frozenset({State.FAILED}),
-                                actions=frozenset({Action.MARK_FAILED}), dry_run=dry_run)
-        return repair_job(backends, job_id, options, audit)
+                                actions=frozenset({Action.MARK_FAILED}), now=now)
+        return Preview(planned(diagnosis, options), options)
     if diagnosis.state in NO_OUTPUT_STATES:
         raise RefusedError(
             f"job {job_id} has no output to complete ({diagnosis.state.value}: {', '.join(diagnosis.codes)})",
@@ -45,57 +73,57 @@ def complete_job(
         )
     actions = SAVE_ACTIONS if save else frozenset({Action.COMPLETE_JOB})
     options = RepairOptions(rules=rules, states=frozenset({State.REPAIRABLE, State.NEEDS_REVIEW}),
-                            actions=actions, dry_run=dry_run)
-    return repair_job(backends, job_id, options, audit)
+                            actions=actions, now=now)
+    return Preview(planned(diagnosis, options), options)
+
+
+def preview_link(backends: Backends, job_id: UUID, character_id: UUID, *, rules: Rules, save: bool = True,
+                 now: Clock = utc_now) -> Preview:
+    """`link-character`: only a character of the job's own user, never in place of one the job names."""
+    actions = SAVE_ACTIONS if save else frozenset({Action.LINK_CHARACTER})
+    options = RepairOptions(rules=rules, actions=actions, character_id=character_id, now=now)
+    return Preview(checked_preview(backends, job_id, options), options)
+
+
+def preview_repair(backends: Backends, job_id: UUID, *, rules: Rules, now: Clock = utc_now) -> Preview:
+    """`repair`'s "apply the plan": a repairable job's whole plan; the job's own trouble is in the result."""
+    options = RepairOptions(rules=rules, now=now)
+    return Preview(preview_job(backends, job_id, options), options)
+
+
+def complete_job(
+    backends: Backends, job_id: UUID, *, rules: Rules, save: bool = True, mark_failed: bool = False,
+    dry_run: bool = False, audit: Audit = None, now: Clock = utc_now,
+) -> JobResult:
+    preview = preview_complete_job(backends, job_id, rules=rules, save=save, mark_failed=mark_failed, now=now)
+    return preview.result if dry_run else apply(backends, preview, audit)
 
 
 def link_character(
     backends: Backends, job_id: UUID, character_id: UUID, *, rules: Rules, save: bool = True,
-    dry_run: bool = False, audit: AuditLog | None = None,
+    dry_run: bool = False, audit: Audit = None, now: Clock = utc_now,
 ) -> JobResult:
-    diagnosis = diagnose_ids(backends, [job_id], rules)[0]
-    check_link(backends, diagnosis, character_id)
-    actions = SAVE_ACTIONS if save else frozenset({Action.LINK_CHARACTER})
-    options = RepairOptions(rules=rules, actions=actions, character_id=character_id, dry_run=dry_run)
-    return repair_job(backends, job_id, options, audit)
-
-
-def check_link(backends: Backends, diagnosis: Diagnosis, character_id: UUID) -> None:
-    """The ownership rule, whatever flags were given: only a character of the job's own user."""
-    found = backends.repository.characters_for([character_id], [])
-    character = next((c for c in found if c.id == character_id), None)
-    if character is None:
-        raise NotFoundError(f"no character with id {character_id}")
-    if character.user_id != diagnosis.user_id:
-        raise RefusedError(
-            f"character {character_id} belongs to another user; charfix never links a job to another user's character"
-        )
-    job = backends.repository.jobs_by_id([diagnosis.job_id])[0]
-    current = f.as_uuid(f.as_dict(job.metadata).get("character_id"))
-    if current is not None and current != character_id:
-        raise RefusedError(
-            f"job {diagnosis.job_id} already names character {current}; charfix does not rebind a job",
-            hint="if that character is wrong, fix the job's metadata by hand and record why",
-        )
+    preview = preview_link(backends, job_id, character_id, rules=rules, save=save, now=now)
+    return preview.result if dry_run else apply(backends, preview, audit)
 
 
 def backfill(
     backends: Backends, selection: Selection, *, max_jobs: int | None = None, concurrency: int = 1,
-    dry_run: bool = False, audit: AuditLog | None = None, open_worker: Callable[[], Backends] | None = None,
-    progress: Callable[[JobResult], None] | None = None, page_size: int = BACKFILL_PAGE,
-    stop: threading.Event | None = None,
+    dry_run: bool = False, audit: Audit = None, open_worker: Callable[[], Backends] | None = None,
+    progress: Progress = None, page_size: int = BACKFILL_PAGE,
+    stop: threading.Event | None = None, now: Clock = utc_now,
 ) -> BackfillReport:
     """Repair every repairable job of the selection; other states are counted, never touched.
     Over Postgres a page of jobs is repaired in one transaction (repair_pages); over REST, job by job.
     Once `stop` is set (a signal), no new page or job starts; the report counts what was left."""
     report = BackfillReport()
     stop = stop or threading.Event()
-    options = RepairOptions(rules=selection.rules, dry_run=dry_run)
+    options = RepairOptions(rules=selection.rules, dry_run=dry_run, now=now)
     work = list(_repairable(backends, selection, report, max_jobs, stop))
     lanes = concurrency if open_worker is not None and len(work) > 1 else 1
     if pages_supported(backends):
         _in_pages(backends, work, options, audit, lanes, open_worker, report, progress, page_size, stop)
-    elif lanes <= 1:
+    elif lanes <= 1 or open_worker is None:
         for job_id, _ in work:
             if stop.is_set():
                 break
@@ -129,22 +157,22 @@ def _repairable(backends: Backends, selection: Selection, report: BackfillReport
             report.skipped_by_state[state.value] += count
 
 
-def _in_pages(backends: Backends, work: list[tuple[UUID, UUID]], options: RepairOptions, audit: AuditLog | None,
-              lanes: int, open_worker: Callable[[], Backends] | None, report: BackfillReport, progress,
+def _in_pages(backends: Backends, work: list[tuple[UUID, UUID]], options: RepairOptions, audit: Audit,
+              lanes: int, open_worker: Callable[[], Backends] | None, report: BackfillReport, progress: Progress,
               page_size: int, stop: threading.Event) -> None:
     """Each lane repairs its pages in turn, on its own connection. A user's jobs all go to one lane:
     a repair writes only rows of the job's user, so two lanes never wait for each other's row locks."""
     by_lane: list[list[UUID]] = [[] for _ in range(lanes)]
     for job_id, user_id in work:
         by_lane[user_id.int % lanes].append(job_id)
-    if lanes == 1:
+    if lanes == 1 or open_worker is None:
         for result in _lane(backends, by_lane[0], options, audit, page_size, stop):
             _add(report, result, progress)
         return
     _parallel_lanes([lane for lane in by_lane if lane], options, audit, open_worker, report, progress, page_size, stop)
 
 
-def _lane(backends: Backends, jobs: list[UUID], options: RepairOptions, audit: AuditLog | None, page_size: int,
+def _lane(backends: Backends, jobs: list[UUID], options: RepairOptions, audit: Audit, page_size: int,
           stop: threading.Event) -> Iterator[JobResult]:
     """Pages of `page_size` jobs, in order; a job handed back by its page leads the next one."""
     waiting = list(jobs)
@@ -155,12 +183,12 @@ def _lane(backends: Backends, jobs: list[UUID], options: RepairOptions, audit: A
         yield from done.results
 
 
-def _parallel_lanes(lanes: list[list[UUID]], options: RepairOptions, audit: AuditLog | None,
-                    open_worker: Callable[[], Backends], report: BackfillReport, progress, page_size: int,
+def _parallel_lanes(lanes: list[list[UUID]], options: RepairOptions, audit: Audit,
+                    open_worker: Callable[[], Backends], report: BackfillReport, progress: Progress, page_size: int,
                     stop: threading.Event) -> None:
     """One thread per lane; results come back to this thread as each page finishes. A signal, or the
     first error that stops a run (audit log, lost connection), stops the lanes after their current page."""
-    results: queue.SimpleQueue = queue.SimpleQueue()
+    results: queue.SimpleQueue[JobResult | None] = queue.SimpleQueue()
 
     def run(jobs: list[UUID]) -> None:
         backends = open_worker()
@@ -190,8 +218,8 @@ def _parallel_lanes(lanes: list[list[UUID]], options: RepairOptions, audit: Audi
         future.result()  # re-raise the error that stopped a lane
 
 
-def _parallel(work: list[UUID], options: RepairOptions, audit: AuditLog | None, concurrency: int,
-              open_worker: Callable[[], Backends], report: BackfillReport, progress, stop: threading.Event) -> None:
+def _parallel(work: list[UUID], options: RepairOptions, audit: Audit, concurrency: int,
+              open_worker: Callable[[], Backends], report: BackfillReport, progress: Progress, stop: threading.Event) -> None:
     """Job by job (REST): each worker thread has its own client and storage client. Once `stop` is set,
     the workers start no new job."""
     local = threading.local()
@@ -217,7 +245,7 @@ def _parallel(work: list[UUID], options: RepairOptions, audit: AuditLog | None, 
             backends.repository.close()
 
 
-def _add(report: BackfillReport, result: JobResult, progress: Callable[[JobResult], None] | None) -> None:
+def _add(report: BackfillReport, result: JobResult, progress: Progress) -> None:
     report.attempted += 1
     report.add(result)
     if progress is not None:
