@@ -64,7 +64,10 @@ class TrailView:
 
 
 class Trail(Protocol):
-    name: str  # what `doctor` and `history` say: "database table charfix.audit" or "file PATH"
+    @property
+    def name(self) -> str:
+        """What `history` says: "database table charfix.audit" or "file PATH"."""
+        ...
 
     def run_ids(self) -> list[str]: ...
 
