@@ -387,3 +387,14 @@ def test_undo_on_a_terminal_shows_the_target_and_each_item_then_asks(cli, seeded
         status = conn.execute("select status from jobs where id = %s", (INCIDENT_JOB,)).fetchone()[0]
     assert status == "processing" and after != before  # only the incident's writes were reverted
     assert cli("undo", run, "--yes", env=env).code == 0 and state(seeded) == before
+
+
+def test_report_reads_the_database_trail_once_it_exists(cli, seeded):
+    env = {"SUPABASE_DB_URL": seeded.db_url, "CHARFIX_STORAGE_DIR": str(seeded.storage)}
+    with seeded.connect() as conn:
+        conn.execute(SCHEMA_SQL)
+    backfill(cli, env)
+    report = cli("report", "69e0cd17", env=env)
+    assert report.code == 0, report.stderr
+    for step in ("complete_job", "link_character", "copy_object", "insert_library_row", "update_character_image"):
+        assert step.replace("_", "\\_") in report.stdout, step  # Markdown-escaped

@@ -51,7 +51,7 @@ class Spy:
     def job_rolled_back(self, job_id: UUID) -> None:
         self._seen("job_rolled_back", job_id)
 
-    def before_commit(self, transaction_id) -> None:
+    def before_commit(self, transaction_id, repository=None) -> None:
         self._seen("before_commit", transaction_id())
 
     def committed(self) -> None:

@@ -42,12 +42,17 @@ def report_cli(
     rules = build_rules(now=now, stuck_after=stuck_after, link_window=link_window)
     path = audit_log or runtime.settings.audit_log or _default_audit_path()
     backends = runtime.backends()
+    from charfix.commands.writing import database_trail, reading_trail
+
+    # Once `charfix init` made the database trail, read it (and the file's runs from before it).
+    trail = reading_trail(runtime, audit_log) if database_trail(backends) is not None else None
     if job_id is not None:
         ids = resolve_job_ids(backends, [parse_job_ref(job_id)])
-        text = build_report(backends, rules=rules, audit_path=path, job_ids=ids)
+        text = build_report(backends, rules=rules, audit_path=path, job_ids=ids, trail=trail)
     elif user is not None:  # always, by the check above
         user_id = resolve_user(backends, user, by_prefix=user_by_prefix(backends))
-        text = build_report(backends, rules=rules, audit_path=path, user_id=user_id, since=parse_since(since, now=now))
+        text = build_report(backends, rules=rules, audit_path=path, user_id=user_id, since=parse_since(since, now=now),
+                            trail=trail)
     runtime.env.stdout.write(runtime.env.redact(text))
     runtime.env.stdout.flush()
 

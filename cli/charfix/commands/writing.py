@@ -85,7 +85,7 @@ def needs_person(result: JobResult) -> bool:
     return result.outcome == Outcome.SKIPPED and result.state is not None and result.state != State.REPAIRABLE
 
 
-def show_result(runtime: Runtime, result: JobResult, json_output, *, plan: bool = False,
+def show_result(runtime: Runtime, result: JobResult, json_output: Any, *, plan: bool = False,
                 run_id: str | None = None) -> None:
     """`plan`: a --dry-run, shown exactly as the write prompt shows it (the target, then the steps).
     `run_id`: the run that wrote (docs/audit.md), in the JSON."""

@@ -166,10 +166,10 @@ def _review(d: Diagnosis) -> list[str]:
 
 
 def build_report(backends, *, rules, audit_path, job_ids: Sequence[UUID] = (), user_id: UUID | None = None,
-                 since: datetime | None = None) -> str:
+                 since: datetime | None = None, trail=None) -> str:
     """The report of the given jobs, or of the user's jobs in the window that need attention or that
-    the audit log names."""
-    from charfix.repair.audit_trail import entries_for
+    the audit log names. `trail`: read it instead of the file (the database trail, docs/audit.md)."""
+    from charfix.repair.audit_trail import entries_for, entries_from_trail
     from charfix.repository.base import JobQuery
     from charfix.queries.scan import diagnose_ids, scan
     from charfix.queries.selection import needs_attention
@@ -182,7 +182,8 @@ def build_report(backends, *, rules, audit_path, job_ids: Sequence[UUID] = (), u
     else:
         diagnoses = list(scan(backends, JobQuery(since=since, user_id=user_id), rules))
         title = f"Portrait report: user `{user_id}`"
-    entries, unreadable = entries_for(audit_path, [d.job_id for d in diagnoses])
+    ids = [d.job_id for d in diagnoses]
+    entries, unreadable = entries_for(audit_path, ids) if trail is None else entries_from_trail(trail, ids)
     if user_id is not None:
         logged = {e.job_id for e in entries}
         diagnoses = [d for d in diagnoses if needs_attention(d) or d.job_id in logged]

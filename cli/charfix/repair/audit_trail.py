@@ -112,3 +112,19 @@ def _time(value: Any) -> datetime | None:
         return datetime.fromisoformat(value)
     except ValueError:
         return None
+
+
+def entries_from_trail(trail: Any, job_ids: Iterable[UUID]) -> tuple[list[AuditEntry], int]:
+    """The same entries from a trail read as runs and writes (repair/trail.py): what `report` shows once
+    the database holds the trail (docs/audit.md). Only writes that happened are there, and object
+    writes announced without an outcome ("outcome unknown")."""
+    view = trail.read(job_ids=[str(j) for j in job_ids])
+    found = []
+    for write in sorted(view.writes, key=lambda w: w.seq):
+        run = view.runs.get(write.run)
+        found.append(AuditEntry(
+            job_id=UUID(write.job_id), time=_time(write.time), operator=run.operator if run else None,
+            command=run.command if run else None, step=write.step,
+            outcome="done" if write.landed else "outcome unknown",
+            extra={"run": write.run, "target": write.target, "before": write.before, "after": write.after}))
+    return found, view.unreadable

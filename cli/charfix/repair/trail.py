@@ -8,7 +8,7 @@ Readers parse defensively; `undo` checks every claim against the rows before it 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -64,7 +64,10 @@ class TrailView:
 
 
 class Trail(Protocol):
-    name: str  # what `doctor` and `history` say: "database table charfix.audit" or "file PATH"
+    @property
+    def name(self) -> str:
+        """What `history` says: "database table charfix.audit" or "file PATH"."""
+        ...
 
     def run_ids(self) -> list[str]: ...
 
@@ -221,7 +224,7 @@ class Trails:
             view = trail.read(run=run, job_ids=wanted)
             merged.runs.update(view.runs)
             merged.unreadable += view.unreadable
-            merged.writes += [WriteRecord(**{**w.__dict__, "seq": index * TRAIL_SPAN + w.seq}) for w in view.writes]
+            merged.writes += [replace(w, seq=index * TRAIL_SPAN + w.seq) for w in view.writes]
         return merged
 
 

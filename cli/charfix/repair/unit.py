@@ -207,7 +207,7 @@ class Unit:
     def _before_commit(self) -> None:
         # Inside the transaction: if the records cannot be written, the row writes roll back.
         transaction_id = getattr(self.backends.repository, "transaction_id", lambda: None)
-        self._tell(lambda r: r.before_commit(transaction_id, self.backends.repository))
+        self._tell(lambda r: r.before_commit(transaction_id, repository=self.backends.repository))
 
     def _tell(self, call: Callable[[Recorder], None]) -> None:
         for recorder in self.recorders:
