@@ -150,8 +150,6 @@ def test_the_ui_renders_what_the_read_side_returns_without_importing_it():
     assert violations("ui", ("queries",)) == []
 
 
-@pytest.mark.xfail(strict=True, reason="ui/results.py imports JobResult and Outcome from repair/job.py and "
-                   "BackfillReport from repair/operations.py; the `unit` branch moves those types out of repair/")
 def test_the_ui_renders_what_a_repair_returns_without_importing_it():
     assert violations("ui", ("repair",)) == []
 

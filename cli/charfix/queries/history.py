@@ -16,7 +16,7 @@ class RunHistory:
     writes: list[WriteRecord]
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.info.to_json(), "writes": [{**w.to_json(), "changed": changes(w)} for w in self.writes]}
+        return {**self.info.to_json(), "writes": [{**w.to_json(), "changed": w.changes()} for w in self.writes]}
 
 
 def job_history(trail: Trail, job_id: UUID) -> list[RunHistory]:
@@ -28,11 +28,3 @@ def job_history(trail: Trail, job_id: UUID) -> list[RunHistory]:
     return [RunHistory(view.runs.get(run, RunInfo(run=run)), writes) for run, writes in by_run.items()]
 
 
-def changes(write: WriteRecord) -> list[dict[str, Any]]:
-    """What changed, field by field: before -> after (a row or object created has no before, one
-    deleted no after)."""
-    before, after = write.before, write.after
-    if isinstance(before, dict) and isinstance(after, dict):
-        keys = [k for k in after if before.get(k) != after.get(k)] + [k for k in before if k not in after]
-        return [{"field": k, "before": before.get(k), "after": after.get(k)} for k in keys]
-    return [{"field": None, "before": before, "after": after}]

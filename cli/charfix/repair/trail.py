@@ -55,6 +55,15 @@ class WriteRecord:
         return {"run_id": self.run, "time": self.time, "job_id": self.job_id, "step": self.step,
                 "target": self.target, "before": self.before, "after": self.after, "landed": self.landed}
 
+    def changes(self) -> list[dict[str, Any]]:
+        """What changed, field by field: before -> after (a row or object created has no before, one
+        deleted no after)."""
+        before, after = self.before, self.after
+        if isinstance(before, dict) and isinstance(after, dict):
+            keys = [k for k in after if before.get(k) != after.get(k)] + [k for k in before if k not in after]
+            return [{"field": k, "before": before.get(k), "after": after.get(k)} for k in keys]
+        return [{"field": None, "before": before, "after": after}]
+
 
 @dataclass
 class TrailView:

@@ -29,12 +29,10 @@ def render_history(console: Console, job_id: str, trail: str, runs: list[Any]) -
         if info.reverts:
             console.print(f"  reverts run {terminal_text(info.reverts)}", markup=False, highlight=False)
         for write in run.writes:
-            from charfix.queries.history import changes
-
             maybe = "" if write.landed else "  (announced; its outcome was never recorded)"
             console.print(f"  {terminal_text(write.step)}  {terminal_text(write.target)}{maybe}", markup=False,
                           highlight=False)
-            for change in changes(write):
+            for change in write.changes():
                 name = f"{terminal_text(change['field'])}: " if change["field"] else ""
                 console.print(f"      {name}{_value(change['before'])} -> {_value(change['after'])}", markup=False,
                               highlight=False)
