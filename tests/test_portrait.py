@@ -13,7 +13,7 @@ from charfix.diagnosis import portrait
 from charfix.diagnosis.portrait import NewLibraryItem
 from charfix.models import Character, Job, LibraryItem, WorkspaceAsset
 from charfix.repository.postgres import PostgresRepository
-from test_backends import backends, job, key, server  # noqa: F401 (fixtures)
+from test_backends import backends, job  # noqa: F401 (fixtures)
 
 T0 = datetime(2026, 3, 14, 17, 19, 42, tzinfo=UTC)
 USER = uuid5(NAMESPACE_URL, "portrait-test:user")
