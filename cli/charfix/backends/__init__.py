@@ -30,7 +30,7 @@ class Backends:
         """Which catalogue the scan reads, for `doctor` and the bench."""
         if self.catalogue is not None:
             return getattr(self.catalogue, "description", type(self.catalogue).__name__)
-        return "the local folder" if hasattr(self.storage, "root") else "Storage API listings"
+        return "the local folder" if self.storage.location().startswith("file:") else "Storage API listings"
 
     def close(self) -> None:
         """Close the repository's connection and the storage's client (over Supabase they share one)."""

@@ -22,7 +22,7 @@ def init_cli(ctx: typer.Context, dry_run: options.DryRun = False, yes: options.Y
 
     runtime: Runtime = ctx.obj
     backends = runtime.backends()
-    conn = getattr(backends.repository, "conn", None)
+    conn = backends.repository.connection()
     if conn is None:
         raise ConfigError("charfix init needs a database URL: over REST the audit log file is the only trail",
                           hint="set SUPABASE_DB_URL (or --db-url) to keep the trail in the database")

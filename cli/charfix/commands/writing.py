@@ -192,7 +192,7 @@ def command_line(runtime: Runtime) -> str:
 
 def database_trail(backends: Any) -> Any:
     """The repository's connection when the database holds charfix's trail (`charfix init`), else None."""
-    conn = getattr(backends.repository, "conn", None)
+    conn = backends.repository.connection()
     if conn is None:
         return None
     from charfix.repair.audit_db import installed

@@ -156,7 +156,7 @@ class DatabaseAudit:
         pending, self._local.pending = self._pending, []
         if not pending:
             return
-        conn = getattr(repository, "conn", None)
+        conn = repository.connection() if repository is not None else None
         if conn is None:
             self.failed = True
             raise AuditError(f"the audit trail {TABLE} needs the repair's own database connection; "

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import cast
 from uuid import UUID
 
 from charfix.backends import Backends
@@ -26,7 +25,7 @@ from charfix.queries.scan import collect_facts
 from charfix.repair.audit import AuditError, AuditLog
 from charfix.repair.job import RepairOptions, planned, rediagnosed
 from charfix.repair.steps import StepContext, apply_step
-from charfix.repair.unit import PageWriter, Recorder, Unit
+from charfix.repair.unit import Recorder, Unit
 
 LOCKED_ELSEWHERE = "another charfix run is repairing this job"
 RowsAt = dict[tuple[UUID, str], list[LibraryItem]]
@@ -94,7 +93,8 @@ def _lock_characters(backends: Backends, plans: list[tuple[JobFacts, JobResult]]
     wanted = {UUID(step.params["character_id"]) for _, result in plans if result.outcome == Outcome.PLANNED
               for step in result.steps if "character_id" in step.params}
     seen = {c.id: c for item, _ in plans for c in item.characters}
-    locked = cast(PageWriter, backends.repository).lock_characters(sorted(wanted))
+    pages = backends.repository.pages()
+    locked = pages.lock_characters(sorted(wanted)) if pages is not None else []  # not None: pages_supported
     return {c.id for c in locked if seen.get(c.id) != c}
 
 

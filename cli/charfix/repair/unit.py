@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, UTC
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from charfix.backends import Backends
 from charfix.errors import CharfixError, ConnectionLostError
-from charfix.models import OBJECT_WRITES, Action, Character, Job, LibraryItem, UndoAction
+from charfix.models import OBJECT_WRITES, Action, Job, UndoAction
 from charfix.repair.audit import AuditError, AuditLog, Intent
-from charfix.repository.base import Writer
+from charfix.repository.base import PageWriter, Writer
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
@@ -124,20 +124,6 @@ def recorders_for(audit: AuditLog | Recorder | Sequence[Recorder] | None) -> tup
     return (audit,)
 
 
-class PageWriter(Writer, Protocol):
-    """The writes of a page in one transaction: the Postgres adapter (repository/writes.py)."""
-
-    def locked_jobs(self, job_ids: Sequence[UUID]) -> AbstractContextManager[list[Job]]: ...
-
-    def savepoint(self) -> AbstractContextManager[None]: ...
-
-    def transaction_id(self) -> int: ...
-
-    def lock_characters(self, ids: Sequence[UUID]) -> list[Character]: ...
-
-    def library_items_at_paths(self, paths: Sequence[tuple[UUID, str]]) -> list[LibraryItem]: ...
-
-
 class Unit:
     """The unit of work of one job (`job`) or of a page of jobs (`page`, with a `savepoint` per job).
     One unit per thread: its records of announced writes are its own."""
@@ -150,11 +136,14 @@ class Unit:
 
     @property
     def writer(self) -> Writer:
-        return cast(Writer, self.backends.repository)
+        return self.backends.repository
 
     @property
     def page_writer(self) -> PageWriter:
-        return cast(PageWriter, self.backends.repository)
+        pages = self.backends.repository.pages()
+        if pages is None:  # page.pages_supported() decides before a page unit is made
+            raise TypeError("this backend writes no pages (repository.pages() is None)")
+        return pages
 
     # -- the transaction ---------------------------------------------------------------------------
 
@@ -206,7 +195,7 @@ class Unit:
 
     def _before_commit(self) -> None:
         # Inside the transaction: if the records cannot be written, the row writes roll back.
-        transaction_id = getattr(self.backends.repository, "transaction_id", lambda: None)
+        transaction_id = self.backends.repository.transaction_id
         self._tell(lambda r: r.before_commit(transaction_id, repository=self.backends.repository))
 
     def _tell(self, call: Callable[[Recorder], None]) -> None:

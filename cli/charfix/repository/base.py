@@ -7,12 +7,15 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, UTC
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from charfix.errors import SchemaError
 from charfix.diagnosis.portrait import LibraryUpgrade, NewLibraryItem
 from charfix.models import Character, Job, LibraryItem, WorkspaceAsset
+
+if TYPE_CHECKING:
+    import psycopg
 
 # Columns charfix reads or writes; the live tables have many more.
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -230,6 +233,11 @@ class Writer(Protocol):
 
     def pages(self) -> PageWriter | None:
         """The page writes, where the backend has transactions and savepoints; None otherwise."""
+        ...
+
+    def connection(self) -> psycopg.Connection[dict[str, Any]] | None:
+        """The database connection the repairs' transactions run on (the database audit trail writes
+        its records on it, docs/audit.md); None over REST."""
         ...
 
 

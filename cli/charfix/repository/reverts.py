@@ -181,4 +181,4 @@ def _filters(table: str, row_id: UUID, owner: UUID | None, expected: dict[str, A
 
 
 def reverter_for(repository: Any) -> Reverter:
-    return PostgresReverter(repository) if getattr(repository, "conn", None) is not None else SupabaseReverter(repository)
+    return PostgresReverter(repository) if repository.connection() is not None else SupabaseReverter(repository)

@@ -253,6 +253,10 @@ class SupabaseRepository:
         """No transactions over REST, so no page of jobs in one: backfill repairs a job at a time."""
         return None
 
+    def connection(self) -> None:
+        """No database connection over REST: the audit log file is the only trail (docs/audit.md)."""
+        return None
+
     def transaction_id(self) -> None:
         return None
 

@@ -65,6 +65,9 @@ class PostgresWrites:
         """Pages of jobs in one transaction, a savepoint each: Postgres has both."""
         return self
 
+    def connection(self) -> psycopg.Connection[dict[str, Any]]:
+        return self.conn
+
     def transaction_id(self) -> int | None:
         """The id of the transaction in flight, recorded with its audit lines (docs/repairs.md)."""
         with self._errors():
