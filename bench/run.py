@@ -225,7 +225,7 @@ def _requests_per_page_over_rest(report: Report, spec: Spec, url: str, *, pages:
     request goes through that server's Python, which is far slower than PostgREST."""
     import itertools
 
-    from charfix.backends.http import connect
+    from charfix.http import connect
     from charfix.repository.base import JobQuery
     from charfix.repository.supabase import URL_BUDGET, SupabaseRepository
     from charfix.backends import Backends

@@ -131,7 +131,7 @@ def test_a_repair_killed_between_any_two_steps_is_finished_by_the_next_run(kind,
         again = cli(*args, "diagnose", job, "--json", env=env)
     incident_saved(seeded)
     assert json.loads(again.stdout)[0]["state"] == "saved"
-    from charfix.repair import audit
+    from charfix.audit import log as audit
 
     made = audit.writes(audit.read(tmp_path / "a.jsonl"))  # what happened, killed run and finishing run together
     assert sorted(line["step"] for line in made if line["step"] != "copy_object") == sorted(
@@ -216,7 +216,7 @@ def _plant_old_jobs(seeded, *, days: list[float], status: str = "processing", us
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_open_before_counts_the_hidden_portrait_jobs_and_finds_the_oldest(kind, seeded):
     from charfix.demo.sample import ALICE, BEN
-    from charfix.backends.http import connect
+    from charfix.http import connect
     from charfix.repository.base import JobQuery
     from charfix.repository.supabase import SupabaseRepository
 

@@ -22,8 +22,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from charfix.repair import audit
-from charfix.repair.audit import AuditLog
+from charfix.audit import log as audit
+from charfix.audit.log import AuditLog
 from charfix.demo.cases import png
 from charfix.repository.postgres import PostgresRepository
 from charfix.backends import Backends

@@ -12,11 +12,11 @@ from datetime import timedelta
 
 import pytest
 
-from charfix.repair import audit
+from charfix.audit import log as audit
 from charfix.diagnosis import Rules
 from charfix.errors import BackendError, ChangedError, ConfigError
 from charfix.diagnosis.facts import normalized_name
-from charfix.backends.http import RetryPolicy, connect, in_list, quoted
+from charfix.http import RetryPolicy, connect, in_list, quoted
 from charfix.diagnosis import portrait
 from charfix.diagnosis.portrait import NewLibraryItem
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET
@@ -464,7 +464,7 @@ def test_writes_survive_a_dropped_connection_without_duplicates(server, seeded, 
 def test_a_backfill_over_rest_through_a_timeout_and_a_failing_write_loses_nothing(server, seeded, key, tmp_path):
     """A read that times out is retried; a write answered 500 on every try fails that job only. Its
     writes that landed before it are in the audit log, and the next run finishes it."""
-    from charfix.repair.audit import AuditLog
+    from charfix.audit.log import AuditLog
 
     client = connect(server.url, key, retry=FAST, timeout=0.5)
     backends = Backends(repository=SupabaseRepository(client), storage=SupabaseStorage(client))
@@ -490,7 +490,7 @@ def test_a_backfill_over_rest_through_a_timeout_and_a_failing_write_loses_nothin
 
 def test_an_audit_log_failing_over_rest_with_workers_stops_the_jobs_not_yet_started(server, seeded, key, tmp_path,
                                                                                        monkeypatch):
-    from charfix.repair.audit import AuditError, AuditLog
+    from charfix.audit.log import AuditError, AuditLog
 
     extra = _bulk_incidents(seeded, 30)
     selection = Selection(query=JobQuery(since=since(seeded)), rules=Rules(now=seeded.now))

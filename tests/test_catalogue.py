@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 
 from charfix.backends import Backends
 from charfix.backends.bootstrap import build_backends
-from charfix.backends.http import RetryPolicy, connect
+from charfix.http import RetryPolicy, connect
 from charfix.config import Settings
 from charfix.diagnosis import Rules
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET

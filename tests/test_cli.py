@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from charfix.repair import audit
+from charfix.audit import log as audit
 from charfix.demo.cases import INCIDENT_JOB, png
 from conftest import charfix_executable
 from snapshots import duplicate_rows, snapshot

@@ -11,7 +11,7 @@ import pytest
 
 from charfix.diagnosis import Rules, diagnose
 from charfix.errors import BackendError
-from charfix.backends.http import RetryPolicy, connect
+from charfix.http import RetryPolicy, connect
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Action
 from charfix.repair.steps import StepContext, apply_step
 from charfix.repair.unit import Unit

@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 from charfix.diagnosis import Rules
 from charfix.errors import BackendError
 from charfix.storage.provider import Fetcher, fetch_image, refusal, sniff
-from charfix.backends.http import connect
+from charfix.http import connect
 from charfix.models import State
 from charfix.repair.job import Outcome
 from charfix.repository.postgres import PostgresRepository

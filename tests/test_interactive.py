@@ -7,7 +7,7 @@ import json
 import pexpect
 import pytest
 
-from charfix.repair import audit
+from charfix.audit import log as audit
 from charfix.demo.cases import INCIDENT_JOB
 from charfix.models import State
 from conftest import spawn_on_pty

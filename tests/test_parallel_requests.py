@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 
 from charfix.backends import Backends
-from charfix.backends.http import RetryPolicy, connect
+from charfix.http import RetryPolicy, connect
 from charfix.diagnosis import Rules
 from charfix.errors import BackendError
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET

@@ -14,8 +14,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from charfix.repair import audit as audit_log
-from charfix.repair.audit import AuditError, AuditLog
+from charfix.audit import log as audit_log
+from charfix.audit.log import AuditError, AuditLog
 from charfix.diagnosis import Rules
 from charfix.errors import BackendError, ConnectionLostError
 from charfix.repository.postgres import PostgresRepository

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from charfix.repair import audit
-from charfix.repair.audit import AuditError, AuditLog
+from charfix.audit import log as audit
+from charfix.audit.log import AuditError, AuditLog
 from charfix.demo.cases import png
 from charfix.errors import BackendError, ConnectionLostError
 from charfix.repair.page import LOCKED_ELSEWHERE

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
 from charfix.diagnosis import Rules
-from charfix.backends.http import RetryPolicy, connect
+from charfix.http import RetryPolicy, connect
 from charfix.models import State
 from charfix.repair.job import Outcome, RepairOptions, repair_job
 from charfix.repository.postgres import PostgresRepository

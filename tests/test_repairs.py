@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from charfix.repair import audit
-from charfix.repair.audit import AuditLog
+from charfix.audit import log as audit
+from charfix.audit.log import AuditLog
 from charfix.demo.sample import MALLORY
 from charfix.diagnosis import Rules
 from charfix.errors import RefusedError

@@ -118,7 +118,7 @@ def test_the_report_shows_each_write_once_with_its_outcome_as_the_audit_log_reco
     """The audit log's lines (docs/repairs.md, "The audit log"): an object write is an `intent` then
     `done`/`failed`; row writes are `pending`, then their transaction's `committed`/`rolled_back`. A
     write that rolled back or failed is not shown as done, and a write is one row, not two."""
-    from charfix.repair.audit import AuditLog
+    from charfix.audit.log import AuditLog
 
     log_path = tmp_path / "audit.jsonl"
     log = AuditLog(path=log_path, operator="support-bot", command="repair").open()

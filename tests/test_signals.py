@@ -14,7 +14,7 @@ import time
 import psycopg
 import pytest
 
-from charfix.repair import audit
+from charfix.audit import log as audit
 from conftest import charfix_executable
 from test_audit import assert_log_matches, state
 from test_cli import _bulk_incidents, args

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from charfix.demo.cases import INCIDENT_JOB
-from charfix.repair.audit_db import SCHEMA_SQL
+from charfix.audit.database import SCHEMA_SQL
 from conftest import charfix_executable
 from tests.supabase_server import SupabaseTestServer, make_service_key
 

@@ -13,7 +13,7 @@ import pytest
 from charfix.backends import Backends
 from charfix.diagnosis import Rules
 from charfix.models import Outcome
-from charfix.repair.audit import AuditError, AuditLog
+from charfix.audit.log import AuditError, AuditLog
 from charfix.repair.job import RepairOptions, repair_job
 from charfix.repair.operations import backfill
 from charfix.repair.unit import Write

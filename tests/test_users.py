@@ -11,7 +11,7 @@ import pytest
 
 from charfix.demo.sample import ALICE, BEN, EMAILS
 from charfix.errors import BackendError, NotFoundError, UsageError
-from charfix.backends.http import connect
+from charfix.http import connect
 from charfix.queries.users import resolve_user
 from charfix.repository.auth_users import AdminApiUsers
 from test_backends import FAST, postgres_backends, supabase_backends
@@ -64,7 +64,7 @@ def test_the_admin_api_is_paged_to_its_end_and_read_once(server, seeded, key):
     plant_users(seeded, many)
     client = connect(server.url, key, retry=FAST, timeout=5)
     try:
-        from charfix.backends.http import Caller
+        from charfix.http import Caller
 
         directory = AdminApiUsers(Caller(client, "Supabase Auth"), per_page=50)
         server.reset_counters()
@@ -93,7 +93,7 @@ def test_the_admin_api_refuses_the_anon_key_as_gotrue_does(server, seeded):
     # charfix with an anon key: one clear line, no traceback, through the backend error.
     client = connect(server.url, anon, retry=FAST, timeout=5)
     try:
-        from charfix.backends.http import Caller
+        from charfix.http import Caller
 
         with pytest.raises(BackendError, match="refused \\(HTTP 403 not_admin"):
             AdminApiUsers(Caller(client, "Supabase Auth")).with_email("mandy@example.com")

@@ -15,7 +15,7 @@ from charfix.repository.base import Repository
 from charfix.storage.base import Catalogue
 
 if TYPE_CHECKING:
-    from charfix.backends.http import Supabase
+    from charfix.http import Supabase
     from charfix.repository.base import Repository
     from charfix.repository.inspection import DatabaseReport
     from charfix.storage.base import Storage
@@ -89,7 +89,7 @@ def _supabase(settings: Settings) -> Supabase | None:
     if not (settings.supabase_url and settings.service_role_key):
         missing = "SUPABASE_SERVICE_ROLE_KEY" if settings.supabase_url else "SUPABASE_URL"
         raise ConfigError(f"{missing} is not set; the Supabase adapters need both the project URL and the service role key")
-    from charfix.backends.http import require_service_key
+    from charfix.http import require_service_key
 
     require_service_key(settings.service_role_key)
     return open_supabase(settings.supabase_url, settings.service_role_key)
@@ -133,7 +133,7 @@ def demo_locations() -> tuple[str, Path]:
 
 def open_supabase(url: str, key: str) -> Supabase:
     """A client for the project, without judging the key (the doctor reports the key on its own line)."""
-    from charfix.backends.http import connect
+    from charfix.http import connect
 
     return connect(url, key)
 

@@ -18,7 +18,7 @@ def init_cli(ctx: typer.Context, dry_run: options.DryRun = False, yes: options.Y
     Example: charfix --demo init --dry-run
     """
     from charfix.commands.writing import approve_many, show_target, where
-    from charfix.repair.audit_db import SCHEMA_SQL, TABLE, installed
+    from charfix.audit.database import SCHEMA_SQL, TABLE, installed
 
     runtime: Runtime = ctx.obj
     backends = runtime.backends()

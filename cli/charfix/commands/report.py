@@ -58,6 +58,6 @@ def report_cli(
 
 
 def _default_audit_path() -> Path:
-    from charfix.repair.audit import default_audit_path
+    from charfix.audit.log import default_audit_path
 
     return default_audit_path()

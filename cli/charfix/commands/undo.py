@@ -38,7 +38,7 @@ def undo_cli(
     from charfix.commands.writing import approve_many, open_audit, reading_trail, show_target, where
     from charfix.parsing import parse_job_ref
     from charfix.queries.scan import resolve_job_ids
-    from charfix.repair.trail import resolve_run
+    from charfix.audit.trail import resolve_run
     from charfix.repair.undo import Outcome, undo
 
     runtime: Runtime = ctx.obj

@@ -161,7 +161,7 @@ def open_audit(runtime: Runtime, command: str, *, path: Path | None, operator: s
                reverts: str | None = None) -> Any:
     """Start a run: its recorder (docs/audit.md: the database trail once `charfix init` made it, else
     the JSONL file), opened before the first write, and its id on stderr."""
-    from charfix.repair.audit import AuditLog, default_audit_path, default_operator
+    from charfix.audit.log import AuditLog, default_audit_path, default_operator
 
     settings = runtime.settings
     backends = runtime.backends()
@@ -170,7 +170,7 @@ def open_audit(runtime: Runtime, command: str, *, path: Path | None, operator: s
     conn = database_trail(backends)
     recorder: Any
     if conn is not None:
-        from charfix.repair.audit_db import DatabaseAudit, side_conninfo
+        from charfix.audit.database import DatabaseAudit, side_conninfo
 
         recorder = DatabaseAudit(conninfo=side_conninfo(conn), operator=who, command=command, command_line=line,
                                  reverts=reverts).open(backends)
@@ -195,21 +195,21 @@ def database_trail(backends: Any) -> Any:
     conn = backends.repository.connection()
     if conn is None:
         return None
-    from charfix.repair.audit_db import installed
+    from charfix.audit.database import installed
 
     return conn if installed(conn) else None
 
 
 def reading_trail(runtime: Runtime, path: Path | None) -> Any:
     """The trail `history` and `undo` read: the one writing runs use (open_audit)."""
-    from charfix.repair.audit import default_audit_path
-    from charfix.repair.trail import FileTrail, Trails
+    from charfix.audit.log import default_audit_path
+    from charfix.audit.trail import FileTrail, Trails
 
     backends = runtime.backends()
     conn = database_trail(backends)
     file = FileTrail(path or runtime.settings.audit_log or default_audit_path())
     if conn is None:
         return file
-    from charfix.repair.audit_db import DatabaseTrail
+    from charfix.audit.database import DatabaseTrail
 
     return Trails([file, DatabaseTrail(conn)])  # runs recorded before `charfix init` stay readable

@@ -47,7 +47,7 @@ def run_doctor(settings: Settings) -> Checks:
 
 def _audit_trail(checks: Checks, settings: Settings, url: str | None) -> None:
     """Which trail writing runs use (docs/audit.md): the database table once `charfix init` made it."""
-    from charfix.repair.audit import default_audit_path
+    from charfix.audit.log import default_audit_path
 
     log = f"file {settings.audit_log or default_audit_path()}"
     if not url:
@@ -55,7 +55,7 @@ def _audit_trail(checks: Checks, settings: Settings, url: str | None) -> None:
         return
     import psycopg
 
-    from charfix.repair.audit_db import TABLE, installed
+    from charfix.audit.database import TABLE, installed
 
     try:
         with psycopg.connect(url, connect_timeout=10) as conn:

@@ -11,13 +11,13 @@ from charfix.doctor.checks import Checks, table_checks
 from charfix.errors import CharfixError
 
 if TYPE_CHECKING:
-    from charfix.backends.http import Supabase
+    from charfix.http import Supabase
 
 WRITTEN = ("jobs", "user_library", "characters")
 
 
 def check_key(checks: Checks, settings: Settings, key: str) -> None:
-    from charfix.backends.http import PUBLISHABLE_PREFIX, SECRET_PREFIX, key_role
+    from charfix.http import PUBLISHABLE_PREFIX, SECRET_PREFIX, key_role
 
     role = key_role(key)
     if key.startswith(SECRET_PREFIX):
@@ -43,7 +43,7 @@ def connect(checks: Checks, url: str, key: str) -> Supabase | None:
 
 
 def check_rest_tables(checks: Checks, supabase: Supabase) -> None:
-    from charfix.backends.http import Caller
+    from charfix.http import Caller
     from charfix.repository.inspection import check_rest_write, rest_columns
 
     caller = Caller(supabase, "Supabase REST")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from charfix.repair.trail import RunInfo, Trail, WriteRecord
+from charfix.audit.trail import RunInfo, Trail, WriteRecord
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, UTC
 from uuid import UUID
 
-from charfix.repair.audit_trail import AuditEntry
+from charfix.audit.reading import AuditEntry
 from charfix.models import Action, Diagnosis, ReasonCode, State
 
 URL = re.compile(r"(?i)\b(?:[a-z][a-z0-9+.\-]*://|www\.)\S+")
@@ -169,7 +169,7 @@ def build_report(backends, *, rules, audit_path, job_ids: Sequence[UUID] = (), u
                  since: datetime | None = None, trail=None) -> str:
     """The report of the given jobs, or of the user's jobs in the window that need attention or that
     the audit log names. `trail`: read it instead of the file (the database trail, docs/audit.md)."""
-    from charfix.repair.audit_trail import entries_for, entries_from_trail
+    from charfix.audit.reading import entries_for, entries_from_trail
     from charfix.repository.base import JobQuery
     from charfix.queries.scan import diagnose_ids, scan
     from charfix.queries.selection import needs_attention

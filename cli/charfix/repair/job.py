@@ -18,7 +18,7 @@ from charfix.diagnosis import facts as f
 from charfix.errors import BackendError, ChangedError, CharfixError, ConnectionLostError, NotFoundError, RefusedError
 from charfix.models import Action, Diagnosis, Job, JobFacts, JobResult, LinkCharacter, Outcome, State, Step
 from charfix.queries.scan import collect_facts
-from charfix.repair.audit import AuditError, AuditLog
+from charfix.audit.log import AuditError, AuditLog
 from charfix.repair.steps import StepContext, apply_step
 from charfix.repair.unit import Clock, Recorder, Unit, utc_now
 

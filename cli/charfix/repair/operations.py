@@ -21,7 +21,7 @@ from charfix.errors import RefusedError
 from charfix.models import Action, BackfillReport, JobResult, Outcome, State
 from charfix.queries.scan import diagnose_ids
 from charfix.queries.selection import Selection, Tally, selected
-from charfix.repair.audit import AuditLog
+from charfix.audit.log import AuditLog
 from charfix.repair.job import SAVE_ACTIONS, RepairOptions, checked_preview, planned, preview_job, repair_job
 from charfix.repair.page import pages_supported, repair_page
 from charfix.repair.unit import Clock, Recorder, utc_now

@@ -22,7 +22,7 @@ from charfix.diagnosis import diagnose
 from charfix.errors import ChangedError, CharfixError, ConnectionLostError
 from charfix.models import Action, JobFacts, JobResult, LibraryItem, Outcome
 from charfix.queries.scan import collect_facts
-from charfix.repair.audit import AuditError, AuditLog
+from charfix.audit.log import AuditError, AuditLog
 from charfix.repair.job import RepairOptions, planned, rediagnosed
 from charfix.repair.steps import StepContext, apply_step
 from charfix.repair.unit import Recorder, Unit

@@ -19,9 +19,9 @@ from charfix.backends import Backends
 from charfix.diagnosis.keys import own_key
 from charfix.errors import BackendError, ChangedError, CharfixError, ConnectionLostError
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, UndoAction
-from charfix.repair.audit import AuditError
+from charfix.audit.log import AuditError
 from charfix.repair.unit import Unit, Write
-from charfix.repair.trail import WriteRecord
+from charfix.audit.trail import WriteRecord
 from charfix.repository.reverts import Reverter, reverter_for
 
 JOB_STATUSES = frozenset({"queued", "processing", "completed", "failed", "cancelled"})

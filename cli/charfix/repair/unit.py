@@ -25,7 +25,7 @@ from uuid import UUID
 from charfix.backends import Backends
 from charfix.errors import CharfixError, ConnectionLostError
 from charfix.models import OBJECT_WRITES, Action, Job, UndoAction
-from charfix.repair.audit import AuditError, AuditLog, Intent
+from charfix.audit.log import AuditError, AuditLog, Intent
 from charfix.repository.base import PageWriter, Writer
 
 T = TypeVar("T")
@@ -70,7 +70,7 @@ class Recorder(Protocol):
     def before_commit(self, transaction_id: Callable[[], int | None], repository: Any = None) -> None:
         """Inside the transaction, just before it commits: make the pending writes durable. `repository`
         holds the transaction: a record kept in the database is written through it, so that it commits
-        with the writes (repair/audit_db.py)."""
+        with the writes (audit/database.py)."""
 
     def committed(self) -> None:
         """The transaction committed."""
@@ -80,7 +80,7 @@ class Recorder(Protocol):
 
 
 class AuditLogRecorder:
-    """The audit log (repair/audit.py) as a recorder."""
+    """The audit log (audit/log.py) as a recorder."""
 
     def __init__(self, log: AuditLog):
         self.log = log

@@ -13,7 +13,7 @@ from charfix.errors import BackendError
 from charfix.repository.base import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 
 if TYPE_CHECKING:
-    from charfix.backends.http import Caller
+    from charfix.http import Caller
 
 NO_ROW = "00000000-0000-0000-0000-000000000000"
 

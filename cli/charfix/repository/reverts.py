@@ -164,7 +164,7 @@ class SupabaseReverter:
 
 
 def _filters(table: str, row_id: UUID, owner: UUID | None, expected: dict[str, Any]) -> list[tuple[str, str, str]]:
-    from charfix.backends.http import array_literal
+    from charfix.http import array_literal
 
     found = [("id", "eq", str(row_id))] + ([("user_id", "eq", str(owner))] if owner is not None else [])
     for column, value in expected.items():

@@ -26,7 +26,7 @@ import httpx
 
 from charfix.errors import BackendError, ChangedError
 from charfix.diagnosis.facts import PREFIX_LENGTH, normalized_name
-from charfix.backends.http import Caller, OutcomeUnknown, Supabase, array_literal, in_list, quoted
+from charfix.http import Caller, OutcomeUnknown, Supabase, array_literal, in_list, quoted
 from charfix.diagnosis import portrait
 from charfix.diagnosis.portrait import LibraryUpgrade, NewLibraryItem
 from charfix.models import PORTRAIT, Character, Job, LibraryItem, WorkspaceAsset

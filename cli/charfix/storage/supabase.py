@@ -23,7 +23,7 @@ from urllib.parse import quote
 import httpx
 
 from charfix.errors import BackendError, ConfigError, UsageError
-from charfix.backends.http import Caller, Supabase, error_fields, refusal, storage_code
+from charfix.http import Caller, Supabase, error_fields, refusal, storage_code
 from charfix.diagnosis.keys import key_problem
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, StoredObject
 from charfix.storage.base import by_folder

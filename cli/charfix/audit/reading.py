@@ -1,6 +1,6 @@
 """Reading the audit log back: what charfix did to given jobs, and when.
 
-The log is JSON lines written by charfix.repair.audit; its format grows (new fields appear, old ones may
+The log is JSON lines written by charfix.audit.log; its format grows (new fields appear, old ones may
 be missing), so every line is read defensively: a line that is not a JSON object with a `job_id`
 is skipped, unknown fields are kept but never required.
 """
@@ -66,7 +66,7 @@ def entries_for(path: Path, job_ids: Iterable[UUID]) -> tuple[list[AuditEntry], 
     return [entry for data in about if (entry := _entry(data, closed)) is not None], unreadable
 
 
-# The log's format (charfix.repair.audit, docs/repairs.md "The audit log"): an object write is an `intent`
+# The log's format (charfix.audit.log, docs/repairs.md "The audit log"): an object write is an `intent`
 # line, then `done` or `failed`; row writes are `pending` lines, then their transaction's `committed`
 # or `rolled_back`. Each write is shown once, with how it ended; a line that ended nothing is not.
 FORMAT = 2
@@ -115,7 +115,7 @@ def _time(value: Any) -> datetime | None:
 
 
 def entries_from_trail(trail: Any, job_ids: Iterable[UUID]) -> tuple[list[AuditEntry], int]:
-    """The same entries from a trail read as runs and writes (repair/trail.py): what `report` shows once
+    """The same entries from a trail read as runs and writes (audit/trail.py): what `report` shows once
     the database holds the trail (docs/audit.md). Only writes that happened are there, and object
     writes announced without an outcome ("outcome unknown")."""
     view = trail.read(job_ids=[str(j) for j in job_ids])

@@ -1,5 +1,5 @@
 """Reading the audit trail back as runs and their writes, from whichever trail is in use: the JSONL
-file (repair/audit.py) or the database table `charfix.audit` (repair/audit_db.py). `history` and
+file (audit/log.py) or the database table `charfix.audit` (audit/database.py). `history` and
 `undo` read through this one shape (docs/audit.md).
 
 Everything read here is a claim: a file can be edited, and a table written by whoever can write it.

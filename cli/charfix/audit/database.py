@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from charfix.errors import BackendError
-from charfix.repair.audit import AuditError, encode
-from charfix.repair.trail import RunInfo, TrailView, WriteRecord
+from charfix.audit.log import AuditError, encode
+from charfix.audit.trail import RunInfo, TrailView, WriteRecord
 
 if TYPE_CHECKING:
     from charfix.repair.unit import Write
@@ -105,7 +105,7 @@ class DatabaseAudit:
     def open(self, backends: Any = None) -> DatabaseAudit:
         import psycopg
 
-        from charfix.repair.audit import where
+        from charfix.audit.log import where
 
         if backends is not None:
             self._where = where(backends)
