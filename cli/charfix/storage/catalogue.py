@@ -25,7 +25,7 @@ from charfix.diagnosis.keys import key_problem
 from charfix.errors import BackendError
 from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Job, StoredObject
 from charfix.repository.postgres import PostgresRepository
-from charfix.storage.supabase import MD5_ETAG
+from charfix.storage.supabase import MD5_ETAG, listed_time
 
 DESCRIPTION = "storage.objects through the database"
 Read = Callable[[sql.Composed | sql.SQL, dict[str, Any]], list[dict[str, Any]]]  # a statement's rows as dicts
@@ -168,7 +168,7 @@ def _object(bucket: str, row: dict[str, Any]) -> StoredObject | None:
     key = row["name"]
     if not isinstance(key, str) or key_problem(key) is not None:
         return None  # a key Storage would not serve (an older server's, or a planted row): evidence of nothing
-    updated = row["updated_at"] if isinstance(row["updated_at"], datetime) else _time(row["modified"])
+    updated = row["updated_at"] if isinstance(row["updated_at"], datetime) else listed_time(row["modified"])
     return StoredObject(bucket=bucket, key=key, size=_size(row["size"], row["length"]), updated_at=updated,
                         content_md5=_md5(row["etag"]))
 
@@ -190,12 +190,3 @@ def _size(size: str | None, length: str | None) -> int:
             return 0
         return max(value, 0)
     return 0
-
-
-def _time(value: str | None) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None

@@ -290,7 +290,7 @@ def _object(bucket: str, key: str, entry: dict[str, Any]) -> StoredObject:
     metadata = entry.get("metadata") or {}
     size = metadata.get("size", metadata.get("contentLength", 0)) or 0
     stamp = entry.get("updated_at") or metadata.get("lastModified")
-    return StoredObject(bucket=bucket, key=key, size=int(size), updated_at=_time(stamp),
+    return StoredObject(bucket=bucket, key=key, size=int(size), updated_at=listed_time(stamp),
                         content_md5=_md5(metadata.get("eTag")))
 
 
@@ -305,7 +305,8 @@ def _md5(etag: Any) -> str | None:
     return None
 
 
-def _time(value: Any) -> datetime | None:
+def listed_time(value: Any) -> datetime | None:
+    """A listing's time as Storage writes it (ISO 8601, maybe with Z); None for anything else."""
     if not isinstance(value, str):
         return None
     try:
