@@ -1,12 +1,14 @@
-"""The SQL prefilter (queries/prefilter.py): with the storage catalogue in the database, jobs the rows
-and storage.objects prove saved are counted without being read whole. Every job it skips must be one
-the full path diagnoses `saved` with no reason (a property over generated states, on the real
-Postgres); the counts of list-stuck, its summary and backfill stay exact."""
+"""The SQL prefilter (queries/prefilter.py): over Postgres, jobs the rows and the objects prove saved are
+counted without being read whole, the objects read from storage.objects (the catalogue in the
+database) or from the storage's own listing (a local folder). Every job it skips must be one the full
+path diagnoses `saved` with no reason (a property over generated states, on the real Postgres, for
+both); the counts of list-stuck, its summary and backfill stay exact."""
 
 from __future__ import annotations
 
 import copy
 import os
+import shutil
 import tempfile
 import uuid
 from datetime import datetime, timedelta, UTC
@@ -24,6 +26,7 @@ from charfix.backends.bootstrap import build_backends
 from charfix.config import Settings
 from charfix.diagnosis import Rules, diagnose
 from charfix.models import State
+from charfix.queries.prefilter import Prefilter
 from charfix.queries.scan import UNREAD_NOTE, collect_facts, scan
 from charfix.queries.selection import Selection, Tally, selected
 from charfix.queries.summary import summarize
@@ -138,6 +141,16 @@ MUTATIONS = {
     "character image empty": lambda s: character(s, image_url=None),
     "character image another key": lambda s: character(s, image_url=f"user-library/{PREFIX}{OTHER_CHAR}.png"),
     "character image a provider url": lambda s: character(s, image_url="https://v3.fal.media/x.png"),
+    "character image another job's library key": lambda s: character(s, image_url=f"user-library/{USER}/{OTHER_JOB}_{CHAR}.png"),
+    "character image another user's library key": lambda s: character(s, image_url=f"user-library/{OTHER}/{OTHER_JOB}.png"),
+    "character image the key padded": lambda s: character(s, image_url=f" user-library/{KEY} "),
+    "character image the key upper case": lambda s: character(s, image_url=f"user-library/{KEY}".upper()),
+    "character image the temp key": lambda s: character(s, image_url=f"workspace-temp/{TEMP}"),
+    "character image the asset's key": lambda s: character(s, image_url=f"workspace-temp/{USER}/{ASSET}.png"),
+    "character image the bucket alone": lambda s: character(s, image_url="user-library/"),
+    "character image climbs to the temp key": lambda s: character(s, image_url=f"user-library/../workspace-temp/{TEMP}"),
+    "character image a storage url": lambda s: character(
+        s, image_url=f"https://p.supabase.co/storage/v1/object/public/workspace-temp/{TEMP}"),
     "character created at infinity": lambda s: character(s, created_at=INFINITY),
     "character name too long": lambda s: character(s, name="M" * 10_001),
     "character created after the job": lambda s: character(s, created_at=JOB_AT + timedelta(seconds=30)),
@@ -228,13 +241,26 @@ def build(conn: psycopg.Connection, s: dict[str, Any], *, newer: bool) -> None:
                                                      NOW if version == "archived" else None, version == "marker"))
 
 
-_OPENED: dict[str, tuple[psycopg.Connection, Backends]] = {}
+def build_folder(root: Path, s: dict[str, Any]) -> None:
+    """The same objects as files: a folder holds only current versions."""
+    shutil.rmtree(root)
+    for bucket in ("workspace-temp", "user-library"):
+        (root / bucket).mkdir(parents=True)
+    for bucket, name, version in s["objects"]:
+        if version == "current":
+            path = root / bucket / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"\x89PNG")
 
 
-def opened(admin_url: str, shape: str) -> tuple[psycopg.Connection, Backends]:
-    """One database per shape for all the examples (each example truncates it): the app's tables,
-    and storage.objects as Supabase keeps it, with object versioning's columns."""
-    if shape not in _OPENED:
+_OPENED: dict[tuple[str, str], tuple[psycopg.Connection, Backends, Path]] = {}
+KINDS = ["database", "folder"]  # where the prefilter reads the objects: storage.objects, or the folder's listing
+
+
+def opened(admin_url: str, shape: str, kind: str) -> tuple[psycopg.Connection, Backends, Path]:
+    """One database per shape and kind for all the examples (each example truncates it): the app's
+    tables, and storage.objects as Supabase keeps it, with object versioning's columns; or a folder."""
+    if (shape, kind) not in _OPENED:
         url = _fresh(admin_url, TEMPLATE if shape == "newer" else OLD_SHAPE_TEMPLATE)
         conn = psycopg.connect(url, autocommit=True)
         conn.execute(SCHEMA)
@@ -244,19 +270,28 @@ def opened(admin_url: str, shape: str) -> tuple[psycopg.Connection, Backends]:
                      "add column is_delete_marker boolean not null default false")
         conn.execute("drop index storage.bucketid_objname")
         repository = PostgresRepository.connect(url)
-        catalogue, why = DatabaseCatalogue.open(repository)
-        assert catalogue is not None, why
         root = Path(tempfile.mkdtemp(prefix="charfix-prefilter-"))
-        _OPENED[shape] = conn, Backends(repository=repository, storage=LocalStorage(root), catalogue=catalogue)
-    return _OPENED[shape]
+        storage = LocalStorage(root)
+        if kind == "database":
+            catalogue, why = DatabaseCatalogue.open(repository)
+            assert catalogue is not None, why
+            backends = Backends(repository=repository, storage=storage, catalogue=catalogue,
+                                prefilter=Prefilter(repository, catalogue.current("so")))
+        else:
+            backends = Backends(repository=repository, storage=storage, prefilter=Prefilter(repository, None))
+        _OPENED[(shape, kind)] = conn, backends, root
+    return _OPENED[(shape, kind)]
 
 
-def judged(admin_url: str, shape: str, s: dict[str, Any]) -> tuple[bool, Any]:
-    """(whether the prefilter skips the job, the full path's diagnosis)."""
-    conn, backends = opened(admin_url, shape)
+def judged(admin_url: str, shape: str, s: dict[str, Any], kind: str = "database") -> tuple[bool, Any]:
+    """(whether the prefilter skips the job, the full path's diagnosis): the full path reads the
+    objects from the same place the prefilter did."""
+    conn, backends, root = opened(admin_url, shape, kind)
     build(conn, s, newer=shape == "newer")
+    build_folder(root, s)
     jobs = backends.repository.jobs_by_id([JOB])
-    skipped = JOB in backends.catalogue.provably_saved(jobs)  # type: ignore[union-attr]
+    assert backends.prefilter is not None
+    skipped = JOB in backends.prefilter.provably_saved(jobs, backends.listings)
     diagnosis = diagnose(collect_facts(backends, jobs)[0], Rules(now=NOW))
     return skipped, diagnosis
 
@@ -268,39 +303,43 @@ def mutated(names: list[str]) -> dict[str, Any]:
     return s
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("shape", ["newer", "older"])
 @example(names=[])
 @example(names=["library object only an older version"])
 @example(names=["row naming the job upper case"])
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(names=st.lists(st.sampled_from(sorted(MUTATIONS)), max_size=3, unique=True))
-def test_every_job_the_prefilter_skips_the_diagnosis_calls_saved(admin_url, templates, shape, names):
-    skipped, diagnosis = judged(admin_url, shape, mutated(names))
+def test_every_job_the_prefilter_skips_the_diagnosis_calls_saved(admin_url, templates, shape, kind, names):
+    skipped, diagnosis = judged(admin_url, shape, mutated(names), kind)
     event("skipped" if skipped else "read whole")
     if skipped:
         assert diagnosis.state == State.SAVED and not diagnosis.reasons, (names, diagnosis.state, diagnosis.codes)
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("shape", ["newer", "older"])
-def test_each_way_to_stray_from_saved_alone(admin_url, templates, shape):
+def test_each_way_to_stray_from_saved_alone(admin_url, templates, shape, kind):
     """Every mutation on its own (the property above samples their combinations)."""
     wrong = []
     for name in sorted(MUTATIONS):
-        skipped, diagnosis = judged(admin_url, shape, mutated([name]))
+        skipped, diagnosis = judged(admin_url, shape, mutated([name]), kind)
         if skipped and (diagnosis.state != State.SAVED or diagnosis.reasons):
             wrong.append((name, diagnosis.state, diagnosis.codes))
     assert wrong == []
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("shape", ["newer", "older"])
-def test_the_saved_state_is_skipped_and_harmless_changes_keep_it_skipped(admin_url, templates, shape):
+def test_the_saved_state_is_skipped_and_harmless_changes_keep_it_skipped(admin_url, templates, shape, kind):
     """The property above holds trivially for a prefilter that skips nothing: this one does skip."""
     harmless = [[], ["a thumbnail beside the object"], ["older version beside the object"], ["temp object gone"],
                 ["row naming another job"], ["metadata provider url"], ["no asset"], ["asset path empty"],
                 ["row visible by tags only"], ["row bound to nobody"], ["job completed at null"],
-                ["metadata nested 50"]]
+                ["metadata nested 50"], ["character image another key"],
+                ["character image another job's library key"], ["character image another user's library key"]]
     for names in harmless:
-        skipped, diagnosis = judged(admin_url, shape, mutated(names))
+        skipped, diagnosis = judged(admin_url, shape, mutated(names), kind)
         assert diagnosis.state == State.SAVED
         assert skipped, names
 
@@ -336,6 +375,15 @@ def test_counts_are_the_same_with_and_without_the_prefilter(seeded, tmp_path):
         assert dry == backfill(no_catalogue, selection, dry_run=True).to_json()
         assert dry["already_fine"] == tally.by_state[State.SAVED]
         backends.repository.close()
+    # A local folder: the rows proven in SQL, the objects confirmed by the folder's own listing.
+    folder = build_backends(Settings(db_url=seeded.db_url, storage_dir=seeded.storage))
+    assert folder.prefilter is not None and folder.catalogue is None
+    fast = list(scan(folder, selection.query, rules, skip_saved=True))
+    assert [(d.job_id, d.state) for d in fast] == [(d.job_id, d.state) for d in full]
+    assert any(UNREAD_NOTE in d.notes for d in fast)
+    assert summarize(folder, selection).to_json() == summary
+    assert backfill(folder, selection, dry_run=True).to_json() == dry
+    folder.close()
 
 
 def test_a_selection_that_shows_saved_jobs_reads_them_whole(seeded):

@@ -3,12 +3,22 @@ settings by `bootstrap.py`; `http.py` is the Supabase client they share."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
+from uuid import UUID
 
+from charfix.models import Job
 from charfix.repository.base import Repository
 from charfix.storage.base import Catalogue, Storage
 from charfix.storage.provider import FetchedImage, fetch_image
+
+
+class Prefilter(Protocol):
+    def provably_saved(self, jobs: Sequence[Job], objects: Catalogue) -> set[UUID]:
+        """The ids among `jobs` that need no full read: saved, as the diagnosis would conclude
+        (docs/diagnosis.md, "Provably saved"). `objects`: the catalogue the scan reads."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -20,6 +30,9 @@ class Backends:
     # Where the scan reads which objects exist, when not from the storage's own listings: storage.objects
     # in the database (storage/catalogue.py). Writes, and what a repair confirms first, go to `storage`.
     catalogue: Catalogue | None = None
+    # Which jobs of a page the scan may count as saved without reading them whole (queries/prefilter.py):
+    # one statement, over Postgres only.
+    prefilter: Prefilter | None = None
 
     @property
     def listings(self) -> Catalogue:

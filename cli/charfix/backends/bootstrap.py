@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from charfix.config import Settings
 from charfix.errors import ConfigError
-from charfix.backends import Backends
+from charfix.backends import Backends, Prefilter
 from charfix.repository.base import Repository
 from charfix.storage.base import Catalogue
 
@@ -36,7 +36,9 @@ def build_backends(settings: Settings, *, check: bool = True) -> Backends:
     supabase = _supabase(settings)
     storage = _storage(settings, supabase)
     repository = _repository(settings, supabase)
-    backends = Backends(repository=repository, storage=storage, catalogue=_catalogue(settings, repository))
+    catalogue = _catalogue(settings, repository)
+    backends = Backends(repository=repository, storage=storage, catalogue=catalogue,
+                        prefilter=_prefilter(repository, catalogue))
     if check:
         _check_access(backends)
     return backends
@@ -70,6 +72,18 @@ def _catalogue(settings: Settings, repository: Repository) -> Catalogue | None:
     except BaseException:
         repository.close()
         raise
+
+
+def _prefilter(repository: Repository, catalogue: Catalogue | None) -> Prefilter | None:
+    """Over Postgres, one statement per page proves most saved jobs saved (queries/prefilter.py); the
+    objects come from storage.objects when it is the catalogue, else from the scan's own listing."""
+    from charfix.queries.prefilter import Prefilter as SqlPrefilter
+    from charfix.repository.postgres import PostgresRepository
+    from charfix.storage.catalogue import DatabaseCatalogue
+
+    if not isinstance(repository, PostgresRepository):
+        return None
+    return SqlPrefilter(repository, catalogue.current("so") if isinstance(catalogue, DatabaseCatalogue) else None)
 
 
 def _check_access(backends: Backends) -> None:
@@ -112,7 +126,8 @@ def _demo(*, check: bool) -> Backends:
     from charfix.repository.postgres import PostgresRepository
 
     url, storage = demo_locations()
-    backends = Backends(repository=PostgresRepository.connect(url), storage=local_storage(storage))
+    repository = PostgresRepository.connect(url)
+    backends = Backends(repository=repository, storage=local_storage(storage), prefilter=_prefilter(repository, None))
     if check:
         _check_access(backends)
     return backends

@@ -1,19 +1,24 @@
-"""Which jobs of a page are provably saved: one statement, with the storage catalogue in the database.
+"""Which jobs of a page are provably saved: one statement over the rows, and the objects from a catalogue.
 
 Most portrait jobs are saved. A job is skipped (counted as saved, never read whole) only when the
-rows and storage.objects alone prove what the pure diagnosis would conclude (docs/diagnosis.md,
+rows and the objects alone prove what the pure diagnosis would conclude (docs/diagnosis.md,
 "Provably saved"): completed; `metadata.destination` the portrait, `character_id` a canonical id and
-no character name; that character the job's user's, pointing at `user-library/{user}/{job}_{character}.ext`;
+no character name; that character the job's user's, pointing at `user-library/{user}/{job}_{character}.ext`
+or at a plain `user-library/` path the user chose since (kept, rule 4 of the replaceable-image rule);
 exactly one library row tied to the job in any way the diagnosis ties rows (key prefix, recorded job
 id, asset stem), visible on the Characters tab, at that key, bound to no other character; the object
-at that key in the catalogue and nothing else under the job's prefix in user-library but its
-thumbnail; every workspace asset of the job the user's, at an empty path or a plain key under the
-job's prefix; and no value the adapters could not read (a timestamp outside Python's range, a JSON
-value too deep, too long or with a number too long, a NULL inside `tags`, a NULL in a NOT NULL
-column of an older schema). Anything it cannot prove, it leaves to the full path.
+at that key and nothing else under the job's prefix in user-library but its thumbnail; every
+workspace asset of the job the user's, at an empty path or a plain key under the job's prefix; and no
+value the adapters could not read (a timestamp outside Python's range, a JSON value too deep, too long
+or with a number too long, a NULL inside `tags`, a NULL in a NOT NULL column of an older schema).
+Anything it cannot prove, it leaves to the full path.
 
-tests/test_prefilter.py checks over generated states that every job skipped here is one the full
-path diagnoses `saved`, with no reason.
+The objects: with storage.objects in the database (storage/catalogue.py), the same statement checks
+them; otherwise (a local folder, or Storage listings) the statement proves the rows and the listing
+the full path would read of the job's prefix confirms the objects, so both see the same folder.
+
+tests/test_prefilter.py checks over generated states, for both, that every job skipped here is one the
+full path diagnoses `saved`, with no reason.
 """
 
 from __future__ import annotations
@@ -24,12 +29,18 @@ from uuid import UUID
 
 from psycopg import sql
 
+from charfix.diagnosis.facts import PREFIX_LENGTH, THUMB_SUFFIX
 from charfix.models import LIBRARY_BUCKET, PORTRAIT, Job
 from charfix.repository.postgres import PostgresRepository
+from charfix.storage.base import Catalogue
 
 UUID_TEXT = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 SAFE_KEY_REST = "^[A-Za-z0-9._-]{1,200}$"
 EXTENSION = "^\\.[A-Za-z0-9]{1,5}$"
+STEM = PREFIX_LENGTH + 36  # `{user}/{job}_{character}`, the key without its extension
+# A character image the diagnosis keeps (a storage path, not a URL, not workspace-temp: docs/diagnosis.md,
+# "The replaceable-image rule", rule 4), in characters that need no trimming.
+KEPT_IMAGE = "^user-library/[A-Za-z0-9._/-]+$"
 # A JSON value the adapter surely reads (repository/rows.py): at most this long, fewer brackets than
 # MAX_JSON_DEPTH (so never that deep), and no run of digits near MAX_INT_DIGITS.
 MAX_JSON_TEXT = 100_000
@@ -64,9 +75,12 @@ def _lenient_job_id(alias: str, column: str) -> str:
             f"and {alias}.{column}->>'job_id' !~ '{UUID_TEXT}')")
 
 
-def statement(repository: PostgresRepository, versions: str) -> sql.SQL:
+def statement(repository: PostgresRepository, versions: str | None) -> sql.SQL:
     """Set-shaped on purpose: the page's jobs and its users' library rows are each read once, and every
-    condition is a column of those reads, so Postgres joins them by hashing, never row by row."""
+    condition is a column of those reads, so Postgres joins them by hashing, never row by row.
+    `versions`: the storage.objects conditions of current versions, when the catalogue is in the
+    database; None leaves the objects out (the storage's own listing confirms them)."""
+    objects = _in_catalogue(versions) if versions is not None else ""
     schema = repository.schema
     lib_cols = schema.columns["user_library"]
     has_generation = "generation_metadata" in lib_cols
@@ -118,10 +132,10 @@ saved as (
   select p.id, p.user_id, p.prefix, p.character_id, l.id as row_id, l.storage_path
   from page p join lib l on l.found = p.wanted
 )
-select s.id from saved s
+select s.id, s.storage_path, s.prefix from saved s
 join characters c on c.id = s.character_id
 join user_library o on o.id = s.row_id
-where c.user_id = s.user_id and c.image_url = %(bucket)s || '/' || s.storage_path
+where c.user_id = s.user_id and (c.image_url = %(bucket)s || '/' || s.storage_path or c.image_url ~ '{KEPT_IMAGE}')
   and c.name is not null and length(c.name) <= {MAX_NAME_LENGTH} and {in_range('c.created_at')} and {char_updated}
   and (o.roleplay_metadata->>'type' = %(portrait)s or 'character' = any(o.tags) or o.content_category = 'character')
   and coalesce({character_column} = c.id, jsonb_typeof(o.roleplay_metadata->'character_id') is distinct from 'string'
@@ -138,19 +152,49 @@ where c.user_id = s.user_id and c.image_url = %(bucket)s || '/' || s.storage_pat
       and {in_range('a.created_at', nullable=True)}
       and (a.temp_storage_path = ''
            or (left(a.temp_storage_path, 74) = s.prefix and substr(a.temp_storage_path, 75) ~ '{SAFE_KEY_REST}'))))
-  and exists (select 1 from storage.objects so where so.bucket_id = %(bucket)s and so.name = s.storage_path {versions})
-  and not exists (
-    select 1 from storage.objects so where so.bucket_id = %(bucket)s
-      and so.name collate "C" >= s.prefix collate "C" and so.name collate "C" < (left(s.prefix, 73) || '`') collate "C"
-      and so.name <> s.storage_path and so.name <> left(s.storage_path, 110) || '.thumb.webp' {versions})
+  {objects}
 """
     return sql.SQL(text)  # built from constants and the live columns only
 
 
-def provably_saved(repository: PostgresRepository, versions: str, jobs: Sequence[Job]) -> set[UUID]:
-    """The ids among `jobs` that the rows and the catalogue prove saved (see above)."""
-    if not jobs:
-        return set()
-    params: dict[str, Any] = {"ids": [j.id for j in jobs], "users": sorted({j.user_id for j in jobs}),
-                              "portrait": PORTRAIT, "bucket": LIBRARY_BUCKET}
-    return {row["id"] for row in repository.read(statement(repository, versions), params)}
+def _in_catalogue(versions: str) -> str:
+    """The object at the key (a current version), and nothing else under the job's prefix but its thumbnail."""
+    return f"""and exists (select 1 from storage.objects so where so.bucket_id = %(bucket)s and so.name = s.storage_path {versions})
+  and not exists (
+    select 1 from storage.objects so where so.bucket_id = %(bucket)s
+      and so.name collate "C" >= s.prefix collate "C" and so.name collate "C" < (left(s.prefix, 73) || '`') collate "C"
+      and so.name <> s.storage_path and so.name <> left(s.storage_path, 110) || '{THUMB_SUFFIX}' {versions})"""
+
+
+class Prefilter:
+    """The jobs of a page the rows (and the objects) prove saved. `versions`: storage.objects is the
+    catalogue, with these conditions of a current version; None: the objects come from the listing
+    the scan reads (a local folder, or the Storage API)."""
+
+    def __init__(self, repository: PostgresRepository, versions: str | None):
+        self.repository = repository
+        self.versions = versions
+
+    def provably_saved(self, jobs: Sequence[Job], objects: Catalogue) -> set[UUID]:
+        if not jobs:
+            return set()
+        params: dict[str, Any] = {"ids": [j.id for j in jobs], "users": sorted({j.user_id for j in jobs}),
+                                  "portrait": PORTRAIT, "bucket": LIBRARY_BUCKET}
+        proven = self.repository.read(statement(self.repository, self.versions), params)
+        if self.versions is not None:
+            return {row["id"] for row in proven}
+        return confirmed(proven, objects)
+
+
+def confirmed(proven: Sequence[dict[str, Any]], objects: Catalogue) -> set[UUID]:
+    """The jobs whose prefix in user-library lists exactly the row's object, beside at most its thumbnail:
+    the same listing (and the same objects) the full path would diagnose."""
+    listed: dict[str, set[str]] = {}
+    for obj in objects.list_prefixes(LIBRARY_BUCKET, sorted({row["prefix"] for row in proven})):
+        listed.setdefault(obj.key[:PREFIX_LENGTH], set()).add(obj.key)
+    found = set()
+    for row in proven:
+        key = row["storage_path"]
+        if listed.get(row["prefix"], set()) - {key[:STEM] + THUMB_SUFFIX} == {key}:
+            found.add(row["id"])
+    return found

@@ -186,9 +186,10 @@ def scan(backends: Backends, query: JobQuery, rules: Rules, *, page_size: int = 
 
 
 def _provably_saved(backends: Backends, jobs: Sequence[Job]) -> set[UUID]:
-    """Only a catalogue in the database can prove a job saved in one statement; elsewhere, none is."""
-    prove = getattr(backends.catalogue, "provably_saved", None)
-    return prove(jobs) if prove is not None and jobs else set()
+    """Over Postgres, one statement proves most saved jobs saved (queries/prefilter.py); elsewhere none is."""
+    if backends.prefilter is None or not jobs:
+        return set()
+    return backends.prefilter.provably_saved(jobs, backends.listings)
 
 
 def unread_saved(job: Job) -> Diagnosis:

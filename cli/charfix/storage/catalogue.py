@@ -17,13 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 from psycopg import sql
 
 from charfix.diagnosis.keys import key_problem
 from charfix.errors import BackendError
-from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, Job, StoredObject
+from charfix.models import LIBRARY_BUCKET, WORKSPACE_BUCKET, StoredObject
 from charfix.repository.postgres import PostgresRepository
 from charfix.storage.supabase import MD5_ETAG, listed_time
 
@@ -86,13 +85,6 @@ class DatabaseCatalogue:
         found = [obj for row in self._rows(BY_KEY, {"bucket": bucket, "keys": wanted})
                  if (obj := _object(bucket, row)) is not None]
         return sorted(found, key=lambda o: o.key)
-
-    def provably_saved(self, jobs: Sequence[Job]) -> set[UUID]:
-        """The jobs the rows and this catalogue prove saved (queries/prefilter.py): one statement."""
-        from charfix.queries.prefilter import provably_saved
-
-        self.queries += 1
-        return provably_saved(self.repository, self.current("so"), jobs)
 
     def _rows(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         self.queries += 1
