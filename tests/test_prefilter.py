@@ -292,6 +292,9 @@ def judged(admin_url: str, shape: str, s: dict[str, Any], kind: str = "database"
     jobs = backends.repository.jobs_by_id([JOB])
     assert backends.prefilter is not None
     skipped = JOB in backends.prefilter.provably_saved(jobs, backends.listings)
+    # A scan proves a window of the query's jobs in one statement: it must say the same of this job.
+    scanning = backends.prefilter.scanning(JobQuery(since=JOB_AT - timedelta(days=1)))
+    assert (JOB in scanning.provably_saved(jobs, backends.listings)) == skipped
     diagnosis = diagnose(collect_facts(backends, jobs)[0], Rules(now=NOW))
     return skipped, diagnosis
 

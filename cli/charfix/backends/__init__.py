@@ -9,7 +9,7 @@ from typing import Protocol
 from uuid import UUID
 
 from charfix.models import Job
-from charfix.repository.base import Repository
+from charfix.repository.base import JobQuery, Repository
 from charfix.storage.base import Catalogue, Storage
 from charfix.storage.provider import FetchedImage, fetch_image
 
@@ -18,6 +18,11 @@ class Prefilter(Protocol):
     def provably_saved(self, jobs: Sequence[Job], objects: Catalogue) -> set[UUID]:
         """The ids among `jobs` that need no full read: saved, as the diagnosis would conclude
         (docs/diagnosis.md, "Provably saved"). `objects`: the catalogue the scan reads."""
+        ...
+
+    def scanning(self, query: JobQuery) -> Prefilter:
+        """The same for one scan over `query`, page after page in its order: it may prove many
+        pages' jobs at once and answer each page from that."""
         ...
 
 

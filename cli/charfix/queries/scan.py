@@ -173,23 +173,17 @@ def scan(backends: Backends, query: JobQuery, rules: Rules, *, page_size: int = 
     (docs/diagnosis.md, "Provably saved")."""
     # One listing per folder per scan: later pages reuse what earlier pages listed (storage/base.py).
     backends = replace(backends, storage=backends.storage.remembering())
+    prefilter = backends.prefilter.scanning(query) if skip_saved and backends.prefilter is not None else None
     after: Page | None = None
     while True:
         jobs = backends.repository.portrait_jobs(query, after=after, limit=page_size)
-        skipped = _provably_saved(backends, jobs) if skip_saved else set()
+        skipped = prefilter.provably_saved(jobs, backends.listings) if prefilter is not None and jobs else set()
         read = iter(collect_facts(backends, [j for j in jobs if j.id not in skipped], link_window=rules.link_window))
         for job in jobs:
             yield unread_saved(job) if job.id in skipped else diagnose(next(read), rules)
         if len(jobs) < page_size:
             return
         after = Page(created_at=jobs[-1].created_at, id=jobs[-1].id)
-
-
-def _provably_saved(backends: Backends, jobs: Sequence[Job]) -> set[UUID]:
-    """Over Postgres, one statement proves most saved jobs saved (queries/prefilter.py); elsewhere none is."""
-    if backends.prefilter is None or not jobs:
-        return set()
-    return backends.prefilter.provably_saved(jobs, backends.listings)
 
 
 def unread_saved(job: Job) -> Diagnosis:
