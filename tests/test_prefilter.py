@@ -401,3 +401,50 @@ def test_a_selection_that_shows_saved_jobs_reads_them_whole(seeded):
             saved = [d for d in shown if d.state == State.SAVED]
             assert saved and all(UNREAD_NOTE not in d.notes and d.timeline for d in saved)
         backends.repository.close()
+
+
+def _saved_jobs(seeded, count: int) -> None:
+    """`count` portraits saved the way auto-save leaves them (the state the prefilter proves), one user each."""
+    with psycopg.connect(seeded.db_url, autocommit=True) as conn:
+        for n in range(count):
+            user, job, character = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+            created = seeded.now - timedelta(hours=2, minutes=n % 50)
+            key = f"{user}/{job}_{character}.png"
+            conn.execute("insert into characters (id, user_id, name, description, image_url, created_at) "
+                         "values (%s, %s, %s, 'd', %s, %s)", (character, user, f"Saved {n}", f"user-library/{key}",
+                                                              created - timedelta(days=1)))
+            conn.execute("insert into jobs (id, user_id, job_type, status, metadata, created_at, completed_at) "
+                         "values (%s, %s, 'image', 'completed', %s, %s, %s)",
+                         (job, user, Jsonb({"destination": "character_portrait", "character_id": str(character)}),
+                          created, created + timedelta(seconds=10)))
+            conn.execute("insert into user_library (user_id, asset_type, storage_path, file_size_bytes, mime_type, "
+                         "original_prompt, model_used, tags, content_category, roleplay_metadata, created_at) values "
+                         "(%s, 'image', %s, 4, 'image/png', 'p', 'm', %s, 'character', %s, %s)",
+                         (user, key, ["character"], Jsonb({"type": "character_portrait", "job_id": str(job)}),
+                          created + timedelta(seconds=20)))
+            path = seeded.storage / "user-library" / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"\x89PNG")
+
+
+def test_jobs_read_whole_are_gathered_across_pages(seeded):
+    """With most of a page proven saved, the jobs left to read wait for a whole batch across pages:
+    one read of their rows for several pages, in the same order and with the same diagnoses."""
+    _saved_jobs(seeded, 30)
+    _bulk_incidents(seeded, 4)
+    folder = build_backends(Settings(db_url=seeded.db_url, storage_dir=seeded.storage))
+    rules = Rules(now=seeded.now)
+    query = JobQuery(since=seeded.now - timedelta(days=365))
+    plain = Backends(repository=folder.repository, storage=folder.storage)
+    full = list(scan(plain, query, rules, page_size=6))
+    reads = []
+    real = folder.repository.library_items_for
+    folder.repository.library_items_for = lambda jobs, assets: reads.append(len(jobs)) or real(jobs, assets)  # type: ignore[method-assign]
+    fast = list(scan(folder, query, rules, page_size=6, skip_saved=True))
+    assert [(d.job_id, d.state) for d in fast] == [(d.job_id, d.state) for d in full]
+    proven = [d for d in fast if UNREAD_NOTE in d.notes]
+    assert len(proven) >= 30
+    pages = -(-len(full) // 6)
+    assert 0 < len(reads) < pages - 2, (reads, pages)
+    assert all(n >= 6 for n in reads[:-1])  # every batch but the last holds a whole page of jobs to read
+    folder.close()

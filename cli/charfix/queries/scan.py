@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import posixpath
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from uuid import UUID
@@ -166,24 +166,38 @@ class _Characters:
 
 
 def scan(backends: Backends, query: JobQuery, rules: Rules, *, page_size: int = PAGE_SIZE,
-         skip_saved: bool = False) -> Iterator[Diagnosis]:
+         skip_saved: bool = False, between_pages: Callable[[], bool] | None = None) -> Iterator[Diagnosis]:
     """Diagnose every portrait job of the query, page by page (memory stays flat). `skip_saved`: a
-    caller that shows no saved job lets the jobs the catalogue in the database proves saved go
-    unread; each still comes out, as a bare `saved` diagnosis, so counts stay exact
-    (docs/diagnosis.md, "Provably saved")."""
+    caller that shows no saved job lets the jobs the prefilter proves saved go unread; each still
+    comes out, as a bare `saved` diagnosis, so counts stay exact (docs/diagnosis.md, "Provably
+    saved"). The jobs read whole are gathered `page_size` at a time across pages: a heavy user's rows
+    are read once for a batch, not once for each page they appear on. `between_pages` is called
+    after each batch's last diagnosis, before the next page is read (no read of the scan is in
+    flight then); False ends the scan there."""
     # One listing per folder per scan: later pages reuse what earlier pages listed (storage/base.py).
     backends = replace(backends, storage=backends.storage.remembering())
     prefilter = backends.prefilter.scanning(query) if skip_saved and backends.prefilter is not None else None
+    waiting: list[tuple[Job, bool]] = []  # in the query's order; True: proven saved, not read
+    to_read = 0
     after: Page | None = None
     while True:
         jobs = backends.repository.portrait_jobs(query, after=after, limit=page_size)
         skipped = prefilter.provably_saved(jobs, backends.listings) if prefilter is not None and jobs else set()
-        read = iter(collect_facts(backends, [j for j in jobs if j.id not in skipped], link_window=rules.link_window))
-        for job in jobs:
-            yield unread_saved(job) if job.id in skipped else diagnose(next(read), rules)
-        if len(jobs) < page_size:
-            return
+        waiting += [(job, job.id in skipped) for job in jobs]
+        to_read += len(jobs) - len(skipped)
+        last = len(jobs) < page_size
+        if last or to_read >= page_size:
+            yield from _diagnosed(backends, waiting, rules)
+            waiting, to_read = [], 0
+            if last or (between_pages is not None and not between_pages()):
+                return
         after = Page(created_at=jobs[-1].created_at, id=jobs[-1].id)
+
+
+def _diagnosed(backends: Backends, waiting: list[tuple[Job, bool]], rules: Rules) -> Iterator[Diagnosis]:
+    read = iter(collect_facts(backends, [job for job, proven in waiting if not proven], link_window=rules.link_window))
+    for job, proven in waiting:
+        yield unread_saved(job) if proven else diagnose(next(read), rules)
 
 
 def unread_saved(job: Job) -> Diagnosis:
