@@ -188,7 +188,7 @@ saved as materialized (
          l.roleplay_bound_type, l.roleplay_bound
   from page p join lib l on l.found = p.wanted
 )
-select s.id, s.storage_path, s.prefix from saved s
+select s.id, s.storage_path from saved s
 join characters c on c.id = s.character_id
 where s.row_ok and c.user_id = s.user_id and (c.image_url = %(bucket)s || '/' || s.storage_path or c.image_url ~ '{KEPT_IMAGE}')
   and c.name is not null and length(c.name) <= {MAX_NAME_LENGTH} and {in_range('c.created_at')} and {char_updated}
@@ -224,14 +224,15 @@ class Prefilter:
             return set()
         params: dict[str, Any] = {"ids": [j.id for j in jobs], "users": sorted({j.user_id for j in jobs}),
                                   "portrait": PORTRAIT, "bucket": LIBRARY_BUCKET}
-        return self._confirmed(self.repository.read(statement(self.repository, self.versions), params), objects)
+        rows = self.repository.read(statement(self.repository, self.versions), params)
+        return self._confirmed({row["id"]: row["storage_path"] for row in rows}, objects)
 
     def scanning(self, query: JobQuery) -> Windowed:
         return Windowed(self, query)
 
-    def _confirmed(self, proven: Sequence[dict[str, Any]], objects: Catalogue) -> set[UUID]:
+    def _confirmed(self, proven: dict[UUID, str], objects: Catalogue) -> set[UUID]:
         if self.versions is not None:
-            return {row["id"] for row in proven}
+            return set(proven)
         return confirmed(proven, objects)
 
 
@@ -244,7 +245,7 @@ class Windowed:
     def __init__(self, prefilter: Prefilter, query: JobQuery):
         self.prefilter = prefilter
         self.query = query
-        self.proven: dict[UUID, dict[str, Any]] = {}
+        self.proven: dict[UUID, str] = {}  # the window's proven jobs and their rows' keys: nothing more is kept
         self.low: tuple[datetime, UUID] | None = None
         self.high: tuple[datetime, UUID] | None = None  # None: to the end of the query's jobs
 
@@ -255,7 +256,7 @@ class Windowed:
             return self.prefilter.provably_saved(jobs, objects)
         if not self._covers(jobs):
             self._prove_from(_position(jobs[0]))
-        return self.prefilter._confirmed([self.proven[j.id] for j in jobs if j.id in self.proven], objects)
+        return self.prefilter._confirmed({j.id: self.proven[j.id] for j in jobs if j.id in self.proven}, objects)
 
     def scanning(self, query: JobQuery) -> Windowed:
         return Windowed(self.prefilter, query)
@@ -277,7 +278,7 @@ class Windowed:
         params.update(high_at=_moment(self.high[0]) if self.high else None, high_id=self.high[1] if self.high else None)
         rows = repository.read(statement(repository, self.prefilter.versions, window=True), params)
         self.low = low
-        self.proven = {row["id"]: row for row in rows}
+        self.proven = {row["id"]: row["storage_path"] for row in rows}
 
 
 def _position(job: Job) -> tuple[datetime, UUID]:
@@ -288,15 +289,11 @@ def _moment(at: datetime) -> datetime | str:
     return "infinity" if at == END_OF_TIME else at  # a created_at Python cannot hold (repository/rows.py)
 
 
-def confirmed(proven: Sequence[dict[str, Any]], objects: Catalogue) -> set[UUID]:
-    """The jobs whose prefix in user-library lists exactly the row's object, beside at most its thumbnail:
-    the same listing (and the same objects) the full path would diagnose."""
+def confirmed(proven: dict[UUID, str], objects: Catalogue) -> set[UUID]:
+    """The jobs (id: the row's key) whose prefix in user-library lists exactly the row's object, beside at
+    most its thumbnail: the same listing (and the same objects) the full path would diagnose."""
     listed: dict[str, set[str]] = {}
-    for obj in objects.list_prefixes(LIBRARY_BUCKET, sorted({row["prefix"] for row in proven})):
+    for obj in objects.list_prefixes(LIBRARY_BUCKET, sorted({key[:PREFIX_LENGTH] for key in proven.values()})):
         listed.setdefault(obj.key[:PREFIX_LENGTH], set()).add(obj.key)
-    found = set()
-    for row in proven:
-        key = row["storage_path"]
-        if listed.get(row["prefix"], set()) - {key[:STEM] + THUMB_SUFFIX} == {key}:
-            found.add(row["id"])
-    return found
+    return {job for job, key in proven.items()
+            if listed.get(key[:PREFIX_LENGTH], set()) - {key[:STEM] + THUMB_SUFFIX} == {key}}

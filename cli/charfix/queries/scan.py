@@ -10,7 +10,8 @@ import posixpath
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import NamedTuple
 from uuid import UUID
 
 from charfix.diagnosis import facts as f
@@ -170,23 +171,27 @@ def scan(backends: Backends, query: JobQuery, rules: Rules, *, page_size: int = 
     """Diagnose every portrait job of the query, page by page (memory stays flat). `skip_saved`: a
     caller that shows no saved job lets the jobs the prefilter proves saved go unread; each still
     comes out, as a bare `saved` diagnosis, so counts stay exact (docs/diagnosis.md, "Provably
-    saved"). The jobs read whole are gathered `page_size` at a time across pages: a heavy user's rows
-    are read once for a batch, not once for each page they appear on. `between_pages` is called
+    saved"). The jobs read whole are gathered half a page at a time across pages (their facts weigh
+    more than a page of jobs): a heavy user's rows are read once for a batch, not once for each page
+    they appear on. `between_pages` is called
     after each batch's last diagnosis, before the next page is read (no read of the scan is in
     flight then); False ends the scan there."""
     # One listing per folder per scan: later pages reuse what earlier pages listed (storage/base.py).
     backends = replace(backends, storage=backends.storage.remembering())
     prefilter = backends.prefilter.scanning(query) if skip_saved and backends.prefilter is not None else None
-    waiting: list[tuple[Job, bool]] = []  # in the query's order; True: proven saved, not read
+    # In the query's order: a job to read, or what a proven job's bare diagnosis needs (a Job holds its
+    # metadata: thousands of proven jobs may wait for the batch).
+    waiting: list[Job | _Proven] = []
     to_read = 0
     after: Page | None = None
     while True:
         jobs = backends.repository.portrait_jobs(query, after=after, limit=page_size)
         skipped = prefilter.provably_saved(jobs, backends.listings) if prefilter is not None and jobs else set()
-        waiting += [(job, job.id in skipped) for job in jobs]
+        waiting += [_Proven(job.id, job.user_id, job.status, job.created_at) if job.id in skipped else job
+                    for job in jobs]
         to_read += len(jobs) - len(skipped)
         last = len(jobs) < page_size
-        if last or to_read >= page_size:
+        if last or to_read >= page_size // 2:
             yield from _diagnosed(backends, waiting, rules)
             waiting, to_read = [], 0
             if last or (between_pages is not None and not between_pages()):
@@ -194,13 +199,20 @@ def scan(backends: Backends, query: JobQuery, rules: Rules, *, page_size: int = 
         after = Page(created_at=jobs[-1].created_at, id=jobs[-1].id)
 
 
-def _diagnosed(backends: Backends, waiting: list[tuple[Job, bool]], rules: Rules) -> Iterator[Diagnosis]:
-    read = iter(collect_facts(backends, [job for job, proven in waiting if not proven], link_window=rules.link_window))
-    for job, proven in waiting:
-        yield unread_saved(job) if proven else diagnose(next(read), rules)
+class _Proven(NamedTuple):
+    id: UUID
+    user_id: UUID
+    status: str | None
+    created_at: datetime
 
 
-def unread_saved(job: Job) -> Diagnosis:
+def _diagnosed(backends: Backends, waiting: list[Job | _Proven], rules: Rules) -> Iterator[Diagnosis]:
+    read = iter(collect_facts(backends, [job for job in waiting if isinstance(job, Job)], link_window=rules.link_window))
+    for job in waiting:
+        yield diagnose(next(read), rules) if isinstance(job, Job) else unread_saved(job)
+
+
+def unread_saved(job: Job | _Proven) -> Diagnosis:
     return Diagnosis(job_id=job.id, user_id=job.user_id, status=job.status, created_at=job.created_at,
                      state=State.SAVED, notes=[UNREAD_NOTE])
 
