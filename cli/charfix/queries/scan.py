@@ -173,9 +173,8 @@ def scan(backends: Backends, query: JobQuery, rules: Rules, *, page_size: int = 
     comes out, as a bare `saved` diagnosis, so counts stay exact (docs/diagnosis.md, "Provably
     saved"). The jobs read whole are gathered half a page at a time across pages (their facts weigh
     more than a page of jobs): a heavy user's rows are read once for a batch, not once for each page
-    they appear on. `between_pages` is called
-    after each batch's last diagnosis, before the next page is read (no read of the scan is in
-    flight then); False ends the scan there."""
+    they appear on. `between_pages` is called after each batch's last diagnosis, before the next page
+    is read (no read of the scan is in flight then); False ends the scan there."""
     # One listing per folder per scan: later pages reuse what earlier pages listed (storage/base.py).
     backends = replace(backends, storage=backends.storage.remembering())
     prefilter = backends.prefilter.scanning(query) if skip_saved and backends.prefilter is not None else None
