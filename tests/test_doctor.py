@@ -45,6 +45,21 @@ def test_doctor_after_the_index_is_created_stops_suggesting_it(cli, seeded):
     assert "index on jobs" not in by_name(run(cli, seeded))
 
 
+def test_doctor_suggests_the_index_the_apps_portrait_count_trigger_needs(cli, seeded):
+    """Without it, every portrait row a repair inserts makes the app's trigger read the whole library."""
+    check = by_name(run(cli, seeded))["index on user_library.character_id"]
+    assert check["status"] == "warn" and "portrait_count" in check["detail"]
+    with psycopg.connect(seeded.db_url, autocommit=True) as conn:
+        conn.execute(check["fix"].removeprefix("run: "))
+        assert conn.execute("select count(*) from pg_indexes where indexname = 'charfix_user_library_character'"
+                            ).fetchone()[0] == 1
+    assert "index on user_library.character_id" not in by_name(run(cli, seeded))
+
+
+def test_doctor_does_not_suggest_an_index_on_a_column_the_older_library_lacks(cli, seeded_old):
+    assert "index on user_library.character_id" not in by_name(run(cli, seeded_old))
+
+
 def test_doctor_fails_on_a_missing_bucket(cli, seeded):
     (seeded.storage / "user-library").rename(seeded.storage / "elsewhere")
     result = run(cli, seeded)

@@ -27,7 +27,7 @@ def check_database(checks: Checks, url: str) -> None:
                        "connect as the postgres (service) role, or grant them")
         else:
             checks.add(f"privileges on {table}", "ok", ", ".join(needed))
-    for table, (has_it, sql) in SUGGESTED.items():
-        if table in report.columns and not has_it(report.indexes.get(table, [])):
-            checks.add(f"index on {table}", "warn", "none that list-stuck can use (it still works, more slowly)",
-                       f"run: {sql}")
+    for name, table, column, has_it, sql, why in SUGGESTED:
+        present = table in report.columns and (column is None or column in report.columns[table])
+        if present and not has_it(report.indexes.get(table, [])):
+            checks.add(name, "warn", why, f"run: {sql}")

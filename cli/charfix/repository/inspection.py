@@ -21,15 +21,28 @@ PORTRAIT_INDEX = (
     "create index concurrently if not exists charfix_jobs_portrait on jobs (created_at, id) "
     "where metadata->>'destination' = 'character_portrait' or metadata->>'source' = 'character_portrait';"
 )
-SUGGESTED = {
-    "jobs": (lambda defs: any("character_portrait" in d for d in defs), PORTRAIT_INDEX),
-    "workspace_assets": (lambda defs: any("(job_id" in d for d in defs),
-                         "create index concurrently if not exists charfix_workspace_assets_job on workspace_assets (job_id);"),
-    "user_library": (lambda defs: any("(user_id" in d for d in defs),
-                     "create index concurrently if not exists charfix_user_library_user on user_library (user_id);"),
-    "characters": (lambda defs: any("(user_id" in d for d in defs),
-                   "create index concurrently if not exists charfix_characters_user on characters (user_id);"),
-}
+# The app's portrait_count trigger counts a character's rows in user_library on every portrait row
+# inserted or moved (docs/domain.md section 6); without an index on character_id each count reads the
+# whole table, so a repair's insert slows as the library grows (docs/performance.md).
+LIBRARY_CHARACTER_INDEX = (
+    "create index concurrently if not exists charfix_user_library_character on user_library (character_id);"
+)
+NO_LIST_INDEX = "none that list-stuck can use (it still works, more slowly)"
+# (check name, table, the column it needs, whether an index definition serves, the statement, why)
+SUGGESTED = (
+    ("index on jobs", "jobs", None, lambda defs: any("character_portrait" in d for d in defs), PORTRAIT_INDEX,
+     NO_LIST_INDEX),
+    ("index on workspace_assets", "workspace_assets", None, lambda defs: any("(job_id" in d for d in defs),
+     "create index concurrently if not exists charfix_workspace_assets_job on workspace_assets (job_id);",
+     NO_LIST_INDEX),
+    ("index on user_library", "user_library", None, lambda defs: any("(user_id" in d for d in defs),
+     "create index concurrently if not exists charfix_user_library_user on user_library (user_id);", NO_LIST_INDEX),
+    ("index on characters", "characters", None, lambda defs: any("(user_id" in d for d in defs),
+     "create index concurrently if not exists charfix_characters_user on characters (user_id);", NO_LIST_INDEX),
+    ("index on user_library.character_id", "user_library", "character_id",
+     lambda defs: any("(character_id" in d for d in defs), LIBRARY_CHARACTER_INDEX,
+     "none: the app's portrait_count trigger reads every library row for each portrait row a repair inserts"),
+)
 WRITES = {"jobs": "UPDATE", "user_library": "INSERT, UPDATE", "characters": "UPDATE", "workspace_assets": None}
 
 
