@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import posixpath
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from uuid import UUID
@@ -166,11 +166,12 @@ class _Characters:
 
 
 def scan(backends: Backends, query: JobQuery, rules: Rules, *, page_size: int = PAGE_SIZE,
-         skip_saved: bool = False) -> Iterator[Diagnosis]:
+         skip_saved: bool = False, between_pages: Callable[[], bool] | None = None) -> Iterator[Diagnosis]:
     """Diagnose every portrait job of the query, page by page (memory stays flat). `skip_saved`: a
     caller that shows no saved job lets the jobs the catalogue in the database proves saved go
     unread; each still comes out, as a bare `saved` diagnosis, so counts stay exact
-    (docs/diagnosis.md, "Provably saved")."""
+    (docs/diagnosis.md, "Provably saved"). `between_pages` is called after a page's last diagnosis,
+    before the next page is read (no read of the scan is in flight then); False ends the scan there."""
     # One listing per folder per scan: later pages reuse what earlier pages listed (storage/base.py).
     backends = replace(backends, storage=backends.storage.remembering())
     after: Page | None = None
@@ -180,7 +181,7 @@ def scan(backends: Backends, query: JobQuery, rules: Rules, *, page_size: int = 
         read = iter(collect_facts(backends, [j for j in jobs if j.id not in skipped], link_window=rules.link_window))
         for job in jobs:
             yield unread_saved(job) if job.id in skipped else diagnose(next(read), rules)
-        if len(jobs) < page_size:
+        if len(jobs) < page_size or (between_pages is not None and not between_pages()):
             return
         after = Page(created_at=jobs[-1].created_at, id=jobs[-1].id)
 
