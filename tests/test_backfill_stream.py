@@ -120,6 +120,26 @@ def test_the_first_pages_are_repaired_before_the_scan_reads_its_last_page(seeded
     assert report.not_attempted == 0 and not report.scan_stopped
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_over_rest_jobs_are_repaired_as_the_scan_finds_them(seeded, monkeypatch, small_scan_pages, server, key, workers):
+    from test_backends import supabase_backends
+
+    jobs = _many_pages(seeded, incidents=20, pairs=1)
+    backends = supabase_backends(server, key)
+    watched = Watched(monkeypatch, backends)
+    repair_job = operations.repair_job
+
+    def watched_job(*args, **kwargs):
+        watched._note("repair job")
+        return repair_job(*args, **kwargs)
+
+    monkeypatch.setattr(operations, "repair_job", watched_job)
+    report = backfill(backends, selection(seeded), concurrency=workers, open_worker=partial(supabase_backends, server, key))
+    assert watched.events.count("scan page") > 3 and "repair page" not in watched.events
+    assert watched.index("repair job") < watched.index("scan page", last=True)
+    assert not report.failed and set(jobs) <= {r.job_id for r in report.repaired} and report.not_attempted == 0
+
+
 def _counts(report) -> dict:
     data = report.to_json()
     data["jobs"] = sorted((j["job_id"], j["outcome"], tuple(j["steps"])) for j in data.pop("jobs"))
