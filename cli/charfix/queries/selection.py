@@ -102,10 +102,12 @@ class Tally:
 
 
 def selected(backends: Backends, selection: Selection, tally: Tally, *,
-             progress: Callable[[Tally], None] | None = None) -> Iterator[Diagnosis]:
+             progress: Callable[[Tally], None] | None = None,
+             between_pages: Callable[[], bool] | None = None) -> Iterator[Diagnosis]:
     """Stream the wanted diagnoses, counting everything examined in `tally` (and telling `progress`
-    every few hundred jobs)."""
-    for diagnosis in scan(backends, selection.query, selection.rules, skip_saved=not selection.shows_saved):
+    every few hundred jobs). `between_pages`: see scan()."""
+    for diagnosis in scan(backends, selection.query, selection.rules, skip_saved=not selection.shows_saved,
+                          between_pages=between_pages):
         tally.examined += 1
         tally.by_state[diagnosis.state] += 1
         if progress is not None and tally.examined % PROGRESS_EVERY == 0:
