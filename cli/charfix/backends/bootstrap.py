@@ -75,8 +75,8 @@ def _catalogue(settings: Settings, repository: Repository) -> Catalogue | None:
 
 
 def _prefilter(repository: Repository, catalogue: Catalogue | None) -> Prefilter | None:
-    """Over Postgres, one statement per page proves most saved jobs saved (queries/prefilter.py); the
-    objects come from storage.objects when it is the catalogue, else from the scan's own listing."""
+    """Over Postgres, one statement per window of jobs proves most saved jobs saved (queries/prefilter.py);
+    the objects come from storage.objects when it is the catalogue, else from the scan's own listing."""
     from charfix.queries.prefilter import Prefilter as SqlPrefilter
     from charfix.repository.postgres import PostgresRepository
     from charfix.storage.catalogue import DatabaseCatalogue

@@ -34,11 +34,14 @@ from charfix.diagnosis.facts import PREFIX_LENGTH, THUMB_SUFFIX
 from charfix.models import LIBRARY_BUCKET, PORTRAIT, Job
 from charfix.repository.base import JobQuery
 from charfix.repository.postgres import PostgresRepository
-from charfix.repository.rows import END_OF_TIME
+from charfix.repository.rows import db_time
 from charfix.storage.base import Catalogue
 
-# The portrait jobs of the repository's page query (repository/postgres.py portrait_jobs): its index serves both.
-PORTRAIT_JOB = "(j.metadata->>'destination' = %(portrait)s or j.metadata->>'source' = %(portrait)s)"
+# The query's portrait jobs from a (created_at, id) on, as the repository's page query selects them
+# (repository/postgres.py portrait_jobs): its index serves both.
+WINDOW_JOBS = ("(j.metadata->>'destination' = %(portrait)s or j.metadata->>'source' = %(portrait)s) "
+               "and j.created_at >= %(since)s and (j.user_id = %(user_id)s::uuid or %(user_id)s::uuid is null) "
+               "and (j.created_at, j.id) >= (%(low_at)s::timestamptz, %(low_id)s)")
 WINDOW = 20_000  # portrait jobs proven by one statement during a scan: ids and keys only are kept
 UUID_TEXT = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 # No counted repetition ({1,200}) in these: Postgres expands it into that many states, and testing
@@ -96,8 +99,7 @@ def statement(repository: PostgresRepository, versions: str | None, *, window: b
     users' rows are joined by hashing (a window holds thousands of users)."""
     objects = _in_catalogue(versions) if versions is not None else ""
     if window:
-        jobs = (f"{PORTRAIT_JOB} and j.created_at >= %(since)s and (j.user_id = %(user_id)s::uuid or %(user_id)s::uuid is null) "
-                "and (j.created_at, j.id) >= (%(low_at)s::timestamptz, %(low_id)s) "
+        jobs = (f"{WINDOW_JOBS} "
                 "and (%(high_id)s::uuid is null or (j.created_at, j.id) <= (%(high_at)s::timestamptz, %(high_id)s))")
         users = "o.user_id in (select user_id from page)"
     else:
@@ -252,8 +254,6 @@ class Windowed:
     def provably_saved(self, jobs: Sequence[Job], objects: Catalogue) -> set[UUID]:
         if not jobs:
             return set()
-        if self.query.job_ids:
-            return self.prefilter.provably_saved(jobs, objects)
         if not self._covers(jobs):
             self._prove_from(_position(jobs[0]))
         return self.prefilter._confirmed({j.id: self.proven[j.id] for j in jobs if j.id in self.proven}, objects)
@@ -268,14 +268,13 @@ class Windowed:
     def _prove_from(self, low: tuple[datetime, UUID]) -> None:
         repository = self.prefilter.repository
         params: dict[str, Any] = {"since": self.query.since, "user_id": self.query.user_id, "portrait": PORTRAIT,
-                                  "bucket": LIBRARY_BUCKET, "low_at": _moment(low[0]), "low_id": low[1]}
+                                  "bucket": LIBRARY_BUCKET, "low_at": db_time(low[0]), "low_id": low[1]}
         # The window's last job: the portrait index walks WINDOW entries of it.
         end = repository.read(sql.SQL(
-            f"select j.created_at, j.id from jobs j where {PORTRAIT_JOB} and j.created_at >= %(since)s "
-            "and (j.user_id = %(user_id)s::uuid or %(user_id)s::uuid is null) and (j.created_at, j.id) >= (%(low_at)s::timestamptz, %(low_id)s) "
-            f"order by j.created_at, j.id offset {WINDOW - 1} limit 1"), params)
+            f"select j.created_at, j.id from jobs j where {WINDOW_JOBS} order by j.created_at, j.id offset {WINDOW - 1} limit 1"),
+            params)
         self.high = (end[0]["created_at"], end[0]["id"]) if end else None
-        params.update(high_at=_moment(self.high[0]) if self.high else None, high_id=self.high[1] if self.high else None)
+        params.update(high_at=db_time(self.high[0]) if self.high else None, high_id=self.high[1] if self.high else None)
         rows = repository.read(statement(repository, self.prefilter.versions, window=True), params)
         self.low = low
         self.proven = {row["id"]: row["storage_path"] for row in rows}
@@ -283,10 +282,6 @@ class Windowed:
 
 def _position(job: Job) -> tuple[datetime, UUID]:
     return job.created_at, job.id
-
-
-def _moment(at: datetime) -> datetime | str:
-    return "infinity" if at == END_OF_TIME else at  # a created_at Python cannot hold (repository/rows.py)
 
 
 def confirmed(proven: dict[UUID, str], objects: Catalogue) -> set[UUID]:

@@ -26,7 +26,7 @@ from charfix.models import PORTRAIT, Character, Job, LibraryItem, WorkspaceAsset
 from charfix.repository.base import (
     EARLIEST, OPEN_STATUSES, REQUIRED_COLUMNS, Backlog, JobQuery, Page, Schema, UserDirectory, prefix_range,
 )
-from charfix.repository.rows import END_OF_TIME, Unreadable, load_json, read_rows
+from charfix.repository.rows import Unreadable, db_time, load_json, read_rows
 from charfix.repository.writes import PostgresWrites, query
 
 M = TypeVar("M", bound=BaseModel)
@@ -72,8 +72,7 @@ class PostgresRepository(PostgresWrites):
         if after is not None:
             where.append(sql.SQL("(created_at, id) > (%(after_at)s::timestamptz, %(after_id)s)"))
             # A job whose created_at Python cannot hold (infinity) read as the end of time.
-            params.update(after_at="infinity" if after.created_at == END_OF_TIME else after.created_at,
-                          after_id=after.id)
+            params.update(after_at=db_time(after.created_at), after_id=after.id)
         statement = sql.SQL("select {cols} from jobs where {where} order by created_at, id limit %(limit)s").format(
             cols=self._columns("jobs"), where=sql.SQL(" and ").join(where)
         )

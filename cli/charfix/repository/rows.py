@@ -26,6 +26,11 @@ MAX_INT_DIGITS = 4_000  # Python refuses int() of more than 4,300 digits; such n
 END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 
 
+def db_time(at: datetime) -> datetime | str:
+    """A time read from a row, as a statement parameter: END_OF_TIME stands for Postgres' infinity."""
+    return "infinity" if at == END_OF_TIME else at
+
+
 class Unreadable:
     """A value an adapter could not read; `why` says what was wrong with it."""
 
